@@ -1,0 +1,40 @@
+"""Shared fixtures: users with each role on a private project in a nested group."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests_support.factories import make_group, make_project, make_token, make_user
+from projects.models import AccessLevel, GroupMember, ProjectMember
+
+
+@pytest.fixture
+def admin(db):
+    return make_user("root", admin=True)
+
+
+@pytest.fixture
+def world(db):
+    """A group ``acme`` with subgroup ``acme/platform`` and project ``acme/platform/svc``
+    (private), and one user per role. Owner and maintainer are group members, the rest
+    project members, so both paths of inheritance are exercised."""
+    owner = make_user("owner")
+    acme = make_group("acme", owner=owner)
+    platform = make_group("platform", parent=acme, owner=owner)
+    project = make_project(platform, "svc", creator=owner)
+    users = {"owner": owner}
+    maintainer = make_user("maintainer")
+    GroupMember.objects.create(group=platform, user=maintainer, access_level=AccessLevel.MAINTAINER)
+    users["maintainer"] = maintainer
+    for role, level in (("developer", 30), ("reporter", 20), ("guest", 10)):
+        user = make_user(role)
+        ProjectMember.objects.create(project=project, user=user, access_level=level)
+        users[role] = user
+    users["outsider"] = make_user("outsider")
+    return {"acme": acme, "platform": platform, "project": project, "users": users}
+
+
+@pytest.fixture
+def api_token():
+    """``api_token(user, scopes=["api"])`` -> secret of a new personal access token."""
+    return make_token

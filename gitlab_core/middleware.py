@@ -1,0 +1,66 @@
+"""Keep URL-encoded slashes in ``/api/v4/projects/:id`` and ``/api/v4/groups/:id``.
+
+python-gitlab sends ``acme%2Fsvc``; WSGI servers decode ``%2F`` in ``PATH_INFO``. Under
+gunicorn (``RAW_URI``) or uWSGI (``REQUEST_URI``) the raw path is used, so the id keeps
+its ``%2F``. Servers that give no raw path (Django's runserver and test servers) fall back
+to resolving the longest existing project or group path after the collection name.
+Route patterns capture the id with ``<str:...>`` and views ``unquote`` it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote, urlsplit
+
+API_PREFIX = "/api/v4/"
+_COLLECTIONS = ("projects", "groups")
+
+
+def _encode_segment(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+class RawPathMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith(API_PREFIX):
+            self._rewrite(request)
+        return self.get_response(request)
+
+    def _rewrite(self, request) -> None:
+        raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+        if raw:
+            raw_path = urlsplit(raw).path
+            request.META["RAW_REQUEST_PATH"] = raw_path
+            # Decode every segment but keep an encoded "/" encoded.
+            segments = [unquote(part) for part in raw_path.split("/")]
+            request.path_info = "/".join(_encode_segment(s) if "/" in s else s for s in segments)
+            return
+        request.META["RAW_REQUEST_PATH"] = quote(request.path_info)
+        rest = request.path_info[len(API_PREFIX) :].split("/")
+        if len(rest) < 3 or rest[0] not in _COLLECTIONS or rest[1].isdigit():
+            return
+        prefix_len = _longest_existing_path(rest[0], rest[1:])
+        if prefix_len > 1:
+            joined = "/".join(rest[1 : 1 + prefix_len])
+            new_rest = [rest[0], _encode_segment(joined), *rest[1 + prefix_len :]]
+            request.path_info = API_PREFIX + "/".join(new_rest)
+
+
+def _longest_existing_path(collection: str, segments: list[str]) -> int:
+    from projects.models import Namespace, Project
+
+    candidates = ["/".join(segments[:n]).lower() for n in range(len(segments), 1, -1)]
+    if collection == "projects":
+        found = set(Project.objects.filter(full_path_lower__in=candidates).values_list("full_path_lower", flat=True))
+    else:
+        found = set(
+            Namespace.objects.filter(kind="group", full_path_lower__in=candidates).values_list(
+                "full_path_lower", flat=True
+            )
+        )
+    for n in range(len(segments), 1, -1):
+        if "/".join(segments[:n]).lower() in found:
+            return n
+    return 0

@@ -1,0 +1,193 @@
+"""Users, personal access tokens and the application-settings singleton."""
+
+from __future__ import annotations
+
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from gitlab_core import tokens
+
+PAT_SCOPES = (
+    "api",
+    "read_api",
+    "read_user",
+    "read_repository",
+    "write_repository",
+    "read_registry",
+    "write_registry",
+    "sudo",
+    "admin_mode",
+    "self_rotate",
+    "create_runner",
+    "manage_runner",
+    "k8s_proxy",
+    "ai_features",
+    "read_service_ping",
+    "read_virtual_registry",
+    "write_virtual_registry",
+)
+
+
+class User(AbstractUser):
+    """A GitLab user. ``is_superuser`` is GitLab's instance-admin flag."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        BLOCKED = "blocked"
+        DEACTIVATED = "deactivated"
+
+    # AbstractUser's first/last names are unused; GitLab has one display name.
+    name = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=255, unique=True, null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    two_factor_enabled = models.BooleanField(default=False)
+    can_create_group = models.BooleanField(default=True)
+    projects_limit = models.PositiveIntegerField(default=100000)
+    external = models.BooleanField(default=False)
+    note = models.TextField(blank=True, null=True)
+
+    objects = UserManager()
+
+    class Meta:
+        db_table = "users"
+        constraints = [
+            models.UniqueConstraint(models.functions.Lower("username"), name="users_username_ci_unique"),
+        ]
+
+    def save(self, *args, **kwargs):
+        # Django's is_active gates admin sign-in; it follows GitLab's state.
+        self.is_active = self.state == self.State.ACTIVE
+        if self.is_superuser:
+            self.is_staff = True
+        if not self.name:
+            self.name = self.username
+        super().save(*args, **kwargs)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_superuser
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.state == self.State.ACTIVE
+
+
+class PersonalAccessTokenQuerySet(models.QuerySet):
+    def active(self) -> PersonalAccessTokenQuerySet:
+        today = timezone.now().date()
+        return self.filter(revoked=False).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=today))
+
+
+class PersonalAccessToken(models.Model):
+    """Only the SHA-256 digest of the secret is stored; the secret is shown once."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="personal_access_tokens")
+    name = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    expires_at = models.DateField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Rotation links the new token to the one it replaced (a "token family").
+    previous = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next")
+
+    objects = PersonalAccessTokenQuerySet.as_manager()
+
+    class Meta:
+        db_table = "personal_access_tokens"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user.username})"
+
+    def set_secret(self) -> str:
+        secret = tokens.generate_secret(tokens.PAT_PREFIX)
+        self.token_digest = tokens.digest(secret)
+        return secret
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now().date()
+
+    @property
+    def active(self) -> bool:
+        return not self.revoked and not self.expired
+
+
+class ApplicationSettings(models.Model):
+    """The instance-wide settings singleton (always row id 1)."""
+
+    container_registry_token_expire_delay = models.IntegerField(
+        default=5,
+        validators=[MinValueValidator(1, "must be greater than 0")],
+        verbose_name="Authorization token duration (minutes)",
+        help_text="Lifetime of the tokens that /jwt/auth issues for the container registry.",
+    )
+    container_expiration_policies_enable_historic_entries = models.BooleanField(
+        default=False,
+        verbose_name="Enable cleanup policies for projects created earlier",
+        help_text="Legacy GitLab flag; kept for API compatibility.",
+    )
+    container_registry_cleanup_tags_service_max_list_size = models.IntegerField(
+        default=200,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Cleanup policy maximum number of tags to be deleted",
+        help_text="Tags a single cleanup run considers per repository; 0 means no limit.",
+    )
+    container_registry_delete_tags_service_timeout = models.IntegerField(
+        default=250,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Container Registry delete tags service execution timeout (seconds)",
+        help_text="Time budget for deleting tags in one run; 0 means no limit.",
+    )
+    container_registry_expiration_policies_caching = models.BooleanField(
+        default=True,
+        verbose_name="Enable container expiration caching",
+        help_text="Cache tag creation times between cleanup runs.",
+    )
+    container_registry_expiration_policies_worker_capacity = models.IntegerField(
+        default=4,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Cleanup policy maximum workers running concurrently",
+        help_text="0 means cleanup policies never run.",
+    )
+    container_expiration_policy_enabled_by_default = models.BooleanField(
+        default=False,
+        verbose_name="Enable cleanup policies for new projects",
+        help_text="Whether the cleanup policy of a newly created project starts enabled.",
+    )
+    container_registry_vendor = models.CharField(max_length=255, blank=True, default="", editable=False)
+    container_registry_version = models.CharField(max_length=255, blank=True, default="", editable=False)
+    container_registry_features = models.JSONField(default=list, blank=True, editable=False)
+    default_projects_limit = models.IntegerField(default=100000, validators=[MinValueValidator(0)])
+    signup_enabled = models.BooleanField(default=False)
+    default_project_visibility = models.CharField(
+        max_length=16, default="private", choices=[(v, v) for v in ("private", "internal", "public")]
+    )
+    default_group_visibility = models.CharField(
+        max_length=16, default="private", choices=[(v, v) for v in ("private", "internal", "public")]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "application_settings"
+        verbose_name = "application settings"
+        verbose_name_plural = "application settings"
+
+    def __str__(self) -> str:
+        return "Application settings"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def current(cls) -> ApplicationSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj

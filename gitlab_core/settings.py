@@ -1,0 +1,199 @@
+"""Django settings, read from the environment.
+
+Defaults run from a fresh checkout without any server: SQLite in ``var/`` and a
+filesystem Celery broker. Production differs only by environment variables
+(``DATABASE_URL``, ``CELERY_BROKER_URL``, ...); see ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from gitlab_core.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random value of at least 32 characters when DEBUG is off "
+        "(the development key is refused)."
+    )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "gitlab_core",
+    "projects",
+    "container_registry",
+    "jwt_auth",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "gitlab_core.middleware.RawPathMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gitlab_core.urls"
+WSGI_APPLICATION = "gitlab_core.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "gitlab_core" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process, the worker and beat share one SQLite file.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "gitlab_core.User"
+
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL.startswith("redis"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    # A database cache is shared by every process on the embedded default (web, worker).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "gitlab_cache"}}
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gitlab_core.api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "gitlab_core.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+}
+
+# --- Container registry -------------------------------------------------------------
+REGISTRY_API_URL = env_str("REGISTRY_API_URL", "http://localhost:5000")
+REGISTRY_HOST_PORT = env_str("REGISTRY_HOST_PORT", "localhost:5000")
+REGISTRY_ISSUER = env_str("REGISTRY_ISSUER", "gitlab-issuer")
+REGISTRY_SERVICE = "container_registry"
+# The first key signs; further keys (comma-separated) stay trusted for rotation.
+REGISTRY_KEY_PATH = env_str("REGISTRY_KEY_PATH", str(VAR_DIR / "registry.key"))
+REGISTRY_EXTRA_KEY_PATHS = env_list("REGISTRY_EXTRA_KEY_PATHS", [])
+REGISTRY_NOTIFICATION_SECRET = env_str("REGISTRY_NOTIFICATION_SECRET", "")
+REGISTRY_REQUEST_TIMEOUT = env_int("REGISTRY_REQUEST_TIMEOUT", 15, minimum=1)
+
+# Failed-authentication ban for /jwt/auth (GitLab's packaged defaults).
+AUTH_BAN_ENABLED = env_bool("AUTH_BAN_ENABLED", True)
+AUTH_BAN_MAX_RETRY = env_int("AUTH_BAN_MAX_RETRY", 30, minimum=1)
+AUTH_BAN_FIND_TIME = env_int("AUTH_BAN_FIND_TIME", 180, minimum=1)
+AUTH_BAN_TIME = env_int("AUTH_BAN_TIME", 3600, minimum=1)
+AUTH_BAN_IP_ALLOWLIST = env_list("AUTH_BAN_IP_ALLOWLIST", [])
+
+# Password logins to /jwt/auth (GitLab: "password authentication for Git").
+PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT", True)
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = VAR_DIR / "broker"
+    for sub in ("out", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "data_folder_processed": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+# The one beat schedule. Each entry says why it runs when it does.
+CELERY_BEAT_SCHEDULE = {
+    # GitLab runs ContainerExpirationPolicyWorker hourly at minute 50.
+    "cleanup-policy-scheduler": {
+        "task": "container_registry.schedule_cleanup_policies",
+        "schedule": crontab(minute=env_str("CLEANUP_POLICY_CRON_MINUTE", "50")),
+    },
+    # GitLab's ContainerRegistry::CleanupWorker: every 5 minutes, reset stale deletions
+    # and launch due repository deletions.
+    "repository-deletion-scheduler": {
+        "task": "container_registry.schedule_repository_deletions",
+        "schedule": crontab(minute=env_str("DELETION_CRON_MINUTE", "*/5")),
+    },
+}
+
+# --- Logging: one JSON object per line ---------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "gitlab_core.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from gitlab_core.api.errors import api_not_found
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("jwt/", include("jwt_auth.urls")),
+    path("api/v4/", include("gitlab_core.api_urls")),
+    path("-/", include("gitlab_core.health_urls")),
+]
+
+handler404 = "gitlab_core.api.errors.page_not_found"

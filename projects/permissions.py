@@ -1,0 +1,271 @@
+"""The one place that answers "what may this actor do here".
+
+An actor is a ``User`` (possibly an instance admin), ``None`` for an anonymous caller,
+or a ``DeployToken``. The REST API, the token realm and the admin pages ask these
+functions; nothing else checks membership inline.
+
+Abilities follow GitLab's ProjectPolicy/GroupPolicy for the parts this service needs
+(``api-contract.md`` §1.5-1.6, ``gitlab-reference.md`` §2.7).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Max, Q, QuerySet
+from django.utils import timezone
+
+from gitlab_core.models import User
+from projects.models import (
+    AccessLevel,
+    DeployToken,
+    GroupMember,
+    Namespace,
+    Project,
+    ProjectMember,
+    RegistryAccessLevel,
+    Visibility,
+)
+
+Actor = User | DeployToken | None
+
+# Project abilities.
+READ_PROJECT = "read_project"
+READ_CONTAINER_IMAGE = "read_container_image"
+CREATE_CONTAINER_IMAGE = "create_container_image"
+DESTROY_CONTAINER_IMAGE = "destroy_container_image"
+ADMIN_CONTAINER_IMAGE = "admin_container_image"
+UPDATE_PROJECT = "update_project"
+CHANGE_NAMESPACE_ATTRIBUTES = "change_visibility_level"  # rename, re-path, visibility
+REMOVE_PROJECT = "remove_project"
+READ_MEMBERS = "read_project_member"
+ADMIN_PROJECT_MEMBER = "admin_project_member"
+ADMIN_DEPLOY_TOKENS = "admin_deploy_token"
+# Group abilities.
+READ_GROUP = "read_group"
+READ_GROUP_CONTAINER_IMAGES = "read_group_container_image"
+CREATE_SUBGROUP = "create_subgroup"
+CREATE_PROJECTS = "create_projects"
+ADMIN_GROUP_MEMBER = "admin_group_member"
+READ_GROUP_MEMBERS = "read_group_member"
+
+_ALL_PROJECT = frozenset(
+    {
+        READ_PROJECT,
+        READ_CONTAINER_IMAGE,
+        CREATE_CONTAINER_IMAGE,
+        DESTROY_CONTAINER_IMAGE,
+        ADMIN_CONTAINER_IMAGE,
+        UPDATE_PROJECT,
+        CHANGE_NAMESPACE_ATTRIBUTES,
+        REMOVE_PROJECT,
+        READ_MEMBERS,
+        ADMIN_PROJECT_MEMBER,
+        ADMIN_DEPLOY_TOKENS,
+    }
+)
+_ALL_GROUP = frozenset(
+    {READ_GROUP, READ_GROUP_CONTAINER_IMAGES, CREATE_SUBGROUP, CREATE_PROJECTS, ADMIN_GROUP_MEMBER, READ_GROUP_MEMBERS}
+)
+_REGISTRY_ABILITIES = frozenset(
+    {READ_CONTAINER_IMAGE, CREATE_CONTAINER_IMAGE, DESTROY_CONTAINER_IMAGE, ADMIN_CONTAINER_IMAGE}
+)
+_REGISTRY_WRITE = {CREATE_CONTAINER_IMAGE: 30, DESTROY_CONTAINER_IMAGE: 30, ADMIN_CONTAINER_IMAGE: 40}
+
+
+def _active_members(qs: QuerySet) -> QuerySet:
+    today = timezone.now().date()
+    return qs.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
+
+
+def group_access_level(user: User | None, namespace: Namespace) -> int | None:
+    """Effective access on a group: the maximum over the group and its ancestors."""
+    if user is None or not namespace.is_group:
+        return None
+    ids = namespace.self_and_ancestor_ids()
+    level = _active_members(GroupMember.objects.filter(user=user, group_id__in=ids)).aggregate(m=Max("access_level"))
+    return level["m"]
+
+
+def project_access_level(user: User | None, project: Project) -> int | None:
+    """Effective access on a project: max(direct membership, inherited group membership).
+
+    The owner of a personal namespace is the Owner of its projects.
+    """
+    if user is None:
+        return None
+    levels = []
+    direct = _active_members(ProjectMember.objects.filter(user=user, project=project)).aggregate(m=Max("access_level"))[
+        "m"
+    ]
+    if direct is not None:
+        levels.append(direct)
+    namespace = project.namespace
+    if namespace.is_group:
+        inherited = group_access_level(user, namespace)
+        if inherited is not None:
+            levels.append(inherited)
+    elif namespace.owner_id == user.pk:
+        levels.append(AccessLevel.OWNER)
+    return max(levels) if levels else None
+
+
+def _can_see(user: User | None, visibility: int, level: int | None) -> bool:
+    if visibility == Visibility.PUBLIC:
+        return True
+    if user is None:
+        return False
+    if level is not None:
+        return True
+    return visibility == Visibility.INTERNAL and not user.external
+
+
+def project_abilities(actor: Actor, project: Project) -> frozenset[str]:
+    """Everything ``actor`` may do on ``project``."""
+    if project.pending_delete:
+        return frozenset()
+    if isinstance(actor, DeployToken):
+        return deploy_token_abilities(actor, project)
+    user = actor
+    if user is not None and not user.can_log_in:
+        return frozenset()
+    registry_on = project.container_registry_access_level != RegistryAccessLevel.DISABLED
+    if user is not None and user.is_admin:
+        return _ALL_PROJECT if registry_on else _ALL_PROJECT - _REGISTRY_ABILITIES
+    level = project_access_level(user, project)
+    if not _can_see(user, project.visibility, level):
+        return frozenset()
+    abilities = {READ_PROJECT, READ_MEMBERS}
+    if registry_on:
+        registry_private = project.container_registry_access_level == RegistryAccessLevel.PRIVATE
+        if (level or 0) >= AccessLevel.REPORTER or (not registry_private and project.visibility != Visibility.PRIVATE):
+            abilities.add(READ_CONTAINER_IMAGE)
+        for ability, minimum in _REGISTRY_WRITE.items():
+            if (level or 0) >= minimum:
+                abilities.add(ability)
+    if (level or 0) >= AccessLevel.MAINTAINER:
+        abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS}
+    if (level or 0) >= AccessLevel.OWNER:
+        abilities |= {CHANGE_NAMESPACE_ATTRIBUTES, REMOVE_PROJECT}
+    return frozenset(abilities)
+
+
+def deploy_token_abilities(token: DeployToken, project: Project) -> frozenset[str]:
+    """A project deploy token acts on its own project only, through its scopes."""
+    if not token.active or token.project_id != project.pk or project.pending_delete:
+        return frozenset()
+    if project.container_registry_access_level == RegistryAccessLevel.DISABLED:
+        return frozenset()
+    abilities = set()
+    if "read_registry" in token.scopes:
+        abilities.add(READ_CONTAINER_IMAGE)
+    if "write_registry" in token.scopes:
+        abilities.add(CREATE_CONTAINER_IMAGE)
+    return frozenset(abilities)
+
+
+def can(actor: Actor, ability: str, subject: Project | Namespace) -> bool:
+    if isinstance(subject, Project):
+        return ability in project_abilities(actor, subject)
+    return ability in group_abilities(actor, subject)
+
+
+def group_abilities(actor: Actor, group: Namespace) -> frozenset[str]:
+    if isinstance(actor, DeployToken) or not group.is_group:
+        return frozenset()
+    user = actor
+    if user is not None and not user.can_log_in:
+        return frozenset()
+    if user is not None and user.is_admin:
+        return _ALL_GROUP
+    level = group_access_level(user, group)
+    visible = _can_see(user, group.visibility, level) or _member_below(user, group)
+    if not visible:
+        return frozenset()
+    abilities = {READ_GROUP, READ_GROUP_MEMBERS}
+    if (level or 0) >= AccessLevel.REPORTER:
+        abilities.add(READ_GROUP_CONTAINER_IMAGES)
+    if (level or 0) >= AccessLevel.DEVELOPER:
+        abilities.add(CREATE_PROJECTS)
+    if (level or 0) >= AccessLevel.MAINTAINER:
+        abilities.add(CREATE_SUBGROUP)
+    if (level or 0) >= AccessLevel.OWNER:
+        abilities.add(ADMIN_GROUP_MEMBER)
+    return frozenset(abilities)
+
+
+def _member_below(user: User | None, group: Namespace) -> bool:
+    """GitLab shows a private group to members of any of its subgroups or projects."""
+    if user is None:
+        return False
+    ids = group.self_and_descendant_ids()
+    return (
+        _active_members(GroupMember.objects.filter(user=user, group_id__in=ids)).exists()
+        or _active_members(ProjectMember.objects.filter(user=user, project__namespace_id__in=ids)).exists()
+    )
+
+
+def can_create_project_in(user: User | None, namespace: Namespace) -> bool:
+    if user is None or not user.can_log_in:
+        return False
+    if user.is_admin:
+        return True
+    if namespace.is_group:
+        return CREATE_PROJECTS in group_abilities(user, namespace)
+    return namespace.owner_id == user.pk
+
+
+def can_create_group(user: User | None, parent: Namespace | None) -> bool:
+    if user is None or not user.can_log_in:
+        return False
+    if user.is_admin:
+        return True
+    if parent is None:
+        return user.can_create_group
+    return CREATE_SUBGROUP in group_abilities(user, parent)
+
+
+# --- Selectors: what an actor can see ---------------------------------------------------
+
+
+def _member_namespace_ids(user: User) -> set[int]:
+    """Groups the user is a member of, with all their descendants."""
+    direct = set(_active_members(GroupMember.objects.filter(user=user)).values_list("group_id", flat=True))
+    result = set(direct)
+    frontier = set(direct)
+    while frontier:
+        frontier = set(Namespace.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)) - result
+        result |= frontier
+    return result
+
+
+def visible_projects(user: User | None) -> QuerySet[Project]:
+    qs = Project.objects.filter(pending_delete=False)
+    if user is not None and user.is_admin:
+        return qs
+    if user is None or not user.can_log_in:
+        return qs.filter(visibility=Visibility.PUBLIC)
+    condition = Q(visibility=Visibility.PUBLIC) | Q(namespace__owner=user)
+    if not user.external:
+        condition |= Q(visibility=Visibility.INTERNAL)
+    member_projects = _active_members(ProjectMember.objects.filter(user=user)).values("project_id")
+    condition |= Q(pk__in=member_projects) | Q(namespace_id__in=_member_namespace_ids(user))
+    return qs.filter(condition)
+
+
+def visible_groups(user: User | None) -> QuerySet[Namespace]:
+    qs = Namespace.objects.filter(kind=Namespace.Kind.GROUP)
+    if user is not None and user.is_admin:
+        return qs
+    if user is None or not user.can_log_in:
+        return qs.filter(visibility=Visibility.PUBLIC)
+    condition = Q(visibility=Visibility.PUBLIC)
+    if not user.external:
+        condition |= Q(visibility=Visibility.INTERNAL)
+    ids = _member_namespace_ids(user)
+    # Ancestors of groups and projects the user belongs to are visible too.
+    project_ns = set(
+        _active_members(ProjectMember.objects.filter(user=user)).values_list("project__namespace_id", flat=True)
+    )
+    for ns in Namespace.objects.filter(pk__in=ids | project_ns):
+        ids.update(ns.self_and_ancestor_ids())
+    condition |= Q(pk__in=ids)
+    return qs.filter(condition)
