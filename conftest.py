@@ -1,5 +1,7 @@
 """Shared fixtures: users with each role on a private project in a nested group."""
 
+pytest_plugins = ["tests_support.registry_fixtures"]
+
 from __future__ import annotations
 
 import pytest
