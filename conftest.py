@@ -1,13 +1,13 @@
 """Shared fixtures: users with each role on a private project in a nested group."""
 
-pytest_plugins = ["tests_support.registry_fixtures"]
-
 from __future__ import annotations
 
 import pytest
 
-from tests_support.factories import make_group, make_project, make_token, make_user
 from projects.models import AccessLevel, GroupMember, ProjectMember
+from tests_support.factories import make_group, make_project, make_token, make_user
+
+pytest_plugins = ["tests_support.registry_fixtures"]
 
 
 @pytest.fixture

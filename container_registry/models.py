@@ -161,6 +161,9 @@ class RegistryEvent(models.Model):
     class Meta:
         db_table = "container_registry_events"
 
+    def __str__(self) -> str:
+        return f"{self.action} {self.repository} ({self.event_id})"
+
 
 class ProjectRegistryStatistics(models.Model):
     project = models.OneToOneField(
@@ -172,3 +175,6 @@ class ProjectRegistryStatistics(models.Model):
 
     class Meta:
         db_table = "project_registry_statistics"
+
+    def __str__(self) -> str:
+        return f"registry statistics of project {self.project_id}"

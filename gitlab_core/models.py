@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.validators import MinValueValidator
 from django.db import models

@@ -3,8 +3,6 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from gitlab_core.api.errors import api_not_found
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("jwt/", include("jwt_auth.urls")),

@@ -206,6 +206,9 @@ class MemberBase(models.Model):
     class Meta:
         abstract = True
 
+    def __str__(self) -> str:
+        return f"{self.user_id} ({AccessLevel(self.access_level).label})"
+
     @property
     def active(self) -> bool:
         return self.expires_at is None or self.expires_at > timezone.now().date()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gitlab_core.models import PersonalAccessToken, User
-from projects.models import AccessLevel, GroupMember, Namespace, Project, Visibility
+from projects.models import AccessLevel, GroupMember, Namespace, Visibility
 
 
 def make_user(username: str, *, admin: bool = False, password: str = "password123", **extra) -> User:
