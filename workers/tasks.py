@@ -1,3 +1,6 @@
 """Celery task modules. ``autodiscover_tasks(["workers"])`` imports this module."""
 
 from __future__ import annotations
+
+from workers.cleanup import *  # noqa: F403
+from workers.deletion import *  # noqa: F403

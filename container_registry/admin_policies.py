@@ -1,0 +1,3 @@
+"""Admin pages for cleanup policies."""
+
+from __future__ import annotations

@@ -1,0 +1,36 @@
+"""Errors of the registry client.
+
+Transient faults (connection refused, timeouts, 5xx, 429) are worth retrying with
+backoff; permanent ones (unknown repository, deletes disabled, a fresh token refused)
+are not.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class of every registry client error."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class TransientRegistryError(RegistryError):
+    """Connection refused, timeout, 5xx or 429: retry later."""
+
+
+class PermanentRegistryError(RegistryError):
+    """The registry answered and will answer the same again: do not retry."""
+
+
+class RegistryNotFound(PermanentRegistryError):
+    """404 NAME_UNKNOWN / MANIFEST_UNKNOWN."""
+
+
+class RegistryDeleteDisabled(PermanentRegistryError):
+    """405: the registry runs without ``storage.delete.enabled``."""
+
+
+class RegistryUnauthorized(PermanentRegistryError):
+    """401 even with a freshly minted token: our key or issuer is not trusted."""

@@ -1,0 +1,5 @@
+"""Maintenance functions (deletion)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Maintenance functions (usage)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

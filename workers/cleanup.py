@@ -1,0 +1,5 @@
+"""Celery tasks (cleanup)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Celery tasks (deletion)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
