@@ -8,4 +8,5 @@ class ContainerRegistryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        import container_registry.deletion_signals  # noqa: F401
         from container_registry import signals  # noqa: F401

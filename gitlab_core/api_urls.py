@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("gitlab_core.api.urls")),
     path("", include("projects.api_urls")),
     path("", include("container_registry.api_urls")),
+    path("", include("container_registry.api_cleanup_urls")),
     re_path(r"^.*$", api_not_found),
 ]

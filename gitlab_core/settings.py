@@ -52,6 +52,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "gitlab_core.middleware.RawPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from STATIC_ROOT (collectstatic) under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -79,10 +81,21 @@ TEMPLATES = [
     },
 ]
 
+
+def _database_from_url(url: str, conn_max_age: int) -> dict:
+    # Only SQLite and PostgreSQL drivers are installed; the URL is not echoed (it may hold a password).
+    if url.split("://", 1)[0] not in ("sqlite", "postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfigured("DATABASE_URL must start with sqlite:// or postgres://")
+    try:
+        return dj_database_url.parse(url, conn_max_age=conn_max_age)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL ({type(exc).__name__})") from None
+
+
 DATABASES = {
-    "default": dj_database_url.parse(
+    "default": _database_from_url(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -98,6 +111,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "gitlab_core.User"
 
 CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured("CACHE_URL must be empty (database cache) or a redis:// URL")
 if CACHE_URL.startswith("redis"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
 else:
@@ -118,6 +133,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at start-up when it is missing
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
@@ -157,14 +173,18 @@ PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENAB
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.split("://", 1)[0] not in ("filesystem", "redis", "rediss", "memory"):
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be filesystem://, redis://, rediss:// or memory://")
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "data_folder_processed": str(_broker_dir / "processed"),
+        # kombu otherwise creates "control/" in the working directory for worker pidboxes.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

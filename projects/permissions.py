@@ -39,6 +39,8 @@ REMOVE_PROJECT = "remove_project"
 READ_MEMBERS = "read_project_member"
 ADMIN_PROJECT_MEMBER = "admin_project_member"
 ADMIN_DEPLOY_TOKENS = "admin_deploy_token"
+# Grant, change or remove the Owner role of a project member (Owners only).
+MANAGE_PROJECT_OWNERS = "manage_owners"
 # Group abilities.
 READ_GROUP = "read_group"
 READ_GROUP_CONTAINER_IMAGES = "read_group_container_image"
@@ -60,6 +62,7 @@ _ALL_PROJECT = frozenset(
         READ_MEMBERS,
         ADMIN_PROJECT_MEMBER,
         ADMIN_DEPLOY_TOKENS,
+        MANAGE_PROJECT_OWNERS,
     }
 )
 _ALL_GROUP = frozenset(
@@ -144,7 +147,7 @@ def project_abilities(actor: Actor, project: Project) -> frozenset[str]:
     if (level or 0) >= AccessLevel.MAINTAINER:
         abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS}
     if (level or 0) >= AccessLevel.OWNER:
-        abilities |= {CHANGE_NAMESPACE_ATTRIBUTES, REMOVE_PROJECT}
+        abilities |= {CHANGE_NAMESPACE_ATTRIBUTES, REMOVE_PROJECT, MANAGE_PROJECT_OWNERS}
     return frozenset(abilities)
 
 
@@ -269,3 +272,33 @@ def visible_groups(user: User | None) -> QuerySet[Namespace]:
         ids.update(ns.self_and_ancestor_ids())
     condition |= Q(pk__in=ids)
     return qs.filter(condition)
+
+
+# --- CI jobs ------------------------------------------------------------------------------
+BUILD_READ_CONTAINER_IMAGE = "build_read_container_image"
+BUILD_CREATE_CONTAINER_IMAGE = "build_create_container_image"
+BUILD_DESTROY_CONTAINER_IMAGE = "build_destroy_container_image"
+
+
+def ci_job_abilities(job, project: Project) -> frozenset[str]:
+    """What a running CI job (``projects.models.CiJob``) may do with ``project``'s images.
+
+    GitLab's build abilities: a job pulls, pushes and deletes in its own project; in
+    another project it only pulls, and only when its user is a member there (Guest+, an
+    admin who is not a member gets nothing) or the project's registry is public.
+    """
+    if project.pending_delete or project.container_registry_access_level == RegistryAccessLevel.DISABLED:
+        return frozenset()
+    if job.project_id == project.pk:
+        return frozenset({BUILD_READ_CONTAINER_IMAGE, BUILD_CREATE_CONTAINER_IMAGE, BUILD_DESTROY_CONTAINER_IMAGE})
+    user = job.user
+    if user is None or not user.can_log_in:
+        return frozenset()
+    level = project_access_level(user, project)
+    public_registry = (
+        project.visibility == Visibility.PUBLIC
+        and project.container_registry_access_level == RegistryAccessLevel.ENABLED
+    )
+    if (level or 0) >= AccessLevel.GUEST or public_registry:
+        return frozenset({BUILD_READ_CONTAINER_IMAGE})
+    return frozenset()

@@ -1,9 +1,40 @@
-"""Writes to groups, projects, memberships and deploy tokens."""
+"""Writes to groups, projects, memberships and deploy tokens.
+
+Services validate what the request layer cannot (uniqueness, path rules, visibility
+against the parent, the Owner rules of memberships) and raise ``ApiError`` in GitLab's
+shapes. Anything that writes more than once is atomic: on failure nothing changes.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from gitlab_core.api.errors import bad_request, conflict, forbidden
 from gitlab_core.models import User
-from projects.models import Namespace, Project
+from gitlab_core.services import valid_path
+from projects import permissions
+from projects.models import (
+    AccessLevel,
+    DeployToken,
+    GroupMember,
+    Namespace,
+    Project,
+    ProjectMember,
+    Visibility,
+)
+from projects.signals import project_deletion_requested
+
+PATH_PROBLEM = (
+    "can contain only letters, digits, '_', '-' and '.'. Cannot start or end with '-' or '.', "
+    "end in '.git' or end in '.atom'"
+)
+DEPLOY_USERNAME_RE = re.compile(r"\A[A-Za-z0-9._+-]+\Z")
+LAST_OWNER = "A group must have at least one owner"
 
 
 def create_project_records(
@@ -27,3 +58,340 @@ def create_project_records(
         description=description,
         container_registry_access_level=container_registry_access_level,
     )
+
+
+def slugify_path(name: str) -> str:
+    """GitLab's default project path for a name: lower-case, runs of other characters
+    become ``-``, no separator at either end."""
+    slug = re.sub(r"[^a-z0-9_.]+", "-", name.lower())
+    return re.sub(r"\A[-._]+|[-._]+\Z", "", slug)
+
+
+def personal_namespace(user: User) -> Namespace:
+    """The user's personal namespace, created on first use (e.g. for a user made by
+    ``createsuperuser``). Raises 400 when a group already holds that path."""
+    existing = Namespace.objects.filter(owner=user, kind=Namespace.Kind.USER).first()
+    if existing is not None:
+        return existing
+    if Namespace.objects.filter(full_path_lower=user.username.lower()).exists():
+        raise bad_request({"namespace": ["is not valid"]})
+    return Namespace.objects.create(kind=Namespace.Kind.USER, name=user.name, path=user.username, owner=user)
+
+
+def _full_path_taken(full_path: str, *, exclude_project: int | None = None) -> bool:
+    # Projects and namespaces share one path space (GitLab's routes table).
+    lowered = full_path.lower()
+    projects = Project.objects.filter(full_path_lower=lowered)
+    if exclude_project is not None:
+        projects = projects.exclude(pk=exclude_project)
+    return projects.exists() or Namespace.objects.filter(full_path_lower=lowered).exists()
+
+
+# --- groups -------------------------------------------------------------------------------
+
+
+def _group_visibility_problem(visibility: int, parent: Namespace | None) -> str | None:
+    if parent is not None and visibility > parent.visibility:
+        return (
+            f"{Visibility(visibility).label} is not allowed since the parent group has a "
+            f"{parent.visibility_name} visibility."
+        )
+    return None
+
+
+def create_group(
+    *,
+    creator: User,
+    name: str,
+    path: str,
+    parent: Namespace | None,
+    visibility: int,
+    description: str = "",
+) -> Namespace:
+    """Create a (sub)group; the creator becomes its direct Owner.
+
+    Raises ``ApiError`` 400 ("Failed to save group ...") for a bad or taken path and for
+    a visibility above the parent's.
+    """
+    if not valid_path(path):
+        raise bad_request(f'Failed to save group {{:path=>["{PATH_PROBLEM}"]}}')
+    full_path = f"{parent.full_path}/{path}" if parent else path
+    if _full_path_taken(full_path):
+        raise bad_request('Failed to save group {:path=>["has already been taken"]}')
+    problem = _group_visibility_problem(visibility, parent)
+    if problem:
+        raise bad_request({"visibility_level": [problem]})
+    try:
+        with transaction.atomic():
+            group = Namespace.objects.create(
+                kind=Namespace.Kind.GROUP,
+                name=name,
+                path=path,
+                parent=parent,
+                visibility=visibility,
+                description=description,
+            )
+            GroupMember.objects.create(group=group, user=creator, access_level=AccessLevel.OWNER, created_by=creator)
+    except IntegrityError:
+        raise bad_request('Failed to save group {:path=>["has already been taken"]}')
+    return group
+
+
+# --- projects -----------------------------------------------------------------------------
+
+
+def _project_problems(
+    *, namespace: Namespace, name: str, path: str, visibility: int, project: Project | None = None
+) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    exclude = project.pk if project else None
+    if not valid_path(path):
+        problems["path"] = [PATH_PROBLEM]
+    elif _full_path_taken(f"{namespace.full_path}/{path}", exclude_project=exclude):
+        problems["path"] = ["has already been taken"]
+    if not name.strip():
+        problems["name"] = ["can't be blank"]
+    elif namespace.projects.filter(name__iexact=name, pending_delete=False).exclude(pk=exclude).exists():
+        problems["name"] = ["has already been taken"]
+    if namespace.is_group and visibility > namespace.visibility:
+        problems["visibility_level"] = [
+            f"{Visibility(visibility).label} is not allowed in a {namespace.visibility_name} group."
+        ]
+    return problems
+
+
+def create_project(
+    *,
+    creator: User,
+    namespace: Namespace,
+    name: str,
+    path: str,
+    visibility: int,
+    description: str | None = None,
+    container_registry_access_level: str = "enabled",
+) -> Project:
+    """Create a project (and, through ``post_save``, its default cleanup policy).
+
+    In a personal namespace the owner becomes a direct Owner member, as in GitLab.
+    Raises ``ApiError`` 400 ``{"message": {field: [...]}}`` for taken or invalid
+    names/paths and a visibility above the group's. Call inside a transaction when more
+    writes follow (the project API does).
+    """
+    problems = _project_problems(namespace=namespace, name=name, path=path, visibility=visibility)
+    if problems:
+        raise bad_request(problems)
+    try:
+        with transaction.atomic():
+            project = create_project_records(
+                namespace=namespace,
+                path=path,
+                name=name,
+                creator=creator,
+                visibility=visibility,
+                description=description,
+                container_registry_access_level=container_registry_access_level,
+            )
+            if not namespace.is_group and namespace.owner_id is not None:
+                ProjectMember.objects.create(
+                    project=project, user_id=namespace.owner_id, access_level=AccessLevel.OWNER, created_by=creator
+                )
+    except IntegrityError:
+        raise bad_request({"path": ["has already been taken"]})
+    return project
+
+
+def update_project(*, project: Project, changes: dict) -> Project:
+    """Apply ``changes`` (name, path, description, visibility, container registry access
+    level) to ``project``.
+
+    A project that holds container images cannot change its path (the images live under
+    it in the registry). Raises ``ApiError`` 400 like ``create_project``.
+    """
+    name = changes.get("name", project.name)
+    path = changes.get("path", project.path)
+    visibility = changes.get("visibility", project.visibility)
+    problems = _project_problems(
+        namespace=project.namespace, name=name, path=path, visibility=visibility, project=project
+    )
+    if problems:
+        raise bad_request(problems)
+    if path != project.path and project.container_repositories.exists():
+        raise bad_request("Cannot rename project because it contains container registry tags!")
+    for field, value in changes.items():
+        setattr(project, field, value)
+    project.last_activity_at = timezone.now()
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError:
+        raise bad_request({"path": ["has already been taken"]})
+    return project
+
+
+def request_project_deletion(*, project: Project) -> None:
+    """Delete ``project`` as far as the API is concerned, at once.
+
+    Marks it ``pending_delete`` (every lookup then answers 404), tells the registry app
+    through ``project_deletion_requested`` (it schedules the deletion of the project's
+    container repositories), and deletes the row right away when no repository is left.
+    Otherwise the row goes with the last repository.
+    """
+    Project.objects.filter(pk=project.pk).update(pending_delete=True)
+    project.pending_delete = True
+    project_deletion_requested.send(sender=Project, project=project)
+    if not project.container_repositories.exists():
+        project.delete()
+
+
+# --- members ------------------------------------------------------------------------------
+
+
+def _may_manage_owners(actor: User, source: Project | Namespace) -> bool:
+    if isinstance(source, Project):
+        return permissions.can(actor, permissions.MANAGE_PROJECT_OWNERS, source)
+    return permissions.can(actor, permissions.ADMIN_GROUP_MEMBER, source)
+
+
+def _inherited(user: User, source: Project | Namespace) -> GroupMember | None:
+    """The highest membership ``user`` inherits on ``source`` from ancestor groups."""
+    namespace = source.namespace if isinstance(source, Project) else source.parent
+    if namespace is None or not namespace.is_group:
+        return None
+    today = timezone.now().date()
+    return (
+        GroupMember.objects.filter(user=user, group_id__in=namespace.self_and_ancestor_ids())
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
+        .select_related("group")
+        .order_by("-access_level")
+        .first()
+    )
+
+
+def _check_level(user: User, source: Project | Namespace, access_level: int) -> None:
+    inherited = _inherited(user, source)
+    if inherited is not None and access_level < inherited.access_level:
+        label = AccessLevel(inherited.access_level).label
+        raise bad_request(
+            {
+                "access_level": [
+                    f"should be greater than or equal to {label} inherited membership from group {inherited.group.name}"
+                ]
+            }
+        )
+
+
+def _check_expiry(expires_at: dt.date | None) -> None:
+    if expires_at is not None and expires_at <= timezone.now().date():
+        raise bad_request({"expires_at": ["cannot be a date in the past"]})
+
+
+def _would_lose_last_owner(group: Namespace, leaving_user_id: int) -> bool:
+    today = timezone.now().date()
+    owners = GroupMember.objects.filter(access_level=AccessLevel.OWNER).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=today)
+    )
+    others_here = owners.filter(group=group).exclude(user_id=leaving_user_id).exists()
+    # An Owner of an ancestor group owns this group too.
+    from_ancestors = owners.filter(group_id__in=[a.pk for a in group.ancestors()]).exists()
+    return not (others_here or from_ancestors)
+
+
+def add_member(
+    *, source: Project | Namespace, actor: User, user: User, access_level: int, expires_at: dt.date | None = None
+):
+    """Make ``user`` a direct member of a project or group.
+
+    Only Owners (and admins) may grant Owner (403). Raises 409 when ``user`` is already a
+    direct member and 400 when the level is below one inherited from an ancestor group.
+    """
+    if access_level == AccessLevel.OWNER and not _may_manage_owners(actor, source):
+        raise forbidden()
+    if source.members.filter(user=user).exists():
+        raise conflict("Member already exists")
+    _check_level(user, source, access_level)
+    _check_expiry(expires_at)
+    try:
+        with transaction.atomic():
+            return source.members.create(user=user, access_level=access_level, expires_at=expires_at, created_by=actor)
+    except IntegrityError:
+        raise conflict("Member already exists")
+
+
+def update_member(*, member, actor: User, access_level: int, changes_expiry: bool, expires_at: dt.date | None):
+    """Change a direct membership's level (and expiry when ``changes_expiry``).
+
+    Only Owners may touch an Owner or grant Owner (403); a group keeps at least one
+    Owner (400).
+    """
+    source = member.project if isinstance(member, ProjectMember) else member.group
+    touches_owner = AccessLevel.OWNER in (member.access_level, access_level)
+    if touches_owner and not _may_manage_owners(actor, source):
+        raise forbidden()
+    _check_level(member.user, source, access_level)
+    if changes_expiry:
+        _check_expiry(expires_at)
+    if (
+        isinstance(member, GroupMember)
+        and member.access_level == AccessLevel.OWNER
+        and access_level < AccessLevel.OWNER
+        and _would_lose_last_owner(member.group, member.user_id)
+    ):
+        raise bad_request(LAST_OWNER)
+    member.access_level = access_level
+    if changes_expiry:
+        member.expires_at = expires_at
+    member.save(update_fields=["access_level", "expires_at"])
+    return member
+
+
+def remove_member(*, member, actor: User) -> None:
+    """Remove a direct membership. Removing an Owner needs an Owner (403) unless it is the
+    actor leaving; the last Owner of a group cannot go (400)."""
+    source = member.project if isinstance(member, ProjectMember) else member.group
+    leaving = member.user_id == actor.pk
+    if member.access_level == AccessLevel.OWNER and not leaving and not _may_manage_owners(actor, source):
+        raise forbidden()
+    with transaction.atomic():
+        if isinstance(member, GroupMember):
+            # Lock the group's owner rows so two owners cannot leave at the same time.
+            list(GroupMember.objects.select_for_update().filter(group=member.group, access_level=AccessLevel.OWNER))
+            if member.access_level == AccessLevel.OWNER and _would_lose_last_owner(member.group, member.user_id):
+                raise bad_request(LAST_OWNER)
+        member.delete()
+
+
+# --- deploy tokens ------------------------------------------------------------------------
+
+
+def create_deploy_token(
+    *,
+    project: Project,
+    name: str,
+    scopes: list[str],
+    expires_at: dt.datetime | None = None,
+    username: str | None = None,
+) -> tuple[DeployToken, str]:
+    """Create a project deploy token; returns it with its ``gldt-`` secret (shown once).
+
+    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project.
+    Raises ``ApiError`` 400 for blank scopes or a bad/taken username.
+    """
+    if not scopes:
+        raise bad_request("Scopes can't be blank")
+    if username is not None:
+        if not DEPLOY_USERNAME_RE.match(username):
+            raise bad_request({"username": ["can contain only letters, digits, '_', '-', '+', and '.'"]})
+        if DeployToken.objects.filter(project=project, username__iexact=username).exists():
+            raise bad_request({"username": ["has already been taken"]})
+    token = DeployToken(
+        project=project, name=name, scopes=list(dict.fromkeys(scopes)), expires_at=expires_at, username=username or ""
+    )
+    secret = token.set_secret()
+    with transaction.atomic():
+        token.save()
+    return token, secret
+
+
+def delete_deploy_token(*, token: DeployToken) -> None:
+    """Delete a deploy token: it is no longer listed and stops working for registry logins."""
+    token.delete()

@@ -1,1 +1,84 @@
-"""pytest plugin: fixtures that start the real registry (filled in by the e2e harness)."""
+"""pytest plugin: a real registry wired to the live test server.
+
+``registry`` starts distribution 2.8 with token auth pointing at ``live_server``'s
+``/jwt/auth`` and notifications pointing at its event receiver, and points the
+service's settings at that registry. Without ``docker-registry``/``skopeo``/``umoci``
+the tests that need it are skipped, except in CI (``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests_support.registry import Registry, create_registry, generate_key_pair, missing_tools
+
+NOTIFICATION_PATH = "/api/v4/container_registry_event/events"
+
+
+def _require_tools() -> None:
+    missing = missing_tools()
+    if not missing:
+        return
+    message = f"end-to-end registry tests need {', '.join(missing)} (apt-get install docker-registry skopeo umoci)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class RegistryKeys:
+    """The signing key and the certificate bundle the registry trusts."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.key_path = directory / "registry.key"
+        self.cert_path = directory / "registry.crt"
+
+    def __repr__(self) -> str:
+        return f"RegistryKeys({self.dir})"
+
+
+@pytest.fixture(scope="session")
+def registry_keys(tmp_path_factory) -> RegistryKeys:
+    keys = RegistryKeys(tmp_path_factory.mktemp("registry-keys"))
+    generate_key_pair(key_path=keys.key_path, cert_path=keys.cert_path)
+    return keys
+
+
+@pytest.fixture
+def registry(live_server, settings, registry_keys, tmp_path) -> Registry:
+    """A started registry; settings point at it. Stopped after the test."""
+    _require_tools()
+    secret = secrets.token_urlsafe(24)
+    settings.REGISTRY_KEY_PATH = str(registry_keys.key_path)
+    settings.REGISTRY_CERT_PATH = str(registry_keys.cert_path)
+    settings.REGISTRY_EXTRA_KEY_PATHS = []
+    settings.REGISTRY_NOTIFICATION_SECRET = secret
+    instance = create_registry(
+        work_dir=tmp_path / "registry",
+        realm=f"{live_server.url}/jwt/auth",
+        issuer=settings.REGISTRY_ISSUER,
+        cert_bundle=registry_keys.cert_path,
+        notification_url=f"{live_server.url}{NOTIFICATION_PATH}",
+        notification_secret=secret,
+    )
+    settings.REGISTRY_API_URL = instance.url
+    settings.REGISTRY_HOST_PORT = instance.host_port
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``celery_live`` tests run only in the pass that has Redis (``CELERY_BROKER_URL=redis://``)."""
+    if os.environ.get("CELERY_BROKER_URL", "").startswith(("redis://", "rediss://")):
+        return
+    skip = pytest.mark.skip(reason="celery_live: runs when CELERY_BROKER_URL is redis:// (scripts/test.sh does it)")
+    for item in items:
+        if "celery_live" in item.keywords:
+            item.add_marker(skip)

@@ -27,7 +27,8 @@ def paginate(request, items: QuerySet | Sequence) -> tuple[list, dict[str, str]]
     total = items.count() if isinstance(items, QuerySet) else len(items)
     total_pages = max(1, math.ceil(total / per_page))
     start = (page - 1) * per_page
-    page_items = list(items[start : start + per_page])
+    # A page past the end is empty; never hand the database an offset it cannot store.
+    page_items = list(items[start : start + per_page]) if start < total else []
 
     headers = {
         "X-Page": str(page),

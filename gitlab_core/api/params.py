@@ -22,6 +22,20 @@ from gitlab_core.api.errors import invalid_params
 _TRUE = {"true", "1", "yes", "t", "on", "y"}
 _FALSE = {"false", "0", "no", "f", "off", "n"}
 _MISSING = object()
+# Ids and counters end up in 64-bit columns; a larger number must be a 400, not a
+# database overflow.
+MAX_INT = 2**63 - 1
+
+
+def clean_text(value: str) -> bool:
+    """False for text no database can store: NUL characters or lone surrogates."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -115,7 +129,7 @@ class Params:
             return None
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str) or (max_length is not None and len(value) > max_length):
+        if not isinstance(value, str) or (max_length is not None and len(value) > max_length) or not clean_text(value):
             self.errors.append(f"{self.label(name)} is invalid")
             return default
         if not allow_blank and not value.strip():
@@ -140,6 +154,7 @@ class Params:
         required: bool = False,
         default: Any = None,
         minimum: int | None = None,
+        maximum: int = MAX_INT,
         nullable: bool = False,
     ) -> Any:
         value = self._get(name, required)
@@ -154,7 +169,7 @@ class Params:
         except (TypeError, ValueError):
             self.errors.append(f"{self.label(name)} is invalid")
             return default
-        if minimum is not None and number < minimum:
+        if (minimum is not None and number < minimum) or number > maximum:
             self.errors.append(f"{self.label(name)} does not have a valid value")
             return default
         return number
@@ -179,7 +194,9 @@ class Params:
             return default
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        if not isinstance(value, list) or not all(
+            (isinstance(v, str) and clean_text(v)) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+        ):
             self.errors.append(f"{self.label(name)} is invalid")
             return default
         return [str(v) for v in value]
@@ -227,6 +244,12 @@ class Params:
             return default
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
+        try:
+            # Stored in UTC: an offset that pushes the value out of range is bad input.
+            parsed = parsed.astimezone(dt.UTC)
+        except (OverflowError, ValueError):
+            self.errors.append(f"{self.label(name)} is invalid")
+            return default
         return parsed
 
     def require_one_of(self, *names: str) -> None:

@@ -1,3 +1,18 @@
+"""``/api/v4`` routes of users, personal access tokens and application settings."""
+
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from gitlab_core.api import application_settings, tokens, users
+
+urlpatterns = [
+    path("user", users.CurrentUserView.as_view()),
+    path("users", users.UsersView.as_view()),
+    path("users/<str:user_id>", users.UserView.as_view()),
+    path("users/<str:user_id>/personal_access_tokens", users.UserPersonalAccessTokensView.as_view()),
+    path("personal_access_tokens", tokens.PersonalAccessTokensView.as_view()),
+    path("personal_access_tokens/<str:token_id>", tokens.PersonalAccessTokenView.as_view()),
+    path("personal_access_tokens/<str:token_id>/rotate", tokens.RotatePersonalAccessTokenView.as_view()),
+    path("application/settings", application_settings.ApplicationSettingsView.as_view()),
+]

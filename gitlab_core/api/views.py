@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from gitlab_core.api.errors import insufficient_scope, unauthorized
 from gitlab_core.api.pagination import paginate
-from gitlab_core.api.params import Params
+from gitlab_core.api.params import MAX_INT, Params
 from gitlab_core.models import PersonalAccessToken, User
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -60,6 +60,22 @@ class ApiView(APIView):
         page, headers = paginate(self.request, items)
         return Response([serialize(item) for item in page], headers=headers)
 
+    @property
+    def token(self) -> PersonalAccessToken | None:
+        return self.request.auth if isinstance(self.request.auth, PersonalAccessToken) else None
+
     @staticmethod
     def decode_id(raw: str) -> str:
         return unquote(raw)
+
+    @staticmethod
+    def int_id(raw: str) -> int | None:
+        """A numeric route id, or None when ``raw`` is not one (the caller answers 404)."""
+        return parse_int_id(raw)
+
+
+def parse_int_id(raw: str) -> int | None:
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_INT else None

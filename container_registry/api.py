@@ -1,0 +1,240 @@
+"""Registry REST endpoints (#35-#41) and the registry notification receiver (#45).
+
+Project endpoints check in GitLab's order (api-contract §4.7): authenticate, resolve the
+project (404), ``read_container_image`` (403), validate parameters (400), resolve the
+repository within the project (404), the action permission (403), then the tag (404).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.response import Response
+
+from container_registry import entities, events, selectors, services, tag_cache
+from container_registry.client import get_client
+from container_registry.errors import RegistryError, TransientRegistryError
+from container_registry.maintenance.usage import repository_size
+from container_registry.models import ContainerRepository
+from gitlab_core.api.errors import ApiError, bad_request, forbidden, invalid_params, not_found, unauthorized
+from gitlab_core.api.views import ApiView
+from projects import permissions
+
+logger = logging.getLogger(__name__)
+
+EVENT_CONTENT_TYPES = frozenset({"application/vnd.docker.distribution.events.v1+json", "application/json"})
+# Route ids beyond this cannot be rows (64-bit keys) and must not reach the database.
+MAX_ID_DIGITS = 18
+
+
+def registry_unavailable(exc: RegistryError) -> ApiError:
+    """The registry failed us: 503 when it may recover by itself, 502 otherwise."""
+    logger.warning("container registry request failed: %s", exc)
+    if isinstance(exc, TransientRegistryError):
+        return ApiError(503, {"message": "503 Container registry unavailable"})
+    return ApiError(502, {"message": f"502 Container registry error: {exc}"})
+
+
+def parse_repository_id(raw: str, label: str = "repository_id") -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS:
+        raise invalid_params(f"{label} is invalid")
+    return int(raw)
+
+
+class RegistryApiView(ApiView):
+    def project(self, project_id: str):
+        return selectors.project_for_api(actor=self.user, raw_id=self.decode_id(project_id))
+
+    def abilities(self, project) -> frozenset[str]:
+        return permissions.project_abilities(self.user, project)
+
+    def list_tags(self, repository: ContainerRepository) -> list[str]:
+        try:
+            return get_client().list_tags(repository.path)
+        except RegistryError as exc:
+            raise registry_unavailable(exc)
+
+
+class ProjectRepositoriesView(RegistryApiView):
+    """#35 GET /projects/:id/registry/repositories"""
+
+    def get(self, request, project_id: str):
+        project = self.project(project_id)
+        params = self.params()
+        want_tags = params.bool("tags", default=False)
+        want_count = params.bool("tags_count", default=False)
+        params.check()
+        admin = permissions.ADMIN_CONTAINER_IMAGE in self.abilities(project)
+
+        def serialize(repo):
+            names = self.list_tags(repo) if want_tags or want_count else None
+            return entities.repository(
+                repo,
+                request=request,
+                tags=names if want_tags else None,
+                tags_count=len(names) if want_count else None,
+                admin=admin,
+            )
+
+        return self.paginated(selectors.project_repositories(project=project), serialize)
+
+
+class ProjectRepositoryView(RegistryApiView):
+    """#36 DELETE /projects/:id/registry/repositories/:repository_id"""
+
+    def delete(self, request, project_id: str, repository_id: str):
+        project = self.project(project_id)
+        repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
+        if permissions.ADMIN_CONTAINER_IMAGE not in self.abilities(project):
+            raise forbidden()
+        services.schedule_repository_deletion(repository=repository)
+        return Response({"message": "202 Accepted"}, status=202)
+
+
+class RepositoryTagsView(RegistryApiView):
+    """#39 GET .../tags, and #42 DELETE .../tags (bulk, in ``api_cleanup``)."""
+
+    def get(self, request, project_id: str, repository_id: str):
+        project = self.project(project_id)
+        repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
+        return self.paginated(self.list_tags(repository), lambda name: entities.tag(repository, name))
+
+    def delete(self, request, project_id: str, repository_id: str):
+        from container_registry.api_cleanup import bulk_delete_tags
+
+        project = self.project(project_id)
+        # Parameters are validated before the repository is resolved (§4.7 check 4 before
+        # 5), so the raw route value is handed over.
+        return bulk_delete_tags(view=self, project=project, repository=repository_id)
+
+
+class RepositoryTagView(RegistryApiView):
+    """#40 GET and #41 DELETE .../tags/:tag_name"""
+
+    def _resolve(self, project_id: str, repository_id: str):
+        project = self.project(project_id)
+        repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
+        return project, repository
+
+    def get(self, request, project_id: str, repository_id: str, tag_name: str):
+        _project, repository = self._resolve(project_id, repository_id)
+        try:
+            details = get_client().tag_details(repository.path, tag_name)
+        except RegistryError as exc:
+            raise registry_unavailable(exc)
+        if details is None:
+            raise not_found("Tag")
+        return Response(entities.tag_details(repository, details))
+
+    def delete(self, request, project_id: str, repository_id: str, tag_name: str):
+        project, repository = self._resolve(project_id, repository_id)
+        if permissions.DESTROY_CONTAINER_IMAGE not in self.abilities(project):
+            raise forbidden()
+        client = get_client()
+        try:
+            if client.tag_digest(repository.path, tag_name) is None:
+                raise not_found("Tag")
+            deleted = client.delete_tags(repository.path, [tag_name])
+        except RegistryError as exc:
+            if exc.status in (400, 403, 405):
+                raise bad_request(f"could not delete tags: {tag_name}")
+            raise registry_unavailable(exc)
+        if tag_name not in deleted:
+            raise bad_request(f"could not delete tags: {tag_name}")
+        tag_cache.forget(repository.pk, [tag_name])
+        return Response(status=200)
+
+
+class GroupRepositoriesView(RegistryApiView):
+    """#37 GET /groups/:id/registry/repositories (``tags``/``tags_count`` are ignored)."""
+
+    def get(self, request, group_id: str):
+        group = selectors.group_for_api(actor=self.user, raw_id=self.decode_id(group_id))
+        repositories = selectors.group_repositories(actor=self.user, group=group)
+        admin_of: dict[int, bool] = {}
+
+        def serialize(repo):
+            if repo.project_id not in admin_of:
+                admin_of[repo.project_id] = permissions.can(self.user, permissions.ADMIN_CONTAINER_IMAGE, repo.project)
+            return entities.repository(repo, request=request, admin=admin_of[repo.project_id])
+
+        return self.paginated(repositories, serialize)
+
+
+class RepositoryView(RegistryApiView):
+    """#38 GET /registry/repositories/:id"""
+
+    def get(self, request, repository_id: str):
+        if self.user is None:
+            raise unauthorized()
+        params = self.params()
+        want_tags = params.bool("tags", default=False)
+        want_count = params.bool("tags_count", default=False)
+        want_size = params.bool("size", default=False)
+        params.check()
+        repository_pk = parse_repository_id(repository_id, "id")
+        repository = selectors.repository_by_id(repository_id=repository_pk)
+        if repository is None:
+            raise not_found()
+        abilities = self.abilities(repository.project)
+        if permissions.READ_CONTAINER_IMAGE not in abilities:
+            raise forbidden()
+        names = self.list_tags(repository) if want_tags or want_count else None
+        size = None
+        if want_size:
+            try:
+                size = repository_size(repository)
+            except RegistryError as exc:
+                raise registry_unavailable(exc)
+        return Response(
+            entities.repository(
+                repository,
+                request=request,
+                tags=names if want_tags else None,
+                tags_count=len(names) if want_count else None,
+                size=size,
+                with_size=want_size,
+                admin=permissions.ADMIN_CONTAINER_IMAGE in abilities,
+            )
+        )
+
+
+def _json_error(status: int, body: dict) -> JsonResponse:
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt
+def registry_events(request):
+    """#45 POST /container_registry_event/events: the registry's notifications.
+
+    401 without the configured secret (and always when none is configured), 415 for
+    another content type, 400 for a body the registry would never send (see
+    ``events.parse_envelope``), 503 when the database is unavailable (the registry
+    retries, and event ids make the retry apply each event once), else 200 with an empty
+    body. Events about unknown projects or repositories being deleted are acknowledged
+    with 200 (``container_registry.events``).
+    """
+    if request.method != "POST":
+        return _json_error(405, {"message": "405 Method Not Allowed"})
+    secret = settings.REGISTRY_NOTIFICATION_SECRET
+    presented = request.headers.get("Authorization", "")
+    if not secret or not presented or not hmac.compare_digest(presented.encode(), secret.encode()):
+        return _json_error(401, {"message": "401 Unauthorized"})
+    content_type = request.content_type.lower() if request.content_type else ""
+    if content_type not in EVENT_CONTENT_TYPES:
+        return _json_error(415, {"error": f"The content type {content_type or '(none)'} is not supported"})
+    try:
+        parsed = events.parse_envelope(request.body)
+    except events.InvalidEnvelope as exc:
+        return _json_error(400, {"message": str(exc)})
+    try:
+        events.apply_events(parsed)
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("registry events not applied, database unavailable: %s", exc.__class__.__name__)
+        return _json_error(503, {"message": "503 Service Unavailable"})
+    return HttpResponse(status=200, content_type="application/json")

@@ -1,0 +1,504 @@
+"""Tag cleanup: which tags a cleanup policy (or a bulk delete request) removes, why, and
+removing them from the registry.
+
+Filters, in GitLab's order (gitlab-reference §8.2-8.3):
+
+1. the tag ``latest`` is never deleted;
+2. a tag is a candidate only if its whole name matches the delete regex and does not
+   match the keep regex (no delete regex: nothing is a candidate);
+3. ``keep_n``: the newest N candidates are kept (an unknown creation time counts as
+   newest, so such a tag is kept first);
+4. ``older_than``: of the rest, only tags created before now - older_than are deleted;
+   a tag whose creation time is unknown is kept.
+
+Limits, from ``ApplicationSettings``:
+
+* ``container_registry_cleanup_tags_service_max_list_size`` (0 = none): a run deletes
+  at most this many tags. GitLab truncates the candidate list to a random sample of
+  ``max_list_size + keep_n`` before reading creation times, which makes a run's outcome
+  unpredictable and applies ``keep_n`` to the sample only. We decide over every
+  candidate (so ``keep_n`` and the dry run are exact) and delete the oldest
+  ``max_list_size`` of the tags to delete; the run then ends ``unfinished`` and the next
+  run continues with the oldest that remain. The price is reading the creation time of
+  every candidate not in the cache on each run (two registry reads per tag, in
+  parallel).
+* ``container_registry_delete_tags_service_timeout`` (seconds, 0 = none): deletion stops
+  at the first batch boundary after the budget is spent; the run ends ``unfinished``.
+  Within a run the oldest tags are deleted first, so a cut-short run removed the
+  oldest ones.
+* ``container_registry_expiration_policies_caching``: policy runs with ``older_than``
+  remember the creation time of the tags they keep for as long as that decision holds
+  (older_than - age), as GitLab does, so later runs skip two registry reads per tag.
+
+Tags are deleted with the registry client's dummy-manifest recipe, so kept tags that
+share a digest with a deleted one survive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from container_registry import tag_cache
+from container_registry.errors import RegistryError, RegistryNotFound
+from container_registry.models import ContainerExpirationPolicy, ContainerRepository
+from container_registry.regex import AnchoredRegex, compile_anchored
+from gitlab_core.models import ApplicationSettings, User
+from projects import permissions
+
+logger = logging.getLogger(__name__)
+
+# Rules that decide a tag (the "rule" of a plan entry).
+RULE_LATEST = "latest"
+RULE_NAME_REGEX_DELETE = "name_regex_delete"
+RULE_NAME_REGEX_KEEP = "name_regex_keep"
+RULE_KEEP_N = "keep_n"
+RULE_OLDER_THAN = "older_than"
+RULE_CREATED_AT_UNKNOWN = "created_at_unknown"
+
+# Why a run stopped (ContainerRepository.last_cleanup_stop_reason).
+STOP_FINISHED = "finished"
+STOP_TAGS_LIMIT = "tags_limit"
+STOP_TIME_BUDGET = "time_budget"
+STOP_REGISTRY_ERROR = "registry_error"
+STOP_INVALID_POLICY = "invalid_policy"
+STOP_POLICY_DISABLED = "policy_disabled"
+STOP_STALE = "stale"
+LIMIT_REASONS = frozenset({STOP_TAGS_LIMIT, STOP_TIME_BUDGET})
+
+# Tags re-pointed and removed per registry round (one HEAD + one DELETE per batch on top
+# of one PUT per tag), and how often the time budget is checked.
+DELETE_BATCH_SIZE = 100
+# Creation times are read in parallel: each costs a manifest and a config-blob read.
+CREATED_AT_READERS = 8
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(h|hours?|d|days?|w|weeks?|months?|y|years?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
+
+
+class InvalidCleanupRules(ValueError):
+    """A regex or duration of the rules is not valid (the message says which)."""
+
+
+def parse_older_than(value: str | None) -> dt.timedelta | None:
+    """``1h``, ``2d``, ``1w``, ``1month``, ``3months``, ``1y`` (a month is 30 days, as in
+    GitLab's ChronicDuration). None for None or blank; ValueError otherwise."""
+    if value is None or not str(value).strip():
+        return None
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"not a duration: {value!r}")
+    unit = match.group(2).lower()
+    key = "m" if unit.startswith("month") else unit[0]
+    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[key])
+
+
+@dataclass(frozen=True)
+class CleanupRules:
+    """What to delete: the policy's attributes, or a bulk delete request's parameters."""
+
+    name_regex_delete: str | None = None
+    name_regex_keep: str | None = None
+    keep_n: int | None = None
+    older_than: str | None = None
+    keep_latest: bool = True
+
+    @classmethod
+    def from_policy(cls, policy: ContainerExpirationPolicy) -> CleanupRules:
+        return cls(
+            name_regex_delete=policy.name_regex,
+            name_regex_keep=policy.name_regex_keep,
+            keep_n=policy.keep_n,
+            older_than=policy.older_than,
+        )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CleanupRules:
+        """From task arguments (``as_params``); ``name_regex`` is the old delete name."""
+        keep_n = params.get("keep_n")
+        return cls(
+            name_regex_delete=params.get("name_regex_delete") or params.get("name_regex"),
+            name_regex_keep=params.get("name_regex_keep"),
+            keep_n=int(keep_n) if keep_n is not None else None,
+            older_than=params.get("older_than"),
+        )
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "name_regex_delete": self.name_regex_delete,
+            "name_regex_keep": self.name_regex_keep,
+            "keep_n": self.keep_n,
+            "older_than": self.older_than,
+        }
+
+    def compile(self) -> CompiledRules:
+        """Raises ``InvalidCleanupRules`` naming the bad parameter."""
+        try:
+            delete_re = _compile(self.name_regex_delete)
+        except ValueError as exc:
+            raise InvalidCleanupRules(f"name_regex_delete: {exc}") from None
+        try:
+            keep_re = _compile(self.name_regex_keep)
+        except ValueError as exc:
+            raise InvalidCleanupRules(f"name_regex_keep: {exc}") from None
+        try:
+            older_than = parse_older_than(self.older_than)
+        except ValueError as exc:
+            raise InvalidCleanupRules(f"older_than: {exc}") from None
+        if self.keep_n is not None and self.keep_n < 0:
+            raise InvalidCleanupRules("keep_n: must not be negative")
+        return CompiledRules(self, delete_re, keep_re, older_than)
+
+
+def _compile(pattern: str | None) -> AnchoredRegex | None:
+    return compile_anchored(pattern) if pattern and pattern.strip() else None
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    rules: CleanupRules
+    delete_re: AnchoredRegex | None
+    keep_re: AnchoredRegex | None
+    older_than: dt.timedelta | None
+
+    @property
+    def keep_n(self) -> int | None:
+        return self.rules.keep_n
+
+    @property
+    def needs_created_at(self) -> bool:
+        return self.keep_n is not None or self.older_than is not None
+
+
+@dataclass(frozen=True)
+class TagDecision:
+    """One tag of a plan: deleted or kept, and the rule that decided it."""
+
+    name: str
+    delete: bool
+    rule: str
+    reason: str
+    created_at: dt.datetime | None = None
+
+    @property
+    def decision(self) -> str:
+        return "delete" if self.delete else "keep"
+
+
+# --- the filters (pure) -------------------------------------------------------------------
+
+
+def filter_names(names: Iterable[str], compiled: CompiledRules) -> tuple[list[str], list[TagDecision]]:
+    """Split tag names into deletion candidates and tags kept by name (steps 1-2)."""
+    candidates: list[str] = []
+    kept: list[TagDecision] = []
+    for name in names:
+        if compiled.rules.keep_latest and name == "latest":
+            kept.append(TagDecision(name, False, RULE_LATEST, "the tag latest is never deleted"))
+        elif compiled.delete_re is None or not compiled.delete_re.matches(name):
+            kept.append(TagDecision(name, False, RULE_NAME_REGEX_DELETE, "does not match the delete regex"))
+        elif compiled.keep_re is not None and compiled.keep_re.matches(name):
+            kept.append(TagDecision(name, False, RULE_NAME_REGEX_KEEP, "matches the keep regex"))
+        else:
+            candidates.append(name)
+    return candidates, kept
+
+
+def decide_by_age(
+    created: Mapping[str, dt.datetime | None], compiled: CompiledRules, *, now: dt.datetime
+) -> list[TagDecision]:
+    """Decide the candidates (steps 3-4), given their creation times (None = unknown)."""
+    decisions: list[TagDecision] = []
+    remaining = sorted(created)
+    keep_n = compiled.keep_n
+    if keep_n is not None:
+        # Newest first; an unknown time counts as now. Name breaks ties, so plans repeat.
+        remaining.sort(key=lambda n: (created[n] or now, n), reverse=True)
+        for name in remaining[:keep_n]:
+            decisions.append(TagDecision(name, False, RULE_KEEP_N, f"one of the {keep_n} newest", created[name]))
+        remaining = remaining[keep_n:]
+    limit = now - compiled.older_than if compiled.older_than is not None else None
+    label = compiled.rules.older_than
+    for name in remaining:
+        stamp = created[name]
+        if limit is not None and stamp is None:
+            decisions.append(TagDecision(name, False, RULE_CREATED_AT_UNKNOWN, "creation time unknown", None))
+        elif limit is not None and stamp >= limit:
+            decisions.append(TagDecision(name, False, RULE_OLDER_THAN, f"younger than {label}", stamp))
+        elif limit is not None:
+            decisions.append(TagDecision(name, True, RULE_OLDER_THAN, f"older than {label}", stamp))
+        elif keep_n is not None:
+            decisions.append(TagDecision(name, True, RULE_KEEP_N, f"not one of the {keep_n} newest", stamp))
+        else:
+            decisions.append(TagDecision(name, True, RULE_NAME_REGEX_DELETE, "matches the delete regex", stamp))
+    return decisions
+
+
+def plan_tags(
+    tags: Mapping[str, dt.datetime | None], rules: CleanupRules | CompiledRules, *, now: dt.datetime
+) -> list[TagDecision]:
+    """Every tag with its decision, sorted by name (no limits apply)."""
+    compiled = rules.compile() if isinstance(rules, CleanupRules) else rules
+    candidates, kept = filter_names(tags, compiled)
+    decided = decide_by_age({name: tags[name] for name in candidates}, compiled, now=now)
+    return sorted([*kept, *decided], key=lambda d: d.name)
+
+
+def deletion_order(decisions: Iterable[TagDecision]) -> list[TagDecision]:
+    """Tags to delete, oldest first (unknown creation times last)."""
+    far_future = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted((d for d in decisions if d.delete), key=lambda d: (d.created_at or far_future, d.name))
+
+
+# --- running against the registry ------------------------------------------------------------
+
+
+@dataclass
+class CleanupResult:
+    status: str  # "finished" | "unfinished"
+    stop_reason: str
+    deleted: list[str] = field(default_factory=list)
+    original_size: int = 0
+    candidates_size: int = 0
+    examined_size: int = 0
+    before_delete_size: int = 0
+    cached_tags_count: int = 0
+    error: RegistryError | None = None
+    decisions: list[TagDecision] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def deleted_size(self) -> int:
+        return len(self.deleted)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "cleanup_status": self.status,
+            "stop_reason": self.stop_reason,
+            "original_size": self.original_size,
+            "candidates_size": self.candidates_size,
+            "examined_size": self.examined_size,
+            "before_delete_size": self.before_delete_size,
+            "deleted_size": self.deleted_size,
+            "cached_tags_count": self.cached_tags_count,
+        }
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def _client(client):
+    if client is not None:
+        return client
+    from container_registry.client import get_client
+
+    return get_client()
+
+
+def _list_tags(client, path: str) -> list[str]:
+    try:
+        return sorted(client.list_tags(path))
+    except RegistryNotFound:
+        return []
+
+
+def read_created_at(client, path: str, names: list[str]) -> dict[str, dt.datetime | None]:
+    """Creation times of ``names`` (None when unknown or the tag vanished), read in
+    parallel. Raises the first ``RegistryError``."""
+
+    def read(name: str) -> dt.datetime | None:
+        try:
+            return client.tag_created_at(path, name)
+        finally:
+            # A reader thread may have touched the database (token lifetime setting).
+            connections.close_all()
+
+    if len(names) <= 1:
+        return {name: client.tag_created_at(path, name) for name in names}
+    with ThreadPoolExecutor(max_workers=min(CREATED_AT_READERS, len(names))) as pool:
+        return dict(zip(names, pool.map(read, names), strict=True))
+
+
+def _created_at(
+    *, client, repository: ContainerRepository, names: list[str], use_cache: bool
+) -> tuple[dict[str, dt.datetime | None], int]:
+    cached: dict[str, dt.datetime | None] = dict(tag_cache.get_many(repository.pk, names)) if use_cache else {}
+    missing = [name for name in names if name not in cached]
+    return {**cached, **read_created_at(client, repository.path, missing)}, len(cached)
+
+
+def _remember_kept(
+    repository: ContainerRepository, decisions: list[TagDecision], compiled: CompiledRules, *, now: dt.datetime
+) -> None:
+    """Cache the creation time of kept tags until older_than would let them go (GitLab's
+    TTL): a stale entry can then only ever keep a tag, never delete one."""
+    if compiled.older_than is None:
+        return
+    by_ttl: dict[int, dict[str, dt.datetime]] = {}
+    for decision in decisions:
+        if decision.delete or decision.created_at is None:
+            continue
+        ttl = int((compiled.older_than - (now - decision.created_at)).total_seconds())
+        if ttl > 0:
+            by_ttl.setdefault(ttl, {})[decision.name] = decision.created_at
+    for ttl, values in by_ttl.items():
+        tag_cache.set_many(repository.pk, values, ttl)
+
+
+def _delete(
+    *,
+    client,
+    path: str,
+    names: list[str],
+    deleted: list[str],
+    budget: int,
+    clock: Callable[[], float],
+    progress: ProgressCallback | None,
+) -> bool:
+    """Delete in batches, appending to ``deleted`` as they go (so a fault mid-run still
+    reports what went before it). True when the time budget stopped it."""
+    started = clock()
+    for offset in range(0, len(names), DELETE_BATCH_SIZE):
+        if budget and clock() - started > budget:
+            return True
+        deleted.extend(client.delete_tags(path, names[offset : offset + DELETE_BATCH_SIZE]))
+        if progress is not None:
+            progress(len(deleted), len(names))
+    return False
+
+
+def cleanup_tags(
+    *,
+    repository: ContainerRepository,
+    rules: CleanupRules,
+    policy_run: bool,
+    client=None,
+    now: dt.datetime | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    progress: ProgressCallback | None = None,
+) -> CleanupResult:
+    """Delete the tags of ``repository`` that ``rules`` select, within the limits.
+
+    ``policy_run`` enables the creation-time cache (GitLab caches for policies only).
+    Registry faults do not raise: the result is ``unfinished`` with ``stop_reason``
+    ``registry_error`` and ``error`` set, and ``deleted`` lists what went before the fault.
+    Raises ``InvalidCleanupRules`` for bad rules.
+    """
+    compiled = rules.compile()
+    app_settings = ApplicationSettings.current()
+    client = _client(client)
+    now = now or timezone.now()
+    result = CleanupResult(status="unfinished", stop_reason=STOP_REGISTRY_ERROR)
+    try:
+        _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run)
+    except RegistryError as exc:
+        result.status, result.stop_reason, result.error = "unfinished", STOP_REGISTRY_ERROR, exc
+        logger.warning("cleanup of %s stopped by a registry error: %s", repository.path, exc)
+    return result
+
+
+def _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run) -> None:
+    names = _list_tags(client, repository.path)
+    result.original_size = len(names)
+    candidates, _kept = filter_names(names, compiled)
+    result.candidates_size = result.examined_size = len(candidates)
+    caching = policy_run and app_settings.container_registry_expiration_policies_caching
+    if compiled.needs_created_at:
+        created, result.cached_tags_count = _created_at(
+            client=client, repository=repository, names=candidates, use_cache=caching and bool(compiled.older_than)
+        )
+    else:
+        created = dict.fromkeys(candidates)
+    decisions = decide_by_age(created, compiled, now=now)
+    to_delete = [d.name for d in deletion_order(decisions)]
+    result.before_delete_size = len(to_delete)
+    max_list_size = app_settings.container_registry_cleanup_tags_service_max_list_size
+    truncated = 0 < max_list_size < len(to_delete)
+    if truncated:
+        to_delete = to_delete[:max_list_size]
+    timed_out = _delete(
+        client=client,
+        path=repository.path,
+        names=to_delete,
+        deleted=result.deleted,
+        budget=app_settings.container_registry_delete_tags_service_timeout,
+        clock=clock,
+        progress=progress,
+    )
+    if caching:
+        _remember_kept(repository, decisions, compiled, now=now)
+    if timed_out:
+        result.status, result.stop_reason = "unfinished", STOP_TIME_BUDGET
+    elif truncated:
+        result.status, result.stop_reason = "unfinished", STOP_TAGS_LIMIT
+    else:
+        result.status, result.stop_reason = "finished", STOP_FINISHED
+
+
+def plan_cleanup(
+    *, repository: ContainerRepository, rules: CleanupRules, client=None, now: dt.datetime | None = None
+) -> CleanupResult:
+    """The dry run: every tag of ``repository`` with its decision and the rule that made
+    it, as a run without limits would decide. Deletes nothing; reads cached creation
+    times but writes none. Raises ``InvalidCleanupRules`` and ``RegistryError``."""
+    compiled = rules.compile()
+    client = _client(client)
+    now = now or timezone.now()
+    names = _list_tags(client, repository.path)
+    candidates, kept = filter_names(names, compiled)
+    if compiled.needs_created_at:
+        caching = ApplicationSettings.current().container_registry_expiration_policies_caching
+        created, cached_count = _created_at(
+            client=client, repository=repository, names=candidates, use_cache=caching and bool(compiled.older_than)
+        )
+    else:
+        created, cached_count = dict.fromkeys(candidates), 0
+    decisions = sorted([*kept, *decide_by_age(created, compiled, now=now)], key=lambda d: d.name)
+    return CleanupResult(
+        status="finished",
+        stop_reason="dry_run",
+        original_size=len(names),
+        candidates_size=len(candidates),
+        examined_size=len(candidates),
+        before_delete_size=sum(1 for d in decisions if d.delete),
+        cached_tags_count=cached_count,
+        decisions=decisions,
+    )
+
+
+def bulk_delete_for_user(
+    *, user_id: int, repository_id: int, params: Mapping[str, Any], client=None
+) -> CleanupResult | None:
+    """The bulk tag deletion of the API, run on behalf of ``user_id``.
+
+    None (nothing done) when the user or repository is gone, or the user may no longer
+    delete images of the project (GitLab re-checks ``destroy_container_image``). The
+    ``latest`` tag is never deleted. Registry faults are in the result, not raised.
+    """
+    user = User.objects.filter(pk=user_id).first()
+    repository = ContainerRepository.objects.select_related("project").filter(pk=repository_id).first()
+    if user is None or repository is None or repository.status is not None:
+        return None
+    if not permissions.can(user, permissions.DESTROY_CONTAINER_IMAGE, repository.project):
+        logger.warning("bulk tag deletion dropped: access denied", extra={"container_repository_id": repository_id})
+        return None
+    result = cleanup_tags(
+        repository=repository, rules=CleanupRules.from_params(params), policy_run=False, client=client
+    )
+    logger.info(
+        "bulk tag deletion",
+        extra={"container_repository_id": repository_id, "user_id": user_id, **result.log_fields()},
+    )
+    return result

@@ -1,0 +1,451 @@
+"""The registry HTTP client (distribution API v2).
+
+One client per process (``get_client()``) with one pooled ``requests.Session``. Every
+request carries a bearer token minted by our own key for exactly the access it needs;
+tokens are cached until shortly before they expire. Manifests are always requested with
+every manifest media type in ``Accept`` (without them the registry converts Docker v2
+manifests to schema 1 or refuses OCI ones).
+
+Errors: ``TransientRegistryError`` for connection failures, timeouts, 5xx and 429;
+``RegistryNotFound``, ``RegistryDeleteDisabled`` and ``RegistryUnauthorized`` (401 after
+a freshly minted token) for permanent ones (see ``container_registry.errors``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from container_registry.errors import (
+    PermanentRegistryError,
+    RegistryDeleteDisabled,
+    RegistryError,
+    RegistryNotFound,
+    RegistryUnauthorized,
+    TransientRegistryError,
+)
+
+logger = logging.getLogger(__name__)
+
+DOCKER_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST_V2, OCI_INDEX, DOCKER_MANIFEST_LIST)
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
+
+# The tag-deletion recipe (registry-facts.md): a 21-byte config blob (Ruby's
+# JSON.pretty_generate({config: {}})) and a layer-less manifest pointing at it. Both bodies
+# are fixed, so their digests are constants; the event receiver uses them to recognise
+# our own pushes.
+DUMMY_CONFIG_BODY = b'{\n  "config": {\n  }\n}'
+DUMMY_CONFIG_DIGEST = "sha256:" + hashlib.sha256(DUMMY_CONFIG_BODY).hexdigest()
+DUMMY_MANIFEST_BODY = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_V2,
+        "config": {"mediaType": DOCKER_CONFIG, "size": len(DUMMY_CONFIG_BODY), "digest": DUMMY_CONFIG_DIGEST},
+    },
+    indent=2,
+).encode()
+DUMMY_MANIFEST_DIGEST = "sha256:" + hashlib.sha256(DUMMY_MANIFEST_BODY).hexdigest()
+
+TAGS_PAGE_SIZE = 1000
+MAX_PAGES = 2000  # GitLab's MAX_TAGS_PAGES: a guard against a registry that loops.
+# A token is dropped this long before it expires (GitLab reserves 5 s).
+TOKEN_RESERVED_SECONDS = 5
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    digest: str
+    body: dict
+    size: int  # bytes of the manifest itself
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES or "manifests" in self.body
+
+    @property
+    def config(self) -> dict | None:
+        config = self.body.get("config")
+        return config if isinstance(config, dict) else None
+
+    @property
+    def layers(self) -> list[dict]:
+        layers = self.body.get("layers")
+        return [layer for layer in layers if isinstance(layer, dict)] if isinstance(layers, list) else []
+
+    @property
+    def children(self) -> list[dict]:
+        children = self.body.get("manifests")
+        return [c for c in children if isinstance(c, dict)] if isinstance(children, list) else []
+
+
+@dataclass(frozen=True)
+class TagDetails:
+    name: str
+    digest: str
+    revision: str | None
+    short_revision: str | None
+    created_at: dt.datetime | None
+    total_size: int
+    media_type: str
+    # Every blob (manifests included) this tag references, digest -> size: the input of
+    # deduplicated repository and project sizes.
+    blobs: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+def parse_timestamp(value) -> dt.datetime | None:
+    """An RFC 3339 timestamp (nanoseconds allowed) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _repository_access(path: str, actions: list[str]) -> list[dict]:
+    return [{"type": "repository", "name": path, "actions": actions}]
+
+
+class RegistryClient:
+    def __init__(self, *, base_url: str, timeout: float, pool_size: int = 16):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "gitlab-registry-side"
+        # Benchmarks report registry requests per tag from this counter.
+        self.request_count = 0
+        self._tokens: dict[tuple, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    # --- tokens ------------------------------------------------------------------------
+    def _token(self, access: list[dict], *, fresh: bool = False) -> str:
+        key = tuple((a["type"], a["name"], tuple(a["actions"])) for a in access)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached and not fresh and cached[1] > now:
+                return cached[0]
+        from jwt_auth.keys import KeyConfigurationError
+        from jwt_auth.tokens import mint_registry_token
+
+        try:
+            token, expires_in = mint_registry_token(access=access)
+        except KeyConfigurationError as exc:
+            raise RegistryUnauthorized(f"cannot sign registry tokens: {exc}") from exc
+        with self._lock:
+            if len(self._tokens) > 1000:  # one entry per repository path: keep it bounded
+                self._tokens.clear()
+            self._tokens[key] = (token, now + max(0, int(expires_in) - TOKEN_RESERVED_SECONDS))
+        return token
+
+    # --- transport -----------------------------------------------------------------------
+    def _send(self, method: str, url: str, *, access: list[dict], headers: dict | None = None, **kwargs):
+        """Send one request; retry once with a fresh token on 401; map failures to errors."""
+        for fresh in (False, True):
+            request_headers = {"Authorization": f"Bearer {self._token(access, fresh=fresh)}", **(headers or {})}
+            self.request_count += 1
+            try:
+                response = self.session.request(method, url, headers=request_headers, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientRegistryError(f"{method} {_path_of(url)}: {exc.__class__.__name__}") from exc
+            except requests.RequestException as exc:
+                raise TransientRegistryError(f"{method} {_path_of(url)}: {exc}") from exc
+            if response.status_code != 401:
+                break
+        return self._check(method, url, response)
+
+    @staticmethod
+    def _check(method: str, url: str, response: requests.Response) -> requests.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        detail = _error_detail(response)
+        message = f"{method} {_path_of(url)}: {status} {detail}".strip()
+        if status == 429 or status >= 500:
+            raise TransientRegistryError(message, status=status)
+        if status == 401:
+            raise RegistryUnauthorized(message, status=status)
+        if status == 404:
+            raise RegistryNotFound(message, status=status)
+        if status == 405:
+            raise RegistryDeleteDisabled(message, status=status)
+        raise PermanentRegistryError(message, status=status)
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    # --- reads ---------------------------------------------------------------------------
+    def ping(self) -> dict[str, str]:
+        """``GET /v2/`` with an empty-access token; returns the response headers
+        (lower-cased names) that identify the registry."""
+        response = self._send("GET", self._url("/v2/"), access=[])
+        return {k.lower(): v for k, v in response.headers.items()}
+
+    def list_tags(self, path: str) -> list[str]:
+        """Every tag of ``path``, sorted by name. A repository the registry does not know
+        (never pushed, or all tags deleted) has no tags."""
+        access = _repository_access(path, ["pull"])
+        url = self._url(f"/v2/{path}/tags/list?n={TAGS_PAGE_SIZE}")
+        tags: set[str] = set()
+        for _ in range(MAX_PAGES):
+            try:
+                response = self._send("GET", url, access=access)
+            except RegistryNotFound:
+                break
+            tags.update(t for t in (_json(response).get("tags") or []) if isinstance(t, str))
+            url = _next_link(response, self.base_url)
+            if url is None:
+                break
+        else:
+            raise PermanentRegistryError(f"tags/list of {path} did not end after {MAX_PAGES} pages")
+        return sorted(tags)
+
+    def catalog(self) -> Iterator[str]:
+        """Every repository path in the registry (``/v2/_catalog``, all pages)."""
+        access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+        url: str | None = self._url(f"/v2/_catalog?n={TAGS_PAGE_SIZE}")
+        pages = 0
+        while url is not None and pages < MAX_PAGES:
+            response = self._send("GET", url, access=access)
+            yield from (r for r in (_json(response).get("repositories") or []) if isinstance(r, str))
+            url = _next_link(response, self.base_url)
+            pages += 1
+
+    def get_manifest(self, path: str, reference: str) -> Manifest:
+        """The manifest (image, list or index) at a tag or digest. Raises RegistryNotFound."""
+        response = self._send(
+            "GET",
+            self._url(f"/v2/{path}/manifests/{reference}"),
+            access=_repository_access(path, ["pull"]),
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
+        raw = response.content
+        body = _json(response)
+        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(raw).hexdigest()
+        media_type = (
+            body.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
+        )
+        return Manifest(media_type=media_type, digest=digest, body=body, size=len(raw))
+
+    def tag_digest(self, path: str, tag: str) -> str | None:
+        """The manifest digest a tag points at (HEAD), or None if the tag does not exist."""
+        try:
+            response = self._send(
+                "HEAD",
+                self._url(f"/v2/{path}/manifests/{tag}"),
+                access=_repository_access(path, ["pull"]),
+                headers={"Accept": ACCEPT_MANIFESTS},
+            )
+        except RegistryNotFound:
+            return None
+        return response.headers.get("Docker-Content-Digest")
+
+    def get_blob_json(self, path: str, digest: str) -> dict:
+        response = self._send("GET", self._url(f"/v2/{path}/blobs/{digest}"), access=_repository_access(path, ["pull"]))
+        return _json(response)
+
+    def tag_details(self, path: str, tag: str) -> TagDetails | None:
+        """Digest, revision (config digest hex), creation time (config blob ``created``)
+        and total size (manifest + config + layers, children of an index included) of a
+        tag; None if the tag does not exist."""
+        try:
+            manifest = self.get_manifest(path, tag)
+        except RegistryNotFound:
+            return None
+        blobs: dict[str, int] = {}
+        image = self._collect_blobs(path, manifest, blobs)
+        config = image.config if image else None
+        created_at = None
+        if config and isinstance(config.get("digest"), str):
+            try:
+                created_at = parse_timestamp(self.get_blob_json(path, config["digest"]).get("created"))
+            except RegistryNotFound:
+                created_at = None
+        revision = config["digest"].split(":", 1)[-1] if config and isinstance(config.get("digest"), str) else None
+        return TagDetails(
+            name=tag,
+            digest=manifest.digest,
+            revision=revision,
+            short_revision=revision[:9] if revision else None,
+            created_at=created_at,
+            total_size=sum(blobs.values()),
+            media_type=manifest.media_type,
+            blobs=blobs,
+        )
+
+    def tag_created_at(self, path: str, tag: str) -> dt.datetime | None:
+        details = self.tag_details(path, tag)
+        return details.created_at if details else None
+
+    def manifest_blobs(self, path: str, reference: str) -> dict[str, int]:
+        """Every blob digest (manifests, configs, layers) reachable from a reference, with
+        its size. Used for deduplicated sizes."""
+        blobs: dict[str, int] = {}
+        self._collect_blobs(path, self.get_manifest(path, reference), blobs)
+        return blobs
+
+    def _collect_blobs(self, path: str, manifest: Manifest, blobs: dict[str, int]) -> Manifest | None:
+        """Add ``manifest``'s blobs to ``blobs``; return the first image manifest found
+        (the manifest itself, or the first child of an index)."""
+        blobs[manifest.digest] = manifest.size
+        if not manifest.is_index:
+            for descriptor in [manifest.config, *manifest.layers]:
+                if descriptor and isinstance(descriptor.get("digest"), str):
+                    blobs[descriptor["digest"]] = _size(descriptor)
+            return manifest
+        first_image = None
+        for child in manifest.children:
+            digest = child.get("digest")
+            if not isinstance(digest, str) or digest in blobs:
+                continue
+            try:
+                image = self._collect_blobs(path, self.get_manifest(path, digest), blobs)
+            except RegistryNotFound:
+                continue  # a child that was garbage-collected adds nothing
+            first_image = first_image or image
+        return first_image
+
+    # --- writes --------------------------------------------------------------------------
+    def delete_tags(self, path: str, tags: list[str]) -> list[str]:
+        """Delete single tags with the dummy-manifest recipe, so that other tags sharing
+        their digest survive. Returns the names deleted. Raises like every call; a tag
+        whose PUT is refused is skipped."""
+        if not tags:
+            return []
+        access = _repository_access(path, ["pull", "push", "delete"])
+        self._ensure_dummy_config(path, access)
+        replaced: list[str] = []
+        digest = DUMMY_MANIFEST_DIGEST
+        for tag in tags:
+            try:
+                response = self._send(
+                    "PUT",
+                    self._url(f"/v2/{path}/manifests/{tag}"),
+                    access=access,
+                    headers={"Content-Type": DOCKER_MANIFEST_V2},
+                    data=DUMMY_MANIFEST_BODY,
+                )
+            except PermanentRegistryError as exc:
+                if isinstance(exc, RegistryUnauthorized):
+                    raise
+                logger.warning("could not re-point tag %s:%s: %s", path, tag, exc)
+                continue
+            digest = response.headers.get("Docker-Content-Digest") or digest
+            replaced.append(tag)
+        if replaced:
+            self.delete_manifest(path, digest)
+        return replaced
+
+    def _ensure_dummy_config(self, path: str, access: list[dict]) -> None:
+        try:
+            self._send("HEAD", self._url(f"/v2/{path}/blobs/{DUMMY_CONFIG_DIGEST}"), access=access)
+            return
+        except RegistryNotFound:
+            pass
+        started = self._send("POST", self._url(f"/v2/{path}/blobs/uploads/"), access=access)
+        location = urljoin(self.base_url + "/", started.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        self._send(
+            "PUT",
+            f"{location}{separator}digest={DUMMY_CONFIG_DIGEST}",
+            access=access,
+            headers={"Content-Type": "application/octet-stream"},
+            data=DUMMY_CONFIG_BODY,
+        )
+
+    def delete_manifest(self, path: str, digest: str) -> bool:
+        """Delete a manifest by digest (untags every tag pointing at it). False when the
+        manifest was already gone."""
+        try:
+            self._send(
+                "DELETE", self._url(f"/v2/{path}/manifests/{digest}"), access=_repository_access(path, ["delete"])
+            )
+        except RegistryNotFound:
+            return False
+        return True
+
+
+def _size(descriptor: dict) -> int:
+    size = descriptor.get("size")
+    return size if isinstance(size, int) and size >= 0 else 0
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        where = _path_of(response.url)
+        raise PermanentRegistryError(f"the registry answered {where} with a body that is not JSON") from exc
+    return body if isinstance(body, dict) else {}
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _next_link(response: requests.Response, base_url: str) -> str | None:
+    match = _LINK_NEXT.search(response.headers.get("Link", ""))
+    return urljoin(base_url + "/", match.group(1)) if match else None
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+_client: RegistryClient | None = None
+_client_key: tuple | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> RegistryClient:
+    """The process's registry client (a new one after a fork or a settings change)."""
+    global _client, _client_key
+    key = (os.getpid(), settings.REGISTRY_API_URL, settings.REGISTRY_REQUEST_TIMEOUT)
+    with _client_lock:
+        if _client is None or _client_key != key:
+            _client = RegistryClient(base_url=settings.REGISTRY_API_URL, timeout=settings.REGISTRY_REQUEST_TIMEOUT)
+            _client_key = key
+        return _client
+
+
+__all__ = [
+    "DUMMY_CONFIG_DIGEST",
+    "DUMMY_MANIFEST_DIGEST",
+    "Manifest",
+    "RegistryClient",
+    "RegistryError",
+    "TagDetails",
+    "get_client",
+    "parse_timestamp",
+]

@@ -1,0 +1,147 @@
+"""Changing a project's cleanup policy (``container_expiration_policy_attributes``).
+
+Validation follows api-contract #17: type errors of the request are ``{"error": ...}``,
+values outside the allowed lists and bad regexes are model errors
+``{"message": {"container_expiration_policy.<field>": [...]}}``. Regexes are checked
+whenever they are sent, enabled or not, and the stored ones again when the resulting
+policy is enabled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from container_registry.models import (
+    CADENCE_DURATIONS,
+    KEEP_N_CHOICES,
+    OLDER_THAN_CHOICES,
+    ContainerExpirationPolicy,
+)
+from container_registry.regex import validate_regex
+from gitlab_core.api.errors import bad_request, invalid_params
+from gitlab_core.api.params import parse_bool
+from projects.models import Project
+
+REQUEST_PREFIX = "container_expiration_policy_attributes"
+MODEL_PREFIX = "container_expiration_policy"
+MAX_REGEX_LENGTH = 255
+_NOT_IN_LIST = "is not included in the list"
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.request: list[str] = []
+        self.model: dict[str, list[str]] = {}
+
+    def invalid(self, key: str) -> None:
+        self.request.append(f"{REQUEST_PREFIX}[{key}] is invalid")
+
+    def field(self, key: str, problem: str) -> None:
+        self.model.setdefault(f"{MODEL_PREFIX}.{key}", []).append(problem)
+
+    def raise_if_any(self) -> None:
+        if self.request:
+            raise invalid_params(*self.request)
+        if self.model:
+            raise bad_request(self.model)
+
+
+def _read_regex(key: str, value: Any, problems: _Problems) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.invalid(key)
+        return None
+    if len(value) > MAX_REGEX_LENGTH:
+        problems.field(key, f"is too long (maximum is {MAX_REGEX_LENGTH} characters)")
+    elif value and (detail := validate_regex(value)) is not None:
+        problems.field(key, f"not valid RE2 syntax: {detail}")
+    return value
+
+
+def _read_keep_n(value: Any, problems: _Problems) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        problems.invalid("keep_n")
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        problems.invalid("keep_n")
+        return None
+    if number not in KEEP_N_CHOICES:
+        problems.field("keep_n", _NOT_IN_LIST)
+    return number
+
+
+def _changes(attributes: dict, problems: _Problems) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if "enabled" in attributes:
+        enabled = parse_bool(attributes["enabled"])
+        if enabled is None:
+            problems.invalid("enabled")
+        changes["enabled"] = enabled
+    if "cadence" in attributes:
+        cadence = attributes["cadence"]
+        if not isinstance(cadence, str) or cadence not in CADENCE_DURATIONS:
+            problems.field("cadence", _NOT_IN_LIST)
+        changes["cadence"] = cadence
+    if "keep_n" in attributes:
+        changes["keep_n"] = _read_keep_n(attributes["keep_n"], problems)
+    if "older_than" in attributes:
+        older_than = attributes["older_than"]
+        if older_than == "":
+            older_than = None
+        if older_than is not None and (not isinstance(older_than, str) or older_than not in OLDER_THAN_CHOICES):
+            problems.field("older_than", _NOT_IN_LIST)
+        changes["older_than"] = older_than
+    # name_regex_delete is GitLab's newer spelling of name_regex.
+    for key in ("name_regex", "name_regex_delete"):
+        if key in attributes and "name_regex" not in changes:
+            changes["name_regex"] = _read_regex("name_regex", attributes[key], problems)
+    if "name_regex_keep" in attributes:
+        changes["name_regex_keep"] = _read_regex("name_regex_keep", attributes["name_regex_keep"], problems)
+    return changes
+
+
+def validate_cleanup_policy_attributes(*, attributes: Any, current: ContainerExpirationPolicy | None) -> dict:
+    """The validated changes ``attributes`` asks for; raises ``ApiError`` (400) otherwise.
+
+    ``current`` is the policy the changes apply to (None for a new project: defaults).
+    """
+    if not isinstance(attributes, dict):
+        raise invalid_params(f"{REQUEST_PREFIX} is invalid")
+    problems = _Problems()
+    changes = _changes(attributes, problems)
+    problems.raise_if_any()
+    base = current or ContainerExpirationPolicy()
+    enabled = changes.get("enabled", base.enabled)
+    if enabled:
+        name_regex = changes.get("name_regex", base.name_regex)
+        if not name_regex or not name_regex.strip():
+            problems.field("name_regex", "can't be blank")
+        for key in ("name_regex", "name_regex_keep"):
+            stored = getattr(base, key)
+            if key not in changes and stored and (detail := validate_regex(stored)) is not None:
+                problems.field(key, f"not valid RE2 syntax: {detail}")
+    problems.raise_if_any()
+    return changes
+
+
+@transaction.atomic
+def update_cleanup_policy(*, project: Project, attributes: dict) -> ContainerExpirationPolicy:
+    """Apply ``container_expiration_policy_attributes`` to ``project``'s policy.
+
+    Keys not sent keep their values; unknown keys are ignored. Saving recomputes
+    ``next_run_at``. Raises ``ApiError`` (400, GitLab's shapes) and changes nothing when
+    any attribute is invalid.
+    """
+    policy, _ = ContainerExpirationPolicy.objects.select_for_update().get_or_create(project=project)
+    changes = validate_cleanup_policy_attributes(attributes=attributes, current=policy)
+    for key, value in changes.items():
+        setattr(policy, key, value)
+    policy.save()
+    return policy

@@ -1,0 +1,298 @@
+"""Running cleanup policies on their schedule (GitLab's ContainerExpirationPolicyWorker and
+its limited-capacity cleanup worker, gitlab-reference §7).
+
+The life of a policy run:
+
+* ``schedule_cleanup_policies`` (beat, hourly at minute 50) puts back repositories whose
+  worker died, marks the repositories of due, enabled policies ``cleanup_scheduled``
+  (those that have not run since the policy became due) and returns the repositories to
+  start now: unfinished ones first, then scheduled ones, no more than the free worker
+  capacity (``container_registry_expiration_policies_worker_capacity``; 0 = never).
+* ``run_policy_cleanup`` claims one repository with a conditional UPDATE (a second task
+  for the same repository changes no row and does nothing), runs the cleanup service with
+  the policy's rules, and records the outcome on the repository: started and finished
+  times, deleted count, and why it stopped. A run cut short by the limits ends
+  ``cleanup_unfinished`` and is resumed before any scheduled repository.
+* When every repository of the project has run in this cycle, ``next_run_at`` moves on by
+  the cadence (a conditional UPDATE, so only once).
+
+These are plain services; ``workers/cleanup.py`` wraps them in Celery tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from container_registry.cleanup import (
+    LIMIT_REASONS,
+    STOP_INVALID_POLICY,
+    STOP_POLICY_DISABLED,
+    STOP_REGISTRY_ERROR,
+    STOP_STALE,
+    CleanupResult,
+    CleanupRules,
+    InvalidCleanupRules,
+    cleanup_tags,
+)
+from container_registry.errors import RegistryError
+from container_registry.models import CADENCE_DURATIONS, ContainerExpirationPolicy, ContainerRepository
+from gitlab_core.models import ApplicationSettings
+
+logger = logging.getLogger(__name__)
+
+CleanupStatus = ContainerRepository.CleanupStatus
+# GitLab: an ongoing cleanup older than the deletion budget plus 30 minutes is stale.
+STALE_GRACE = dt.timedelta(minutes=30)
+MAX_STOP_REASON_LENGTH = 255
+
+
+@dataclass
+class ScheduleReport:
+    stale_reset: int = 0
+    marked: int = 0
+    advanced: int = 0
+    to_start: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PolicyRunOutcome:
+    """What one ``run_policy_cleanup`` did: ``skipped`` (not claimed), ``finished``,
+    ``unfinished``, ``policy_disabled`` or ``invalid_policy``."""
+
+    repository_id: int
+    result: str
+    cleanup: CleanupResult | None = None
+
+    @property
+    def error(self) -> RegistryError | None:
+        return self.cleanup.error if self.cleanup else None
+
+
+# --- Reads -------------------------------------------------------------------------------
+
+
+def due_policies(*, now: dt.datetime) -> QuerySet[ContainerExpirationPolicy]:
+    """Enabled policies whose ``next_run_at`` has passed, of live projects that have
+    container repositories. Uses the (enabled, next_run_at) index; projects that are not
+    due are never read."""
+    has_repositories = ContainerRepository.objects.filter(project_id=OuterRef("project_id"))
+    # ``enabled__in=[True]`` compiles to ``enabled IN (1)``: SQLite cannot use the index
+    # for the bare ``WHERE enabled`` that ``enabled=True`` becomes (PostgreSQL can either way).
+    return ContainerExpirationPolicy.objects.filter(
+        enabled__in=[True], next_run_at__lte=now, project__pending_delete=False
+    ).filter(Exists(has_repositories))
+
+
+def ongoing_count() -> int:
+    return ContainerRepository.objects.filter(expiration_policy_cleanup_status=CleanupStatus.ONGOING).count()
+
+
+def repositories_to_start(*, include_errored: bool = True, limit: int | None = None) -> list[int]:
+    """Repositories to start now, within the free worker capacity: unfinished runs first
+    (oldest start first), then scheduled ones (never-run first). ``include_errored``
+    False leaves out runs that stopped on a registry error; the hourly scheduler resumes
+    those, so a registry that is down is not hammered by a chain of retries."""
+    capacity = ApplicationSettings.current().container_registry_expiration_policies_worker_capacity
+    slots = capacity - ongoing_count()
+    if limit is not None:
+        slots = min(slots, limit)
+    if slots <= 0:
+        return []
+    live = ContainerRepository.objects.filter(
+        status__isnull=True, project__pending_delete=False, project__container_expiration_policy__enabled=True
+    )
+    unfinished = live.filter(expiration_policy_cleanup_status=CleanupStatus.UNFINISHED)
+    if not include_errored:
+        unfinished = unfinished.filter(last_cleanup_stop_reason__in=LIMIT_REASONS)
+    ids = list(
+        unfinished.order_by(F("expiration_policy_started_at").asc(nulls_first=True), "id").values_list("id", flat=True)[
+            :slots
+        ]
+    )
+    if len(ids) < slots:
+        scheduled = live.filter(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED).order_by(
+            F("expiration_policy_started_at").asc(nulls_first=True), "id"
+        )
+        ids += list(scheduled.values_list("id", flat=True)[: slots - len(ids)])
+    return ids
+
+
+# --- The scheduler -------------------------------------------------------------------------
+
+
+def reset_stale_cleanups(*, now: dt.datetime) -> int:
+    """``cleanup_ongoing`` repositories started longer ago than the deletion budget plus
+    30 minutes lost their worker: make them ``cleanup_unfinished`` so they resume."""
+    budget = ApplicationSettings.current().container_registry_delete_tags_service_timeout
+    limit = now - dt.timedelta(seconds=budget) - STALE_GRACE
+    count = (
+        ContainerRepository.objects.filter(expiration_policy_cleanup_status=CleanupStatus.ONGOING)
+        .filter(Q(expiration_policy_started_at__lt=limit) | Q(expiration_policy_started_at__isnull=True))
+        .update(expiration_policy_cleanup_status=CleanupStatus.UNFINISHED, last_cleanup_stop_reason=STOP_STALE)
+    )
+    if count:
+        logger.warning("reset stale cleanup runs", extra={"repositories": count})
+    return count
+
+
+def mark_due_repositories(*, now: dt.datetime) -> int:
+    """Mark ``cleanup_scheduled`` the repositories of due policies that have not started
+    a run since their policy became due. Returns how many rows changed."""
+    not_run_this_cycle = Q(expiration_policy_started_at__isnull=True) | Q(
+        expiration_policy_started_at__lt=F("project__container_expiration_policy__next_run_at")
+    )
+    return (
+        ContainerRepository.objects.filter(
+            project_id__in=due_policies(now=now).values("project_id"),
+            status__isnull=True,
+            expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
+        )
+        .filter(not_run_this_cycle)
+        .update(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED)
+    )
+
+
+def advance_policy_schedule(*, project_id: int, now: dt.datetime) -> bool:
+    """Move a due policy's ``next_run_at`` to now + cadence once every repository of the
+    project has started a run in this cycle and none is waiting or running. Unfinished
+    runs do not hold the schedule back: they resume on their own. True if it moved."""
+    policy = ContainerExpirationPolicy.objects.filter(project_id=project_id, enabled=True, next_run_at__lte=now).first()
+    if policy is None:
+        return False
+    waiting = (
+        ContainerRepository.objects.filter(project_id=project_id, status__isnull=True)
+        .filter(
+            Q(expiration_policy_cleanup_status__in=[CleanupStatus.SCHEDULED, CleanupStatus.ONGOING])
+            | Q(expiration_policy_started_at__isnull=True)
+            | Q(expiration_policy_started_at__lt=policy.next_run_at)
+        )
+        .exists()
+    )
+    if waiting:
+        return False
+    moved = ContainerExpirationPolicy.objects.filter(pk=policy.pk, next_run_at=policy.next_run_at).update(
+        next_run_at=now + CADENCE_DURATIONS[policy.cadence], updated_at=now
+    )
+    return moved == 1
+
+
+def schedule_cleanup_policies(*, now: dt.datetime | None = None) -> ScheduleReport:
+    """The hourly scheduler: reset stale runs, mark due repositories, move the schedule of
+    due policies with nothing left to run, and return the repositories to start (none
+    when the worker capacity is 0)."""
+    now = now or timezone.now()
+    report = ScheduleReport()
+    report.stale_reset = reset_stale_cleanups(now=now)
+    report.marked = mark_due_repositories(now=now)
+    for project_id in due_policies(now=now).values_list("project_id", flat=True).iterator():
+        report.advanced += advance_policy_schedule(project_id=project_id, now=now)
+    report.to_start = repositories_to_start(include_errored=True)
+    logger.info(
+        "cleanup policies scheduled",
+        extra={
+            "stale_reset": report.stale_reset,
+            "marked": report.marked,
+            "advanced": report.advanced,
+            "started": len(report.to_start),
+        },
+    )
+    return report
+
+
+# --- One repository ------------------------------------------------------------------------
+
+
+def claim_repository(*, repository_id: int, now: dt.datetime, statuses: list[str] | None = None) -> bool:
+    """Take a repository for a cleanup run: one conditional UPDATE from ``statuses``
+    (default: scheduled or unfinished) to ``cleanup_ongoing``. False if no row changed."""
+    statuses = statuses or [CleanupStatus.SCHEDULED, CleanupStatus.UNFINISHED]
+    changed = ContainerRepository.objects.filter(
+        pk=repository_id, status__isnull=True, expiration_policy_cleanup_status__in=statuses
+    ).update(expiration_policy_cleanup_status=CleanupStatus.ONGOING, expiration_policy_started_at=now)
+    return changed == 1
+
+
+def record_run(*, repository_id: int, result: CleanupResult | None, stop_reason: str, now: dt.datetime) -> None:
+    """Store the end of a run on the repository (only if this run still owns it)."""
+    finished = result is not None and result.finished
+    if result is not None and result.error is not None:
+        stop_reason = f"{STOP_REGISTRY_ERROR}: {result.error}"
+    ContainerRepository.objects.filter(pk=repository_id, expiration_policy_cleanup_status=CleanupStatus.ONGOING).update(
+        expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED if finished else CleanupStatus.UNFINISHED,
+        expiration_policy_completed_at=now,
+        last_cleanup_deleted_tags_count=result.deleted_size if result is not None else 0,
+        last_cleanup_stop_reason=stop_reason[:MAX_STOP_REASON_LENGTH],
+    )
+
+
+def _release(repository_id: int, reason: str, now: dt.datetime) -> None:
+    ContainerRepository.objects.filter(pk=repository_id).update(
+        expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
+        expiration_policy_completed_at=now,
+        last_cleanup_deleted_tags_count=0,
+        last_cleanup_stop_reason=reason,
+    )
+
+
+def run_policy_cleanup(
+    *,
+    repository_id: int,
+    client=None,
+    respect_capacity: bool = True,
+    claim_from: list[str] | None = None,
+    progress=None,
+) -> PolicyRunOutcome:
+    """Run the project's cleanup policy on one repository.
+
+    Claims it first (``skipped`` when another run has it, it is not waiting, or the
+    worker capacity is used up). A disabled policy releases the repository; an invalid
+    one is disabled, as GitLab does. Records the run on the repository and moves the
+    policy's schedule when the whole project is done. Registry faults do not raise: the
+    outcome carries them (``outcome.error``) so the caller can retry transient ones.
+    Other exceptions leave the run recorded as unfinished and propagate.
+    """
+    if respect_capacity:
+        capacity = ApplicationSettings.current().container_registry_expiration_policies_worker_capacity
+        if ongoing_count() >= capacity:
+            return PolicyRunOutcome(repository_id, "skipped")
+    now = timezone.now()
+    if not claim_repository(repository_id=repository_id, now=now, statuses=claim_from):
+        return PolicyRunOutcome(repository_id, "skipped")
+    repository = ContainerRepository.objects.select_related("project").get(pk=repository_id)
+    policy = ContainerExpirationPolicy.objects.filter(project_id=repository.project_id).first()
+    if policy is None or not policy.enabled or repository.project.pending_delete:
+        _release(repository_id, STOP_POLICY_DISABLED, now)
+        return PolicyRunOutcome(repository_id, STOP_POLICY_DISABLED)
+    rules = CleanupRules.from_policy(policy)
+    try:
+        rules.compile()
+    except InvalidCleanupRules as exc:
+        ContainerExpirationPolicy.objects.filter(pk=policy.pk).update(enabled=False)
+        _release(repository_id, STOP_INVALID_POLICY, now)
+        logger.error("cleanup policy disabled: invalid", extra={"project_id": policy.pk, "problem": str(exc)})
+        return PolicyRunOutcome(repository_id, STOP_INVALID_POLICY)
+    return _run_claimed(repository, rules, client=client, progress=progress)
+
+
+def _run_claimed(repository: ContainerRepository, rules: CleanupRules, *, client, progress) -> PolicyRunOutcome:
+    try:
+        result = cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, progress=progress)
+    except Exception as exc:
+        # A time limit or a database fault: record how the run ended, let the task fail.
+        record_run(
+            repository_id=repository.pk, result=None, stop_reason=f"error: {type(exc).__name__}", now=timezone.now()
+        )
+        raise
+    now = timezone.now()
+    record_run(repository_id=repository.pk, result=result, stop_reason=result.stop_reason, now=now)
+    advance_policy_schedule(project_id=repository.project_id, now=now)
+    logger.info(
+        "cleanup policy run",
+        extra={"container_repository_id": repository.pk, "path": repository.path, **result.log_fields()},
+    )
+    return PolicyRunOutcome(repository.pk, result.status, result)

@@ -1,0 +1,87 @@
+"""Writes of the container registry app that the API, the admin and tasks share."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from container_registry.client import RegistryClient, get_client
+from container_registry.models import ContainerRepository, ProjectRegistryStatistics
+from gitlab_core.models import ApplicationSettings
+
+Status = ContainerRepository.Status
+
+
+def schedule_repository_deletion(*, repository: ContainerRepository) -> ContainerRepository:
+    """Mark a repository ``delete_scheduled`` so the deletion worker removes its tags and
+    row; due at once (``next_delete_attempt_at = now``).
+
+    Idempotent: a repository already scheduled or being deleted is left as it is (the
+    worker owns ``delete_ongoing``). A ``delete_failed`` one is scheduled again; like
+    GitLab, its failure count stays. Returns the repository as stored.
+    """
+    now = timezone.now()
+    ContainerRepository.objects.filter(pk=repository.pk).filter(
+        Q(status__isnull=True) | Q(status=Status.DELETE_FAILED)
+    ).update(status=Status.DELETE_SCHEDULED, status_updated_at=now, next_delete_attempt_at=now, updated_at=now)
+    repository.refresh_from_db()
+    return repository
+
+
+def mark_registry_size_stale(*, project_ids: set[int]) -> None:
+    """Flag the projects' registry sizes for recomputation (events changed them)."""
+    if not project_ids:
+        return
+    existing = set(
+        ProjectRegistryStatistics.objects.filter(project_id__in=project_ids, stale=True).values_list(
+            "project_id", flat=True
+        )
+    )
+    todo = project_ids - existing
+    if not todo:
+        return
+    ProjectRegistryStatistics.objects.filter(project_id__in=todo).update(stale=True)
+    ProjectRegistryStatistics.objects.bulk_create(
+        [ProjectRegistryStatistics(project_id=pid, stale=True) for pid in todo], ignore_conflicts=True
+    )
+
+
+def store_registry_size(*, project_id: int, size: int) -> None:
+    """Record a freshly computed registry size of a project."""
+    values = {"container_registry_size": size, "stale": False, "refreshed_at": timezone.now()}
+    # UPDATE first, not update_or_create: a read-then-write transaction fails at once on
+    # SQLite when the event receiver wrote in between.
+    if not ProjectRegistryStatistics.objects.filter(project_id=project_id).update(**values):
+        ProjectRegistryStatistics.objects.bulk_create(
+            [ProjectRegistryStatistics(project_id=project_id, **values)], ignore_conflicts=True
+        )
+
+
+def record_registry_identity(*, client: RegistryClient | None = None) -> ApplicationSettings:
+    """Read the registry's ``/v2/`` headers and store its vendor, version and features
+    in the application settings. Raises the registry client's errors."""
+    headers = (client or get_client()).ping()
+    if "gitlab-container-registry-version" in headers:
+        vendor = "gitlab"
+        version = headers["gitlab-container-registry-version"]
+        features = [f.strip() for f in headers.get("gitlab-container-registry-features", "").split(",") if f.strip()]
+    else:
+        # distribution answers with Docker-Distribution-Api-Version only; it has no version header.
+        vendor = "distribution" if "docker-distribution-api-version" in headers else ""
+        version = ""
+        features = []
+    with transaction.atomic():
+        app_settings = ApplicationSettings.current()
+        app_settings.container_registry_vendor = vendor
+        app_settings.container_registry_version = version
+        app_settings.container_registry_features = features
+        app_settings.save(
+            update_fields=[
+                "container_registry_vendor",
+                "container_registry_version",
+                "container_registry_features",
+                "updated_at",
+            ]
+        )
+    return app_settings

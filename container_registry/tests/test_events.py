@@ -1,0 +1,249 @@
+"""The notification receiver, replaying envelopes captured from distribution 2.8."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from unittest import mock
+
+import pytest
+from django.db import OperationalError
+
+from container_registry import tag_cache
+from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
+from container_registry.tests.conftest import FIXTURES, SECRET, envelope, envelope_with
+
+PUSH_OCI = "push-manifest-oci.json"
+PULL_BY_TAG = "pull-manifest-oci-by-tag.json"
+
+
+def image_repository(project) -> ContainerRepository:
+    return ContainerRepository.objects.get(project=project, name="image")
+
+
+# --- authentication and content type ------------------------------------------------------
+
+
+def test_wrong_or_missing_secret_is_401(post_events, captured_world):
+    assert post_events(envelope(PUSH_OCI), secret="wrong").status_code == 401
+    assert post_events(envelope(PUSH_OCI), secret=None).status_code == 401
+    assert post_events(envelope(PUSH_OCI), secret=SECRET + "x").status_code == 401
+    assert not ContainerRepository.objects.exists()
+
+
+def test_receiver_refuses_everything_when_no_secret_is_configured(post_events, settings, captured_world):
+    settings.REGISTRY_NOTIFICATION_SECRET = ""
+    response = post_events(envelope(PUSH_OCI), secret="")
+    assert response.status_code == 401
+    assert response.json() == {"message": "401 Unauthorized"}
+
+
+def test_plain_json_is_accepted_and_other_types_are_415(post_events, captured_world):
+    assert post_events(envelope(PUSH_OCI), content_type="application/json").status_code == 200
+    response = post_events(envelope(PULL_BY_TAG), content_type="text/plain")
+    assert response.status_code == 415
+    assert "error" in response.json()
+
+
+def test_get_is_405(client, settings):
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    response = client.get("/api/v4/container_registry_event/events", HTTP_AUTHORIZATION=SECRET)
+    assert response.status_code == 405
+
+
+# --- malformed bodies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+        b'{"events": {}}',
+        b'{"events": [42]}',
+        b'{"events": [{"action": "push", "target": {"repository": "group/project/image"}}]}',
+        b'{"events": [{"id": "1", "target": {"repository": "group/project/image"}}]}',
+        b'{"events": [{"id": "1", "action": "launch", "target": {"repository": "group/project/image"}}]}',
+        b'{"events": [{"id": "1", "action": "push"}]}',
+        b'{"events": [{"id": "1", "action": "push", "target": {}}]}',
+        b'{"events": [{"id": "1", "action": "push", "target": {"repository": "Group/UPPER"}}]}',
+        b'{"events": [{"id": "1", "action": "push", "target": {"repository": "a//b"}}]}',
+        b'{"events": [{"id": 7, "action": "push", "target": {"repository": "group/project"}}]}',
+    ],
+)
+def test_malformed_bodies_are_400_and_change_nothing(post_events, captured_world, body):
+    response = post_events(body)
+    assert response.status_code == 400
+    assert "message" in response.json()
+    assert not RegistryEvent.objects.exists()
+
+
+def test_one_bad_event_rejects_the_whole_envelope_before_anything_is_applied(post_events, captured_world):
+    good = json.loads(envelope(PUSH_OCI))["events"][0]
+    body = json.dumps({"events": [good, {"id": "x", "action": "explode", "target": {"repository": "a"}}]})
+    assert post_events(body.encode()).status_code == 400
+    assert not ContainerRepository.objects.exists()
+
+
+def test_empty_envelope_is_acknowledged(post_events, db):
+    assert post_events(b'{"events": []}').status_code == 200
+
+
+# --- push ---------------------------------------------------------------------------------
+
+
+def test_tag_push_creates_the_repository_and_counts_it(post_events, captured_world):
+    response = post_events(envelope(PUSH_OCI))
+    assert response.status_code == 200
+    assert response.content == b""
+    repository = image_repository(captured_world["project"])
+    assert repository.push_count == 1
+    assert repository.last_pushed_at == dt.datetime(2026, 11, 27, 12, 40, 0, 342791, tzinfo=dt.UTC)
+    stats = ProjectRegistryStatistics.objects.get(project=captured_world["project"])
+    assert stats.stale
+
+
+def test_whole_push_sequence_counts_one_push(post_events, captured_world):
+    for name in ("0001-push-blob-layer.json", "0002-push-blob-config.json", "0003-push-manifest-oci.json"):
+        assert post_events(envelope(f"sequences/push-oci/{name}")).status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1
+
+
+def test_redelivered_push_is_applied_once(post_events, captured_world):
+    for _ in range(3):
+        assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1
+    assert RegistryEvent.objects.count() == 1
+
+
+def test_many_events_in_one_envelope_with_a_duplicate_inside(post_events, captured_world):
+    push = json.loads(envelope(PUSH_OCI))["events"][0]
+    pull = json.loads(envelope(PULL_BY_TAG))["events"][0]
+    body = json.dumps({"events": [push, pull, push, pull]}).encode()
+    assert post_events(body).status_code == 200
+    repository = image_repository(captured_world["project"])
+    assert (repository.push_count, repository.pull_count) == (1, 1)
+
+
+def test_reordered_envelopes_never_move_dates_backwards(post_events, captured_world):
+    newer = envelope_with(PUSH_OCI, id="newer", timestamp="2030-01-02T00:00:00.123456789Z")
+    older = envelope_with(PUSH_OCI, id="older", timestamp="2029-01-01T00:00:00Z")
+    post_events(newer)
+    post_events(older)
+    repository = image_repository(captured_world["project"])
+    assert repository.push_count == 2
+    assert repository.last_pushed_at == dt.datetime(2030, 1, 2, 0, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def test_our_own_dummy_manifest_push_is_not_a_users_push(post_events, captured_world):
+    post_events(envelope(PUSH_OCI))
+    for name in (
+        "0028-push-blob-config.json",
+        "0029-push-manifest-docker-v2-dummy-for-tag-delete.json",
+        "0030-delete-manifest.json",
+        "0031-delete-tag.json",
+    ):
+        assert post_events(envelope(f"sequences/tag-delete-recipe/{name}")).status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1
+
+
+def test_dummy_push_is_recognised_by_its_references_too(post_events, captured_world):
+    body = envelope_with(
+        "push-manifest-docker-v2-dummy-for-tag-delete.json",
+        digest="sha256:" + "1" * 64,
+        references=[
+            {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 21,
+                "digest": "sha256:4435000728ee66e6a80e55637fc22725c256b61de344a2ecdeaac6bdb36e8bc3",
+            }
+        ],
+    )
+    assert post_events(body).status_code == 200
+    assert not ContainerRepository.objects.exists()
+
+
+def test_push_for_a_project_that_does_not_exist_is_acknowledged(post_events, db):
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert not ContainerRepository.objects.exists()
+
+
+def test_events_never_revive_a_repository_being_deleted(post_events, captured_world):
+    repository = ContainerRepository.objects.create(
+        project=captured_world["project"], name="image", status=ContainerRepository.Status.DELETE_SCHEDULED
+    )
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert post_events(envelope(PULL_BY_TAG)).status_code == 200
+    repository.refresh_from_db()
+    assert (repository.push_count, repository.pull_count, repository.status) == (0, 0, "delete_scheduled")
+
+
+def test_events_of_a_project_pending_deletion_are_ignored(post_events, captured_world):
+    project = captured_world["project"]
+    project.pending_delete = True
+    project.save()
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert not ContainerRepository.objects.exists()
+
+
+def test_tag_push_forgets_the_cached_creation_time(post_events, captured_world):
+    repository = ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    tag_cache.set_many(repository.pk, {"v1": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)})
+    post_events(envelope(PUSH_OCI))
+    assert tag_cache.get_many(repository.pk, ["v1"]) == {}
+
+
+# --- pull, delete, mount ------------------------------------------------------------------
+
+
+def test_get_pulls_count_but_head_and_blob_pulls_do_not(post_events, captured_world):
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    for name in (PULL_BY_TAG, "pull-manifest-oci-by-tag-head.json", "pull-blob.json", "pull-blob-head.json"):
+        assert post_events(envelope(name)).status_code == 200
+    repository = image_repository(captured_world["project"])
+    assert repository.pull_count == 1
+    assert repository.last_pulled_at is not None
+
+
+def test_pull_of_an_unknown_repository_creates_nothing(post_events, captured_world):
+    assert post_events(envelope(PULL_BY_TAG)).status_code == 200
+    assert not ContainerRepository.objects.exists()
+
+
+def test_deletes_mark_the_registry_size_stale(post_events, captured_world):
+    project = captured_world["project"]
+    ProjectRegistryStatistics.objects.create(project=project, container_registry_size=5, stale=False)
+    for name in ("0037-pull-manifest-docker-v2-by-tag.json", "0038-delete-manifest.json", "0039-delete-tag.json"):
+        assert post_events(envelope(f"sequences/skopeo-delete/{name}")).status_code == 200
+    assert ProjectRegistryStatistics.objects.get(project=project).stale
+
+
+def test_mount_is_acknowledged_and_changes_nothing(post_events, captured_world):
+    assert post_events(envelope("mount-blob.json")).status_code == 200
+    assert not ContainerRepository.objects.exists()
+    assert not RegistryEvent.objects.exists()
+
+
+def test_cross_repository_copy_counts_a_push_in_the_target(post_events, captured_world):
+    for name in sorted(p.name for p in (FIXTURES / "sequences/cross-repo-mount").iterdir()):
+        assert post_events(envelope(f"sequences/cross-repo-mount/{name}")).status_code == 200
+    assert ContainerRepository.objects.get(project=captured_world["other"], name="image").push_count == 1
+
+
+# --- database outage ----------------------------------------------------------------------
+
+
+def test_database_outage_is_503_and_the_retry_applies_the_event_once(post_events, captured_world):
+    # A lost database connection cannot be produced inside one SQLite test transaction;
+    # the real outage (PostgreSQL stopped) is covered by the end-to-end tests.
+    with mock.patch(
+        "container_registry.events.projects_for_image_paths", side_effect=OperationalError("server closed")
+    ):
+        response = post_events(envelope(PUSH_OCI))
+    assert response.status_code == 503
+    assert not RegistryEvent.objects.exists()
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1

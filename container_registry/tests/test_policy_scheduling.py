@@ -1,0 +1,217 @@
+"""The policy scheduler and one policy run per repository (claims, records, schedule).
+
+Runs use ``FakeRegistryClient`` (see ``test_cleanup_service``) in place of the HTTP
+registry; the scheduler itself never talks to the registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from container_registry.models import ContainerExpirationPolicy, ContainerRepository
+from container_registry.scheduling import (
+    advance_policy_schedule,
+    repositories_to_start,
+    run_policy_cleanup,
+    schedule_cleanup_policies,
+)
+from container_registry.tests.test_cleanup_service import FakeRegistryClient
+from gitlab_core.models import ApplicationSettings
+from tests_support.factories import make_group, make_project
+
+Status = ContainerRepository.CleanupStatus
+
+
+def make_due(project, **changes) -> ContainerExpirationPolicy:
+    policy = ContainerExpirationPolicy.objects.get(project=project)
+    for key, value in {"enabled": True, "name_regex": ".*", "keep_n": None, "older_than": None, **changes}.items():
+        setattr(policy, key, value)
+    policy.save()
+    # save() recomputes next_run_at; make it due an hour ago without saving again.
+    ContainerExpirationPolicy.objects.filter(pk=policy.pk).update(next_run_at=timezone.now() - dt.timedelta(hours=1))
+    policy.refresh_from_db()
+    return policy
+
+
+def statuses(*repos) -> list[str]:
+    return [ContainerRepository.objects.get(pk=r.pk).expiration_policy_cleanup_status for r in repos]
+
+
+@pytest.fixture
+def due_project(world):
+    project = world["project"]
+    make_due(project)
+    repos = [ContainerRepository.objects.create(project=project, name=n) for n in ("a", "b")]
+    return project, repos
+
+
+def test_scheduler_marks_repositories_of_due_enabled_policies_only(world, due_project):
+    project, repos = due_project
+    idle = make_project(world["platform"], "idle")  # enabled but not due
+    ContainerExpirationPolicy.objects.filter(project=idle).update(enabled=True)
+    disabled = make_project(world["platform"], "disabled")  # due but disabled
+    ContainerExpirationPolicy.objects.filter(project=disabled).update(next_run_at=timezone.now())
+    others = [ContainerRepository.objects.create(project=p, name="x") for p in (idle, disabled)]
+
+    report = schedule_cleanup_policies()
+
+    assert report.marked == 2
+    assert statuses(*repos) == [Status.SCHEDULED, Status.SCHEDULED]
+    assert statuses(*others) == [Status.UNSCHEDULED, Status.UNSCHEDULED]
+    assert sorted(report.to_start) == sorted(r.pk for r in repos)
+
+
+def test_scheduler_starts_no_more_runs_than_the_worker_capacity(due_project):
+    settings = ApplicationSettings.current()
+    settings.container_registry_expiration_policies_worker_capacity = 1
+    settings.save()
+    assert len(schedule_cleanup_policies().to_start) == 1
+
+
+def test_capacity_zero_means_policies_never_run(due_project):
+    _project, repos = due_project
+    settings = ApplicationSettings.current()
+    settings.container_registry_expiration_policies_worker_capacity = 0
+    settings.save()
+    assert schedule_cleanup_policies().to_start == []
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=FakeRegistryClient({"v1": None}))
+    assert outcome.result == "skipped"
+
+
+def test_scheduler_query_count_does_not_grow_with_projects_that_are_not_due(
+    world, due_project, django_assert_max_num_queries
+):
+    for i in range(30):
+        project = make_project(world["platform"], f"quiet{i}")
+        ContainerExpirationPolicy.objects.filter(project=project).update(enabled=True)
+        ContainerRepository.objects.create(project=project, name="img")
+    with django_assert_max_num_queries(12):
+        schedule_cleanup_policies()
+
+
+def test_due_policy_lookup_uses_the_runnable_index(db):
+    from container_registry.scheduling import due_policies
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's planner prefers a sequential scan on tables this small")
+    plan = due_policies(now=timezone.now()).explain()
+    assert "USING INDEX cep_runnable_idx" in plan
+
+
+def test_a_run_claims_deletes_and_records_the_outcome(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+    client = FakeRegistryClient({"latest": None, "v1": None, "v2": None})
+    before = timezone.now()
+
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=client)
+
+    assert outcome.result == "finished" and list(client.tags) == ["latest"]
+    repo = ContainerRepository.objects.get(pk=repos[0].pk)
+    assert repo.expiration_policy_cleanup_status == Status.UNSCHEDULED
+    assert repo.expiration_policy_started_at >= before
+    assert repo.expiration_policy_completed_at >= repo.expiration_policy_started_at
+    assert (repo.last_cleanup_deleted_tags_count, repo.last_cleanup_stop_reason) == (2, "finished")
+
+
+def test_a_second_task_for_the_same_repository_does_nothing(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+    client = FakeRegistryClient({"v1": None})
+    assert run_policy_cleanup(repository_id=repos[0].pk, client=client).result == "finished"
+    assert run_policy_cleanup(repository_id=repos[0].pk, client=client).result == "skipped"
+    assert client.calls["list_tags"] == 1
+
+
+def test_next_run_moves_by_the_cadence_once_every_repository_has_run(due_project):
+    project, repos = due_project
+    ContainerExpirationPolicy.objects.filter(project=project).update(cadence="7d")
+    schedule_cleanup_policies()
+    due_at = ContainerExpirationPolicy.objects.get(project=project).next_run_at
+    run_policy_cleanup(repository_id=repos[0].pk, client=FakeRegistryClient({}))
+    assert ContainerExpirationPolicy.objects.get(project=project).next_run_at == due_at
+    run_policy_cleanup(repository_id=repos[1].pk, client=FakeRegistryClient({}))
+    moved = ContainerExpirationPolicy.objects.get(project=project).next_run_at
+    assert dt.timedelta(days=6, hours=23) < moved - timezone.now() <= dt.timedelta(days=7)
+    # Nothing is due any more: the next scheduler pass marks nothing.
+    assert schedule_cleanup_policies().marked == 0
+
+
+def test_unfinished_runs_are_resumed_before_scheduled_ones(due_project):
+    _project, repos = due_project
+    settings = ApplicationSettings.current()
+    settings.container_registry_cleanup_tags_service_max_list_size = 1
+    settings.save()
+    schedule_cleanup_policies()
+    client = FakeRegistryClient({"v1": None, "v2": None})
+    outcome = run_policy_cleanup(repository_id=repos[1].pk, client=client)
+    assert (outcome.result, outcome.cleanup.stop_reason) == ("unfinished", "tags_limit")
+    assert statuses(repos[1]) == [Status.UNFINISHED]
+    assert repositories_to_start(include_errored=False)[0] == repos[1].pk
+    assert run_policy_cleanup(repository_id=repos[1].pk, client=client).result == "finished"
+    assert list(client.tags) == []
+
+
+def test_a_run_stopped_by_a_registry_error_waits_for_the_scheduler(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+    client = FakeRegistryClient({"v1": None})
+    client.fail_on_delete_call = 1
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=client)
+    assert outcome.result == "unfinished" and outcome.error is not None
+    repo = ContainerRepository.objects.get(pk=repos[0].pk)
+    assert repo.last_cleanup_stop_reason.startswith("registry_error: DELETE")
+    assert repos[0].pk not in repositories_to_start(include_errored=False)
+    assert repositories_to_start(include_errored=True)[0] == repos[0].pk
+
+
+def test_stale_ongoing_runs_are_put_back_as_unfinished(due_project):
+    _project, repos = due_project
+    long_ago = timezone.now() - dt.timedelta(hours=2)
+    ContainerRepository.objects.filter(pk=repos[0].pk).update(
+        expiration_policy_cleanup_status=Status.ONGOING, expiration_policy_started_at=long_ago
+    )
+    report = schedule_cleanup_policies()
+    assert report.stale_reset == 1
+    assert statuses(repos[0]) == [Status.UNFINISHED]
+    assert report.to_start[0] == repos[0].pk
+
+
+def test_an_invalid_policy_is_disabled_and_deletes_nothing(due_project):
+    project, repos = due_project
+    schedule_cleanup_policies()
+    ContainerExpirationPolicy.objects.filter(project=project).update(name_regex="[")
+    client = FakeRegistryClient({"v1": None})
+    assert run_policy_cleanup(repository_id=repos[0].pk, client=client).result == "invalid_policy"
+    assert not ContainerExpirationPolicy.objects.get(project=project).enabled
+    assert list(client.tags) == ["v1"]
+
+
+def test_a_policy_disabled_after_scheduling_releases_its_repositories(due_project):
+    project, repos = due_project
+    schedule_cleanup_policies()
+    ContainerExpirationPolicy.objects.filter(project=project).update(enabled=False)
+    client = FakeRegistryClient({"v1": None})
+    assert run_policy_cleanup(repository_id=repos[0].pk, client=client).result == "policy_disabled"
+    assert statuses(repos[0]) == [Status.UNSCHEDULED] and list(client.tags) == ["v1"]
+
+
+def test_advancing_twice_moves_the_schedule_once(due_project):
+    project, repos = due_project
+    ContainerRepository.objects.filter(project=project).update(expiration_policy_started_at=timezone.now())
+    now = timezone.now()
+    assert advance_policy_schedule(project_id=project.pk, now=now) is True
+    assert advance_policy_schedule(project_id=project.pk, now=now) is False
+
+
+def test_repositories_of_other_groups_do_not_block_a_project(world):
+    other = make_project(make_group("other"), "proj")
+    make_due(other)
+    repo = ContainerRepository.objects.create(project=other, name="")
+    report = schedule_cleanup_policies()
+    assert report.to_start == [repo.pk]

@@ -1,0 +1,59 @@
+"""``/application/settings`` (admins only): the registry settings and a few others."""
+
+from __future__ import annotations
+
+from rest_framework.response import Response
+
+from gitlab_core import services
+from gitlab_core.api import entities
+from gitlab_core.api.errors import forbidden, invalid_params
+from gitlab_core.api.views import ApiView
+from gitlab_core.models import ApplicationSettings
+
+# Writable fields by type. Vendor, version and features come from the registry itself
+# and, like id and timestamps, are read-only here.
+INTEGER_FIELDS = (
+    "container_registry_token_expire_delay",
+    "container_registry_cleanup_tags_service_max_list_size",
+    "container_registry_delete_tags_service_timeout",
+    "container_registry_expiration_policies_worker_capacity",
+    "default_projects_limit",
+)
+BOOLEAN_FIELDS = (
+    "container_expiration_policies_enable_historic_entries",
+    "container_registry_expiration_policies_caching",
+    "container_expiration_policy_enabled_by_default",
+    "signup_enabled",
+)
+VISIBILITY_FIELDS = ("default_project_visibility", "default_group_visibility")
+WRITABLE_FIELDS = INTEGER_FIELDS + BOOLEAN_FIELDS + VISIBILITY_FIELDS
+# The columns are 32-bit integers on PostgreSQL.
+MAX_SETTING_INT = 2**31 - 1
+
+
+class ApplicationSettingsView(ApiView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not self.require_user().is_admin:
+            raise forbidden()
+
+    def get(self, request):
+        return Response(entities.application_settings(ApplicationSettings.current()))
+
+    def put(self, request):
+        params = self.params()
+        changes = {}
+        for field in INTEGER_FIELDS:
+            if params.has(field):
+                changes[field] = params.int(field, maximum=MAX_SETTING_INT)
+        for field in BOOLEAN_FIELDS:
+            if params.has(field):
+                changes[field] = params.bool(field)
+        for field in VISIBILITY_FIELDS:
+            if params.has(field):
+                changes[field] = params.choice(field, ("private", "internal", "public"))
+        params.check()
+        if not changes:
+            raise invalid_params(f"{', '.join(WRITABLE_FIELDS)} are missing, at least one parameter must be provided")
+        settings = services.update_application_settings(changes=changes)
+        return Response(entities.application_settings(settings))

@@ -1,0 +1,131 @@
+"""Settings come from the environment; bad values stop the process with a clear message.
+
+Each case imports the settings in a fresh interpreter, because settings are read once
+per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+from gitlab_core.celery import app
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"), "port": db.get("PORT"),
+    "user": db.get("USER"),
+    "broker": app.conf.broker_url,
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "allowed_hosts": settings.ALLOWED_HOSTS,
+}))
+"""
+
+
+def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "CACHE_"))}
+    clean.update({"DJANGO_SETTINGS_MODULE": "gitlab_core.settings", "VAR_DIR": str(tmp_path), **env})
+    for name in ("DEBUG", "SECRET_KEY"):
+        if name not in env:
+            clean.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=BASE_DIR, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def loaded(tmp_path: Path, **env: str) -> dict:
+    result = load_settings(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_defaults_use_sqlite_in_var_dir_and_a_filesystem_broker(tmp_path):
+    values = loaded(tmp_path)
+
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"] == str(tmp_path / "db.sqlite3")
+    assert values["broker"] == "filesystem://"
+    assert values["cache"] == "django.core.cache.backends.db.DatabaseCache"
+    assert (tmp_path / "broker" / "out").is_dir()
+
+
+def test_database_url_selects_postgresql(tmp_path):
+    values = loaded(tmp_path, DATABASE_URL="postgres://gitlab:s3cret@db.internal:5433/registry")
+
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert (values["host"], values["port"], values["name"], values["user"]) == (
+        "db.internal",
+        5433,
+        "registry",
+        "gitlab",
+    )
+
+
+def test_redis_urls_select_the_redis_broker_and_cache(tmp_path):
+    values = loaded(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6390/0", CACHE_URL="redis://127.0.0.1:6390/1")
+
+    assert values["broker"] == "redis://127.0.0.1:6390/0"
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_debug_off_refuses_the_development_secret_key(tmp_path):
+    result = load_settings(tmp_path, DEBUG="false")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY must be set" in result.stderr
+    assert "development key is refused" in result.stderr
+
+
+def test_debug_off_refuses_a_short_secret_key(tmp_path):
+    result = load_settings(tmp_path, DEBUG="0", SECRET_KEY="short")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_debug_off_starts_with_a_real_secret_key(tmp_path):
+    values = loaded(tmp_path, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="registry.example.com, gitlab")
+
+    assert values["debug"] is False
+    assert values["allowed_hosts"] == ["registry.example.com", "gitlab"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEBUG", "maybe"),
+        ("REGISTRY_REQUEST_TIMEOUT", "fast"),
+        ("REGISTRY_REQUEST_TIMEOUT", "0"),
+        ("DATABASE_CONN_MAX_AGE", "-1"),
+        ("AUTH_BAN_MAX_RETRY", "many"),
+        ("DATABASE_URL", "mysqlx://root@db/registry"),
+        ("DATABASE_URL", "postgres://u:p@db:notaport/registry"),
+        ("CELERY_BROKER_URL", "amqp://guest@rabbit//"),
+        ("CACHE_URL", "memcached://cache:11211"),
+    ],
+)
+def test_a_bad_value_names_the_variable(tmp_path, name, value):
+    result = load_settings(tmp_path, **{name: value})
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured")
+    assert name in last_line
+
+
+def test_a_bad_database_url_does_not_echo_its_password(tmp_path):
+    result = load_settings(tmp_path, DATABASE_URL="postgres://u:hunter2secret@db:notaport/registry")
+
+    assert result.returncode != 0
+    assert "hunter2secret" not in result.stderr

@@ -1,0 +1,176 @@
+"""Who is calling ``/jwt/auth``: Basic credentials resolved in GitLab's order.
+
+CI job token (login ``gitlab-ci-token``), personal access token (any login), deploy
+token (login must match), password (last: it is the expensive check). The first match
+wins; no match is a failure (401). Secrets are looked up by digest and compared in
+constant time; they are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.db.models import Q
+
+from gitlab_core import tokens
+from gitlab_core.api.authentication import find_personal_access_token, touch_last_used
+from gitlab_core.models import PAT_SCOPES, User
+from projects.models import CiJob, DeployToken
+
+CI_JOB_LOGIN = "gitlab-ci-token"
+
+# Credential ("authentication") abilities, intersected later with project permissions.
+READ = "read_container_image"
+CREATE = "create_container_image"
+ADMIN = "admin_container_image"
+BUILD_READ = "build_read_container_image"
+BUILD_CREATE = "build_create_container_image"
+BUILD_DESTROY = "build_destroy_container_image"
+REGISTRY_ABILITIES = frozenset({READ, CREATE, ADMIN, BUILD_READ, BUILD_CREATE, BUILD_DESTROY})
+FULL_ABILITIES = frozenset({READ, CREATE, ADMIN})
+BUILD_ABILITIES = frozenset({BUILD_READ, BUILD_CREATE, BUILD_DESTROY})
+
+_SCOPE_ABILITIES = {
+    "api": FULL_ABILITIES,
+    "read_api": frozenset({READ}),
+    "read_registry": frozenset({READ}),
+    "write_registry": frozenset({CREATE}),
+}
+
+
+def abilities_for_scopes(scopes: list[str]) -> frozenset[str]:
+    """Union of the registry abilities each token scope gives."""
+    result: set[str] = set()
+    for scope in scopes:
+        result |= _SCOPE_ABILITIES.get(scope, frozenset())
+    return frozenset(result)
+
+
+@dataclass
+class AuthResult:
+    """The resolved caller. ``auth_type`` is GitLab's credential type string."""
+
+    auth_type: str
+    user: User | None = None
+    deploy_token: DeployToken | None = None
+    ci_job: CiJob | None = None
+    abilities: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user is None and self.deploy_token is None and self.ci_job is None
+
+    @property
+    def actor_label(self) -> str:
+        """Who, for logs: a username, a deploy token id or a job id; never a secret."""
+        if self.user is not None:
+            return self.user.username
+        if self.deploy_token is not None:
+            return f"deploy_token:{self.deploy_token.pk}"
+        if self.ci_job is not None:
+            return f"ci_job:{self.ci_job.pk}"
+        return "anonymous"
+
+    @property
+    def user_info(self) -> dict | None:
+        """The nested ``user`` token's payload, as GitLab builds it."""
+        if self.user is not None:
+            return {"token_type": self.auth_type, "username": self.user.username, "user_id": self.user.pk}
+        if self.deploy_token is not None:
+            return {
+                "token_type": self.auth_type,
+                "username": self.deploy_token.username,
+                "deploy_token_id": self.deploy_token.pk,
+            }
+        return None
+
+
+ANONYMOUS = AuthResult(auth_type="none", abilities=frozenset({READ}))
+
+
+class MalformedCredentials(Exception):
+    """The Authorization header is Basic but cannot be decoded."""
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """``(login, password)`` from a Basic ``Authorization`` header; None when the header
+    is absent or another scheme. Raises MalformedCredentials for broken Basic values."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise MalformedCredentials
+    login, sep, password = decoded.partition(":")
+    if not sep:
+        raise MalformedCredentials
+    return login, password
+
+
+def authenticate(login: str, password: str) -> AuthResult | None:
+    """Resolve Basic credentials in GitLab's order; None when nothing matches."""
+    if not password:
+        return None
+    return (
+        _ci_job(login, password)
+        or _personal_access_token(password)
+        or _deploy_token(login, password)
+        or _password(login, password)
+    )
+
+
+def _ci_job(login: str, password: str) -> AuthResult | None:
+    if login != CI_JOB_LOGIN:
+        return None
+    wanted = tokens.digest(password)
+    job = (
+        CiJob.objects.select_related("project", "user").filter(token_digest=wanted, status=CiJob.Status.RUNNING).first()
+    )
+    if job is None or not hmac.compare_digest(job.token_digest, wanted):
+        return None
+    if job.user is not None and not job.user.can_log_in:
+        return None
+    return AuthResult(
+        auth_type="build" if job.user is not None else "ci", user=job.user, ci_job=job, abilities=BUILD_ABILITIES
+    )
+
+
+def _personal_access_token(password: str) -> AuthResult | None:
+    token = find_personal_access_token(password)
+    if token is None or not token.active or not token.user.can_log_in:
+        return None
+    if not any(scope in PAT_SCOPES for scope in token.scopes):
+        return None
+    touch_last_used(token)
+    return AuthResult(auth_type="personal_access_token", user=token.user, abilities=abilities_for_scopes(token.scopes))
+
+
+def _deploy_token(login: str, password: str) -> AuthResult | None:
+    wanted = tokens.digest(password)
+    token = DeployToken.objects.select_related("project").filter(token_digest=wanted).first()
+    if token is None or not hmac.compare_digest(token.token_digest, wanted):
+        return None
+    if not token.active or token.username != login:
+        return None
+    return AuthResult(auth_type="deploy_token", deploy_token=token, abilities=abilities_for_scopes(token.scopes))
+
+
+def _password(login: str, password: str) -> AuthResult | None:
+    if not settings.PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT:
+        return None
+    user = User.objects.filter(Q(username__iexact=login) | Q(email__iexact=login)).first()
+    if user is None:
+        # Hash anyway, so that response time does not tell which logins exist.
+        make_password(password)
+        return None
+    if not user.check_password(password):
+        return None
+    if not user.can_log_in or user.two_factor_enabled:
+        return None
+    return AuthResult(auth_type="gitlab_or_ldap", user=user, abilities=FULL_ABILITIES)

@@ -1,0 +1,121 @@
+"""Parsing the ``scope`` parameters of ``/jwt/auth`` and mapping image paths to projects.
+
+``repository:<path>:<actions>`` and ``registry:catalog:*`` are understood; anything
+malformed is dropped, never an error (GitLab answers some of them with a 500).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+import re2
+
+from projects.models import Namespace, Project
+
+# GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
+# quantifiers of this pattern backtrack exponentially in Python's ``re``.
+PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
+# distribution's limit on a repository name.
+MAX_PATH_LENGTH = 255
+MIN_COMPONENTS = 2
+# Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
+MAX_COMPONENTS = 19
+# LEVELS_SUPPORTED: the project path plus at most two image levels.
+LEVELS_SUPPORTED = 3
+MAX_SCOPES = 50
+
+REPOSITORY = "repository"
+REGISTRY = "registry"
+
+
+@dataclass(frozen=True)
+class Scope:
+    type: str
+    name: str
+    actions: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(self.actions)}"
+
+
+def scopes_from_query_string(query_string: str) -> list[str]:
+    """Every ``scope`` value, repeated or space separated, in order.
+
+    Read from the raw query string because ``QueryDict.get`` keeps only the last one.
+    """
+    values = []
+    for key, value in parse_qsl(query_string, keep_blank_values=False, errors="replace"):
+        if key == "scope":
+            values.extend(value.split())
+    return values
+
+
+def parse_scope(text: str) -> Scope | None:
+    """``type:name:actions`` -> Scope, or None when it is malformed.
+
+    Split as GitLab does, into at most three fields: a ``:`` after the second one stays
+    in the actions (where it makes an unknown action, which is dropped later).
+    """
+    type_, sep, rest = text.partition(":")
+    name, sep2, actions = rest.partition(":")
+    if not sep or not sep2 or not type_ or not name or not actions:
+        return None
+    parsed = tuple(a for a in actions.split(",") if a)
+    if not parsed:
+        return None
+    return Scope(type=type_, name=name, actions=parsed)
+
+
+def valid_path(path: str) -> bool:
+    """GitLab's container registry path rule (``path`` already lower-cased)."""
+    if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
+        return False
+    return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS
+
+
+def candidate_project_paths(path: str) -> list[str]:
+    """Project paths ``path`` may belong to, longest first (at most three)."""
+    parts = path.split("/")
+    longest = len(parts)
+    shortest = max(MIN_COMPONENTS, longest - LEVELS_SUPPORTED + 1)
+    return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
+
+
+@dataclass(frozen=True)
+class ResolvedPath:
+    path: str
+    project: Project
+    repository_name: str
+    root_namespace_id: int | None
+
+
+def resolve_paths(paths: list[str]) -> dict[str, ResolvedPath]:
+    """Map each valid lower-cased image path to its project: one query for all projects
+    (longest matching candidate wins), one for their root namespaces."""
+    candidates = {path: candidate_project_paths(path) for path in paths}
+    wanted = {c for cands in candidates.values() for c in cands}
+    if not wanted:
+        return {}
+    projects = {
+        p.full_path_lower: p
+        for p in Project.objects.filter(full_path_lower__in=wanted, pending_delete=False).select_related("namespace")
+    }
+    roots = {p.split("/", 1)[0] for p in projects}
+    root_ids = dict(
+        Namespace.objects.filter(full_path_lower__in=roots, parent__isnull=True).values_list("full_path_lower", "pk")
+    )
+    resolved = {}
+    for path, cands in candidates.items():
+        for candidate in cands:
+            project = projects.get(candidate)
+            if project is not None:
+                resolved[path] = ResolvedPath(
+                    path=path,
+                    project=project,
+                    repository_name=path[len(candidate) + 1 :],
+                    root_namespace_id=root_ids.get(candidate.split("/", 1)[0]),
+                )
+                break
+    return resolved

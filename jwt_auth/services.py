@@ -1,0 +1,192 @@
+"""The token realm's services: identify the caller, grant scopes, issue the token.
+
+Order of checks follows GitLab's ContainerRegistryAuthenticationService
+(``gitlab-reference.md`` §2.4): registry switched off, no registry ability in the
+credential, scopes granted one by one, anonymous with nothing granted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from container_registry.repositories import ensure_repository
+from jwt_auth import credentials, throttle
+from jwt_auth.credentials import AuthResult
+from jwt_auth.errors import Banned, denied, unauthorized, unavailable
+from jwt_auth.scopes import (
+    MAX_SCOPES,
+    REGISTRY,
+    REPOSITORY,
+    ResolvedPath,
+    Scope,
+    parse_scope,
+    resolve_paths,
+    valid_path,
+)
+from jwt_auth.tokens import mint_registry_token
+from projects import permissions
+from projects.models import Project
+
+logger = logging.getLogger(__name__)
+
+# action -> (credential ability, project ability) pairs, any of which grants it.
+_ACTION_RULES = {
+    "pull": (
+        (credentials.BUILD_READ, permissions.BUILD_READ_CONTAINER_IMAGE),
+        (credentials.READ, permissions.READ_CONTAINER_IMAGE),
+    ),
+    "push": (
+        (credentials.BUILD_CREATE, permissions.BUILD_CREATE_CONTAINER_IMAGE),
+        (credentials.CREATE, permissions.CREATE_CONTAINER_IMAGE),
+    ),
+    # GitLab grants registry deletes to Maintainers (admin_container_image), not Developers.
+    "delete": (
+        (credentials.BUILD_DESTROY, permissions.BUILD_DESTROY_CONTAINER_IMAGE),
+        (credentials.ADMIN, permissions.ADMIN_CONTAINER_IMAGE),
+    ),
+    "*": ((credentials.ADMIN, permissions.ADMIN_CONTAINER_IMAGE),),
+}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    issued_at: str
+    access: list[dict]
+
+
+def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
+    """The caller behind an ``Authorization`` header (anonymous without Basic credentials).
+
+    Raises ``Banned`` while this (IP, login) is banned, ``RealmError`` 401 for bad
+    credentials (and counts the failure). A success clears earlier failures.
+    """
+    try:
+        basic = credentials.basic_credentials(authorization)
+    except credentials.MalformedCredentials:
+        logger.warning("JWT authentication failed", extra={"login": None, "client_ip": client_ip})
+        raise unauthorized()
+    if basic is None:
+        return credentials.ANONYMOUS
+    login, password = basic
+    banned, has_failures = throttle.check(ip=client_ip, login=login)
+    if banned:
+        raise Banned
+    result = credentials.authenticate(login, password)
+    if result is None:
+        throttle.record_failure(ip=client_ip, login=login)
+        logger.warning("JWT authentication failed", extra={"login": login, "client_ip": client_ip})
+        raise unauthorized()
+    if has_failures:
+        throttle.record_success(ip=client_ip, login=login)
+    return result
+
+
+def issue_registry_token(*, auth: AuthResult, scopes: list[str]) -> IssuedToken:
+    """Grant what ``auth`` may have of ``scopes`` and sign a token for it.
+
+    Side effect: a granted ``push`` creates the container repository row if missing.
+    Raises ``RealmError``: 404 UNAVAILABLE when the registry is switched off, 403 DENIED
+    when the credential has no registry ability or an anonymous caller got nothing.
+    """
+    if not getattr(settings, "REGISTRY_ENABLED", True):
+        raise unavailable("registry not enabled")
+    if not auth.abilities & credentials.REGISTRY_ABILITIES:
+        raise denied()
+    access = grant_access(auth=auth, scopes=scopes)
+    if not access and auth.anonymous:
+        raise denied()
+    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    token, expires_in = mint_registry_token(
+        access=access,
+        subject=auth.user.username if auth.user is not None else None,
+        auth_type=auth.auth_type,
+        user_info=auth.user_info,
+    )
+    return IssuedToken(token=token, expires_in=expires_in, issued_at=issued_at, access=access)
+
+
+def grant_access(*, auth: AuthResult, scopes: list[str]) -> list[dict]:
+    """The ``access`` claim: each parsable scope with the actions ``auth`` may perform.
+
+    Malformed scopes, unknown types, invalid paths, unknown projects and unknown actions
+    are dropped. Repeated identical scope strings are granted once.
+    """
+    parsed: list[Scope] = []
+    for text in dict.fromkeys(scopes[:MAX_SCOPES]):
+        scope = parse_scope(text)
+        if scope is not None:
+            parsed.append(scope)
+    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_path(s.name.lower())]
+    resolved = resolve_paths(list(dict.fromkeys(paths)))
+    project_abilities: dict[int, frozenset[str]] = {}
+    access = []
+    for scope in parsed:
+        if scope.type == REPOSITORY:
+            entry = _repository_entry(auth, scope, resolved.get(scope.name.lower()), project_abilities)
+        elif scope.type == REGISTRY:
+            entry = _catalog_entry(auth, scope)
+        else:
+            entry = None
+        if entry is not None:
+            access.append(entry)
+    return access
+
+
+def _catalog_entry(auth: AuthResult, scope: Scope) -> dict | None:
+    if scope.name == "catalog" and scope.actions == ("*",) and auth.user is not None and auth.user.is_admin:
+        return {"type": REGISTRY, "name": "catalog", "actions": ["*"]}
+    _log_denied(auth, scope, [], reason="catalog is for instance administrators")
+    return None
+
+
+def _repository_entry(
+    auth: AuthResult, scope: Scope, target: ResolvedPath | None, cache: dict[int, frozenset[str]]
+) -> dict | None:
+    if target is None:
+        _log_denied(auth, scope, [], reason="invalid path or unknown project")
+        return None
+    project = target.project
+    if project.pk not in cache:
+        cache[project.pk] = _abilities_on(auth, project)
+    granted = [action for action in scope.actions if _allowed(action, auth.abilities, cache[project.pk])]
+    if len(granted) != len(scope.actions):
+        _log_denied(auth, scope, granted, reason="insufficient permissions")
+    if not granted:
+        return None
+    if "push" in granted:
+        ensure_repository(project=project, name=target.repository_name)
+    meta = {"project_path": project.full_path_lower, "project_id": project.pk}
+    if target.root_namespace_id is not None:
+        meta["root_namespace_id"] = target.root_namespace_id
+    return {"type": REPOSITORY, "name": target.path, "actions": granted, "meta": meta}
+
+
+def _abilities_on(auth: AuthResult, project: Project) -> frozenset[str]:
+    if auth.ci_job is not None:
+        return permissions.ci_job_abilities(auth.ci_job, project)
+    return permissions.project_abilities(auth.deploy_token or auth.user, project)
+
+
+def _allowed(action: str, credential: frozenset[str], on_project: frozenset[str]) -> bool:
+    return any(c in credential and p in on_project for c, p in _ACTION_RULES.get(action, ()))
+
+
+def _log_denied(auth: AuthResult, scope: Scope, granted: list[str], *, reason: str) -> None:
+    logger.warning(
+        "Denied container registry permissions",
+        extra={
+            "scope_type": scope.type,
+            "scope_name": scope.name.lower(),
+            "requested_actions": list(scope.actions),
+            "granted_actions": granted,
+            "actor": auth.actor_label,
+            "auth_type": auth.auth_type,
+            "reason": reason,
+        },
+    )

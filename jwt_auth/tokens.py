@@ -1,0 +1,97 @@
+"""Registry JWTs: the claims distribution 2.8 checks, signed with the active key.
+
+``iss``/``aud`` are strings and ``exp``/``nbf``/``iat`` integers (the registry refuses
+an ``aud`` array or float times). The header carries the libtrust ``kid`` that 2.8
+looks keys up by, and an ``x5c`` chain for registries that dropped libtrust ids.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+from django.conf import settings
+
+from gitlab_core.models import ApplicationSettings
+from jwt_auth.keys import SigningKey, signing_key
+
+# GitLab backdates nbf by 5 seconds against clock skew between hosts.
+NOT_BEFORE_SKEW = 5
+# The nested ``user`` token lives 60 seconds, as in GitLab.
+USER_TOKEN_LIFETIME = 60
+
+
+def token_lifetime_seconds() -> int:
+    """The admin-set token duration (``container_registry_token_expire_delay``, minutes)."""
+    return ApplicationSettings.current().container_registry_token_expire_delay * 60
+
+
+def _sign(payload: dict, key: SigningKey, *, with_x5c: bool = True) -> str:
+    headers = {"kid": key.kid}
+    if with_x5c and key.x5c:
+        headers["x5c"] = list(key.x5c)
+    return jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers=headers)
+
+
+def _base_claims(now: int, lifetime: int) -> dict:
+    return {
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "nbf": now - NOT_BEFORE_SKEW,
+        "exp": now + lifetime,
+    }
+
+
+def mint_registry_token(
+    *,
+    access: list[dict],
+    subject: str | None = None,
+    auth_type: str | None = None,
+    user_info: dict | None = None,
+    lifetime: int | None = None,
+) -> tuple[str, int]:
+    """Sign a registry token granting ``access`` and return ``(jwt, expires_in)``.
+
+    ``subject`` becomes ``sub`` (left out when None). With ``auth_type`` (tokens handed
+    to users) the claims also get ``auth_type`` and the nested 60-second ``user`` token
+    carrying ``user_info``, as GitLab's do; tokens the service mints for itself pass
+    neither. ``lifetime`` defaults to the admin-set duration.
+    Raises ``KeyConfigurationError`` when no signing key is usable.
+    """
+    key = signing_key()
+    expires_in = token_lifetime_seconds() if lifetime is None else lifetime
+    now = int(time.time())
+    claims = {
+        "iss": settings.REGISTRY_ISSUER,
+        "aud": settings.REGISTRY_SERVICE,
+        **_base_claims(now, expires_in),
+        "access": access,
+    }
+    if subject is not None:
+        claims["sub"] = subject
+    if auth_type is not None:
+        claims["auth_type"] = auth_type
+        user_claims = {**_base_claims(now, USER_TOKEN_LIFETIME), "user_info": user_info}
+        # Only our own event receiver reads the nested token, and it knows our keys by
+        # kid: the certificate chain would double the size of every token for nothing.
+        claims["user"] = _sign(user_claims, key, with_x5c=False)
+    return _sign(claims, key), expires_in
+
+
+def decode_user_token(token: str) -> dict | None:
+    """The ``user_info`` of a nested ``user`` token (as echoed in registry events), or
+    None when its signature or lifetime does not check out."""
+    from jwt_auth.keys import configured_keys
+
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    for key in configured_keys():
+        if key.kid == kid:
+            try:
+                return jwt.decode(token, key.public_key, algorithms=[key.algorithm]).get("user_info")
+            except jwt.PyJWTError:
+                return None
+    return None

@@ -1,0 +1,1 @@
+"""``/api/v4`` views of groups, projects, members and deploy tokens."""

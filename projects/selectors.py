@@ -1,0 +1,194 @@
+"""Reads of groups, projects, members and deploy tokens, scoped to what the actor may see.
+
+Lookups answer 404 for anything the actor cannot see (existence is never leaked); the
+visibility rules themselves live in ``projects.permissions``.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from gitlab_core.api.errors import not_found
+from gitlab_core.api.views import parse_int_id
+from gitlab_core.models import User
+from projects import permissions
+from projects.models import DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
+
+PROJECT_ORDER_FIELDS = ("id", "name", "path", "created_at", "last_activity_at")
+GROUP_ORDER_FIELDS = ("name", "path", "id")
+
+
+def _lookup(qs: QuerySet, raw_id: str):
+    """By numeric id, or by full path (case-insensitive)."""
+    if "\x00" in raw_id:
+        return None
+    if raw_id.isascii() and raw_id.isdigit():
+        pk = parse_int_id(raw_id)
+        return qs.filter(pk=pk).first() if pk else None
+    return qs.filter(full_path_lower=raw_id.lower()).first()
+
+
+def find_project(actor: User | None, raw_id: str) -> Project:
+    """The project ``raw_id`` names if ``actor`` may see it; else 404 Project Not Found."""
+    qs = Project.objects.select_related("namespace", "namespace__parent", "creator").filter(pending_delete=False)
+    project = _lookup(qs, raw_id)
+    if project is None or not permissions.can(actor, permissions.READ_PROJECT, project):
+        raise not_found("Project")
+    return project
+
+
+def find_group(actor: User | None, raw_id: str) -> Namespace:
+    """The group ``raw_id`` names if ``actor`` may see it; else 404 Group Not Found."""
+    group = _lookup(Namespace.objects.filter(kind=Namespace.Kind.GROUP), raw_id)
+    if group is None or not permissions.can(actor, permissions.READ_GROUP, group):
+        raise not_found("Group")
+    return group
+
+
+def _active(qs: QuerySet) -> QuerySet:
+    today = timezone.now().date()
+    return qs.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
+
+
+def _with_descendants(ids: set[int]) -> set[int]:
+    result = set(ids)
+    frontier = set(ids)
+    while frontier:
+        frontier = set(Namespace.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)) - result
+        result |= frontier
+    return result
+
+
+def groups_with_access(user: User, minimum: int) -> set[int]:
+    """Groups where ``user``'s effective access is at least ``minimum`` (inheritance included)."""
+    direct = _active(GroupMember.objects.filter(user=user, access_level__gte=minimum))
+    return _with_descendants(set(direct.values_list("group_id", flat=True)))
+
+
+def projects_with_access(user: User, minimum: int) -> Q:
+    """A condition for projects where ``user``'s effective access is at least ``minimum``."""
+    direct = _active(ProjectMember.objects.filter(user=user, access_level__gte=minimum)).values("project_id")
+    return Q(pk__in=direct) | Q(namespace_id__in=groups_with_access(user, minimum)) | Q(namespace__owner=user)
+
+
+def list_projects(
+    *,
+    viewer: User | None,
+    search: str | None = None,
+    visibility: str | None = None,
+    membership: bool | None = None,
+    owned: bool | None = None,
+    min_access_level: int | None = None,
+    order_by: str | None = None,
+    sort: str | None = None,
+) -> QuerySet[Project]:
+    """Projects visible to ``viewer`` with GitLab's ``GET /projects`` filters.
+
+    Default order: ``created_at`` descending (GitLab's default), ties broken by id.
+    """
+    qs = permissions.visible_projects(viewer).select_related("namespace", "namespace__parent", "creator")
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(path__icontains=search))
+    if visibility is not None:
+        qs = qs.filter(visibility=Visibility.from_name(visibility))
+    if viewer is not None:
+        if membership:
+            qs = qs.filter(projects_with_access(viewer, 10))
+        if min_access_level is not None:
+            qs = qs.filter(projects_with_access(viewer, min_access_level))
+        if owned:
+            qs = qs.filter(namespace__owner=viewer)
+    elif membership or owned or min_access_level is not None:
+        qs = qs.none()
+    field = order_by or "created_at"
+    prefix = "" if sort == "asc" else "-"
+    return qs.order_by(f"{prefix}{field}", f"{prefix}id")
+
+
+def list_groups(
+    *,
+    viewer: User | None,
+    parent: Namespace | None = None,
+    search: str | None = None,
+    owned: bool | None = None,
+    min_access_level: int | None = None,
+    top_level_only: bool | None = None,
+    skip_groups: list[int] | None = None,
+    order_by: str | None = None,
+    sort: str | None = None,
+) -> QuerySet[Namespace]:
+    """Groups visible to ``viewer`` (admins: all), or the visible children of ``parent``."""
+    qs = permissions.visible_groups(viewer).select_related("parent")
+    if parent is not None:
+        qs = qs.filter(parent=parent)
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(path__icontains=search))
+    if top_level_only:
+        qs = qs.filter(parent__isnull=True)
+    if skip_groups:
+        qs = qs.exclude(pk__in=skip_groups)
+    if viewer is not None:
+        if owned:
+            qs = qs.filter(pk__in=groups_with_access(viewer, 50))
+        if min_access_level is not None:
+            qs = qs.filter(pk__in=groups_with_access(viewer, min_access_level))
+    elif owned or min_access_level is not None:
+        qs = qs.none()
+    prefix = "-" if sort == "desc" else ""
+    return qs.order_by(f"{prefix}{order_by or 'name'}", f"{prefix}id")
+
+
+def _filter_members(qs: QuerySet, query: str | None, user_ids: list[int] | None) -> QuerySet:
+    qs = _active(qs).select_related("user", "created_by")
+    if query:
+        qs = qs.filter(Q(user__username__icontains=query) | Q(user__name__icontains=query))
+    if user_ids:
+        qs = qs.filter(user_id__in=user_ids)
+    return qs
+
+
+def direct_members(source: Project | Namespace, *, query: str | None = None, user_ids: list[int] | None = None):
+    """Direct members of a project or group, by membership id."""
+    qs = source.members.all()
+    return _filter_members(qs, query, user_ids).order_by("id")
+
+
+def all_members(source: Project | Namespace, *, query: str | None = None, user_ids: list[int] | None = None) -> list:
+    """Effective members: direct and inherited from ancestor groups, one row per user with
+    the highest access level, ordered by user id."""
+    rows = list(direct_members(source, query=query, user_ids=user_ids))
+    namespace = source.namespace if isinstance(source, Project) else source.parent
+    if namespace is not None and namespace.is_group:
+        group_ids = namespace.self_and_ancestor_ids()
+        rows += list(_filter_members(GroupMember.objects.filter(group_id__in=group_ids), query, user_ids))
+    best: dict[int, object] = {}
+    for row in rows:
+        current = best.get(row.user_id)
+        if current is None or row.access_level > current.access_level:
+            best[row.user_id] = row
+    return [best[user_id] for user_id in sorted(best)]
+
+
+def find_direct_member(source: Project | Namespace, raw_user_id: str):
+    user_id = parse_int_id(raw_user_id)
+    row = direct_members(source).filter(user_id=user_id).first() if user_id else None
+    if row is None:
+        raise not_found("Member")
+    return row
+
+
+def list_deploy_tokens(project: Project, *, active: bool | None = None) -> QuerySet[DeployToken]:
+    qs = DeployToken.objects.filter(project=project)
+    if active is not None:
+        active_ids = DeployToken.objects.filter(project=project).active().values("pk")
+        qs = qs.filter(pk__in=active_ids) if active else qs.exclude(pk__in=active_ids)
+    return qs.order_by("id")
+
+
+def find_deploy_token(project: Project, raw_id: str) -> DeployToken:
+    token_id = parse_int_id(raw_id)
+    token = DeployToken.objects.filter(project=project, pk=token_id).first() if token_id else None
+    if token is None:
+        raise not_found()
+    return token
