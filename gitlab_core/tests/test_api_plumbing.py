@@ -1,0 +1,107 @@
+"""Cross-cutting API behaviour: pagination, bodies, methods, unknown routes."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from projects.models import Project
+from tests_support.factories import make_group, make_project, make_token, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Test users get passwords; the production hasher would make each one cost ~0.5 s.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def client(admin):
+    api = APIClient()
+    api.credentials(HTTP_PRIVATE_TOKEN=make_token(admin))
+    return api
+
+
+@pytest.fixture
+def five_groups(db):
+    return [make_group(f"g{i}", visibility="public") for i in range(5)]
+
+
+def test_pagination_headers_and_links(client, five_groups):
+    response = client.get("/api/v4/groups", {"per_page": 2, "page": 2, "search": "g"})
+    assert [g["path"] for g in response.json()] == ["g2", "g3"]
+    headers = {k: response[k] for k in ("X-Page", "X-Per-Page", "X-Total", "X-Total-Pages", "X-Next-Page", "X-Prev-Page")}
+    assert headers == {"X-Page": "2", "X-Per-Page": "2", "X-Total": "5", "X-Total-Pages": "3", "X-Next-Page": "3", "X-Prev-Page": "1"}
+    links = response["Link"]
+    assert '<http://testserver/api/v4/groups?search=g&page=3&per_page=2>; rel="next"' in links
+    assert 'page=1&per_page=2>; rel="prev"' in links and 'page=3&per_page=2>; rel="last"' in links
+
+
+def test_per_page_is_clamped_and_pages_past_the_end_are_empty(client, five_groups):
+    assert client.get("/api/v4/groups", {"per_page": 1000})["X-Per-Page"] == "100"
+    assert client.get("/api/v4/groups", {"per_page": 0})["X-Per-Page"] == "20"
+    response = client.get("/api/v4/groups", {"page": 10**25})
+    assert response.status_code == 200 and response.json() == []
+    assert response["X-Total-Pages"] == "1" and response["X-Next-Page"] == ""
+
+
+def test_empty_list_still_has_headers(client):
+    response = client.get("/api/v4/groups")
+    assert response.json() == [] and response["X-Total"] == "0" and response["X-Total-Pages"] == "1"
+    assert 'rel="first"' in response["Link"]
+
+
+def test_malformed_json_is_a_400_and_writes_nothing(client):
+    response = client.post("/api/v4/groups", "{not json", content_type="application/json")
+    assert response.status_code == 400 and "error" in response.json()
+    response = client.post("/api/v4/groups", "[1, 2]", content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_json_content_type_with_an_empty_body_is_fine_on_get_and_delete(client):
+    group = make_group("g", visibility="public")
+    project = make_project(group, "p")
+    assert client.get(f"/api/v4/groups/{group.pk}", content_type="application/json").status_code == 200
+    assert client.delete(f"/api/v4/projects/{project.pk}", content_type="application/json").status_code == 202
+    assert not Project.objects.filter(pk=project.pk).exists()
+
+
+def test_head_answers_like_get_without_a_body(client, five_groups):
+    response = client.head("/api/v4/groups")
+    assert response.status_code == 200 and response.content == b"" and response["X-Total"] == "5"
+
+
+def test_unknown_route_and_wrong_method(client):
+    response = client.get("/api/v4/nothing/here")
+    assert response.status_code == 404 and response.json() == {"error": "404 Not Found"}
+    response = client.patch("/api/v4/groups", {}, format="json")
+    assert response.status_code == 405 and response.json() == {"message": "405 Method Not Allowed"}
+
+
+def test_post_is_never_redirected_for_a_trailing_slash(client):
+    response = client.post("/api/v4/groups/", {"name": "x", "path": "x"}, format="json")
+    assert response.status_code == 404
+
+
+def test_form_body_with_nested_policy_attributes(client):
+    user = make_user("alice")
+    api = APIClient()
+    api.credentials(HTTP_PRIVATE_TOKEN=make_token(user))
+    response = api.post(
+        "/api/v4/projects",
+        "path=tool&container_expiration_policy_attributes[cadence]=7d&container_expiration_policy_attributes[enabled]=true",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 201, response.content
+    policy = response.json()["container_expiration_policy"]
+    assert (policy["cadence"], policy["enabled"]) == ("7d", True)
+
+
+def test_text_with_nul_or_lone_surrogates_is_refused(client):
+    response = client.post("/api/v4/groups", '{"name": "a\\u0000b", "path": "ab"}', content_type="application/json")
+    assert response.status_code == 400 and response.json() == {"error": "name is invalid"}
+    response = client.post("/api/v4/groups", '{"name": "a\\ud800", "path": "ab"}', content_type="application/json")
+    assert response.status_code == 400
+    assert client.get("/api/v4/projects/a%00b").status_code == 404

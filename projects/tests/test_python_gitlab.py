@@ -1,0 +1,115 @@
+"""The real python-gitlab client, unchanged, against a live server."""
+
+from __future__ import annotations
+
+import warnings
+
+import gitlab
+import pytest
+
+from gitlab_core.models import ApplicationSettings
+from projects.models import Project
+from tests_support.factories import make_group, make_token, make_user
+
+
+@pytest.fixture
+def gl(transactional_db, live_server, admin):
+    client = gitlab.Gitlab(live_server.url, private_token=make_token(admin))
+    client.auth()
+    return client
+
+
+def test_auth_users_and_personal_access_tokens(gl, live_server):
+    assert gl.user.username == "root" and gl.user.web_url == f"{live_server.url}/root"
+    user = gl.users.create(
+        {"email": "bob@example.test", "username": "bob", "name": "Bob", "password": "long-enough-1"}
+    )
+    assert gl.users.list(username="bob")[0].id == user.id
+    assert gl.users.get(user.id).username == "bob"
+    token = gl.users.get(user.id, lazy=True).personal_access_tokens.create({"name": "ci", "scopes": ["api"]})
+    as_bob = gitlab.Gitlab(live_server.url, private_token=token.token)
+    as_bob.auth()
+    assert as_bob.user.username == "bob"
+    assert as_bob.personal_access_tokens.get("self").id == token.id
+    rotated = as_bob.personal_access_tokens.rotate("self")
+    with pytest.raises(gitlab.GitlabAuthenticationError):
+        as_bob.auth()
+    as_bob = gitlab.Gitlab(live_server.url, private_token=rotated["token"])
+    assert [t.id for t in as_bob.personal_access_tokens.list()] == [token.id, rotated["id"]]
+    as_bob.personal_access_tokens.delete("self")
+    with pytest.raises(gitlab.GitlabAuthenticationError):
+        as_bob.auth()
+
+
+def test_groups_projects_and_cleanup_policy(gl):
+    top = gl.groups.create({"name": "Acme", "path": "acme"})
+    sub = gl.groups.create({"name": "Platform", "path": "platform", "parent_id": top.id})
+    assert gl.groups.get("acme/platform").id == sub.id
+    assert [g.full_path for g in top.subgroups.list()] == ["acme/platform"]
+    project = gl.projects.create(
+        {
+            "name": "svc",
+            "namespace_id": sub.id,
+            "container_registry_access_level": "private",
+            "container_expiration_policy_attributes": {"cadence": "7d", "enabled": True, "keep_n": 5},
+        }
+    )
+    fetched = gl.projects.get("acme/platform/svc")
+    assert fetched.id == project.id and fetched.container_registry_access_level == "private"
+    assert fetched.container_expiration_policy["keep_n"] == 5
+    fetched.container_registry_access_level = "enabled"
+    fetched.container_expiration_policy_attributes = {"cadence": "14d", "name_regex": "v.+"}
+    fetched.save()
+    again = gl.projects.get(project.id)
+    assert again.container_registry_access_level == "enabled"
+    assert (again.container_expiration_policy["cadence"], again.container_expiration_policy["name_regex"]) == ("14d", "v.+")
+    with pytest.raises(gitlab.GitlabUpdateError) as excinfo:
+        gl.projects.update(project.id, {"container_expiration_policy_attributes": {"cadence": "2d"}})
+    assert excinfo.value.response_code == 400
+    gl.projects.update(project.id, {"container_registry_enabled": False})
+    assert gl.projects.get(project.id).container_registry_access_level == "disabled"
+    gl.projects.delete(project.id)
+    with pytest.raises(gitlab.GitlabGetError) as excinfo:
+        gl.projects.get(project.id)
+    assert excinfo.value.response_code == 404
+    assert not Project.objects.filter(pk=project.id).exists()
+
+
+def test_members_deploy_tokens_and_settings(gl):
+    group = gl.groups.create({"name": "Acme", "path": "acme"})
+    project = gl.projects.create({"name": "svc", "namespace_id": group.id})
+    dev = make_user("dev")
+    member = project.members.create({"user_id": dev.pk, "access_level": 30})
+    member.access_level = 40
+    member.save()
+    assert project.members.get(dev.pk).access_level == 40
+    assert {m.username: m.access_level for m in project.members_all.list()} == {"root": 50, "dev": 40}
+    assert [m.username for m in group.members.list()] == ["root"]
+    project.members.delete(dev.pk)
+    assert [m.username for m in project.members.list()] == []
+
+    token = project.deploytokens.create({"name": "ci", "scopes": ["read_registry", "write_registry"]})
+    assert token.token.startswith("gldt-")
+    assert [t.id for t in project.deploytokens.list()] == [token.id]
+    project.deploytokens.delete(token.id)
+    assert project.deploytokens.list() == []
+
+    settings = gl.settings.get()
+    assert settings.container_registry_token_expire_delay == 5
+    settings.container_registry_token_expire_delay = 15
+    settings.save()
+    assert ApplicationSettings.current().container_registry_token_expire_delay == 15
+    with pytest.raises(gitlab.GitlabUpdateError):
+        gl.settings.update(new_data={"container_registry_token_expire_delay": 0})
+
+
+def test_pagination_follows_links_without_base_url_warnings(gl):
+    for i in range(25):
+        make_group(f"g{i:02d}", visibility="public")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        every = gl.groups.list(get_all=True, per_page=10)
+        streamed = list(gl.groups.list(iterator=True, per_page=7))
+    assert len(every) == 25 and [g.path for g in streamed] == [g.path for g in every]
+    first_page = gl.groups.list(per_page=10, page=3)
+    assert len(first_page) == 5
