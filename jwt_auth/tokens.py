@@ -7,6 +7,8 @@ looks keys up by, and an ``x5c`` chain for registries that dropped libtrust ids.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 
@@ -20,6 +22,11 @@ from jwt_auth.keys import SigningKey, signing_key
 NOT_BEFORE_SKEW = 5
 # The nested ``user`` token lives 60 seconds, as in GitLab.
 USER_TOKEN_LIFETIME = 60
+# A nested user token is reused for this long (it stays valid for at least 30 s more):
+# signing it afresh for every request doubled the signing cost of the realm.
+USER_TOKEN_REUSE = 30
+_user_tokens: dict[tuple, tuple[str, float]] = {}
+_user_tokens_lock = threading.Lock()
 
 
 def token_lifetime_seconds() -> int:
@@ -72,11 +79,24 @@ def mint_registry_token(
         claims["sub"] = subject
     if auth_type is not None:
         claims["auth_type"] = auth_type
-        user_claims = {**_base_claims(now, USER_TOKEN_LIFETIME), "user_info": user_info}
-        # Only our own event receiver reads the nested token, and it knows our keys by
-        # kid: the certificate chain would double the size of every token for nothing.
-        claims["user"] = _sign(user_claims, key, with_x5c=False)
+        claims["user"] = _user_token(user_info, key, now)
     return _sign(claims, key), expires_in
+
+
+def _user_token(user_info: dict | None, key: SigningKey, now: int) -> str:
+    cache_key = (key.kid, json.dumps(user_info, sort_keys=True))
+    cached = _user_tokens.get(cache_key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    user_claims = {**_base_claims(now, USER_TOKEN_LIFETIME), "user_info": user_info}
+    # Only our own event receiver reads the nested token, and it knows our keys by
+    # kid: the certificate chain would double the size of every token for nothing.
+    token = _sign(user_claims, key, with_x5c=False)
+    with _user_tokens_lock:
+        if len(_user_tokens) > 10000:
+            _user_tokens.clear()
+        _user_tokens[cache_key] = (token, now + USER_TOKEN_REUSE)
+    return token
 
 
 def decode_user_token(token: str) -> dict | None:

@@ -210,3 +210,27 @@ def test_bulk_delete_through_the_api_and_its_task(
     assert response.status_code == 202
     assert cleanup_tags.apply(args=sent[0]).get() == {"deleted": 4, "status": "finished"}
     assert remaining(registry, creds, repository.path) == ["latest", "v3", "v4"]
+
+
+def test_run_cleanup_policy_command_plans_then_deletes(registry, pusher, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    project, _user, creds = pusher
+    repository = push(registry, tmp_path, project, creds, IMAGES)
+    policy = ContainerExpirationPolicy.objects.get(project=project)
+    policy.name_regex, policy.older_than, policy.keep_n = "v.*", None, None
+    policy.save()  # disabled: the command runs it anyway
+
+    out = io.StringIO()
+    call_command("run_cleanup_policy", "--project", project.full_path, "--dry-run", stdout=out, stderr=io.StringIO())
+    assert "acme/svc/app:v2\tdelete\tname_regex_delete" in out.getvalue()
+    assert "Dry run: 5 of 7 tags in 1 repositories would be deleted." in out.getvalue()
+    assert len(remaining(registry, creds, repository.path)) == 7
+
+    out = io.StringIO()
+    call_command("run_cleanup_policy", "--project", str(project.pk), stdout=out, stderr=io.StringIO())
+    assert "acme/svc/app:v1-keep\tdeleted" in out.getvalue()
+    assert "5 tags deleted from 1 repositories (0 unfinished)." in out.getvalue()
+    assert remaining(registry, creds, repository.path) == ["latest", "main"]

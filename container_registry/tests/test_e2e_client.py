@@ -92,12 +92,14 @@ def test_tags_and_catalog_follow_pagination(registry, images, monkeypatch):
     for tag in ("t1", "t2", "t3", "t4", "t5"):
         push(registry, images["a"], "g/p/many", tag)
     push(registry, images["b"], "g/other", "x")
-    monkeypatch.setattr(client_module, "TAGS_PAGE_SIZE", 2)
+    monkeypatch.setattr(client_module, "TAGS_PAGE_SIZE", 1)
     client = get_client()
-    before = client.request_count
+    # distribution 2.8 answers tags/list in one page whatever ``n`` says (Link-following
+    # for tags is covered in test_client.py); its catalog does paginate.
     assert client.list_tags("g/p/many") == ["t1", "t2", "t3", "t4", "t5"]
-    assert client.request_count - before == 3
+    before = client.request_count
     assert sorted(client.catalog()) == ["g/other", "g/p/many"]
+    assert client.request_count - before >= 2
     assert client.list_tags("g/never/pushed") == []
 
 
@@ -113,3 +115,32 @@ def test_delete_tags_spares_tags_sharing_the_digest(registry, images):
     # Deleting again (the dummy config blob now exists) still works.
     assert client.delete_tags("g/p/del", ["latest"]) == ["latest"]
     assert client.list_tags("g/p/del") == ["keep"]
+
+
+def test_creation_times_come_from_the_cache_and_follow_a_re_push(registry, images, tmp_path):
+    from container_registry.models import ContainerRepository
+    from container_registry.services import tag_creation_times
+    from tests_support.factories import make_group, make_project
+
+    project = make_project(make_group("g"), "p")
+    repository = ContainerRepository.objects.create(project=project, name="dates")
+    push(registry, images["a"], "g/p/dates", "one")
+    push(registry, images["a"], "g/p/dates", "two")
+    client = get_client()
+
+    before = client.request_count
+    cold = tag_creation_times(repository=repository, names=["one", "two", "gone"], verify_digests=False)
+    cold_requests = client.request_count - before
+    assert cold == {"one": CREATED, "two": CREATED, "gone": None}
+    before = client.request_count
+    assert tag_creation_times(repository=repository, names=["one", "two"], verify_digests=False)["one"] == CREATED
+    assert client.request_count == before  # warm: no registry request at all
+    assert cold_requests >= 4
+
+    newer = build_image(tmp_path / "newer", size=100, seed="n", created=datetime(2025, 1, 1, tzinfo=UTC), tag="n")
+    push(registry, newer, "g/p/dates", "one")
+    before = client.request_count
+    verified = tag_creation_times(repository=repository, names=["one", "two"])
+    assert verified == {"one": datetime(2025, 1, 1, tzinfo=UTC), "two": CREATED}
+    # One HEAD per tag, and only the re-pushed tag is read again (manifest + config).
+    assert client.request_count - before == 4

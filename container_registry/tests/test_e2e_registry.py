@@ -292,8 +292,15 @@ def test_a_late_push_event_does_not_revive_a_deleted_repository(pushed, registry
 def test_registry_identity_is_recorded(registry):
     from container_registry.services import record_registry_identity
 
+    from io import StringIO
+
+    from django.core.management import call_command
+
     app_settings = record_registry_identity()
     assert app_settings.container_registry_vendor == "distribution"
+    out = StringIO()
+    call_command("registry_identity", stdout=out)
+    assert "registry vendor: distribution" in out.getvalue()
 
 
 @contextmanager

@@ -93,9 +93,9 @@ def test_scheduler_query_count_does_not_grow_with_projects_that_are_not_due(
 
 
 def test_due_policy_lookup_uses_the_runnable_index(db):
-    from container_registry.scheduling import due_policies
-
     from django.db import connection
+
+    from container_registry.scheduling import due_policies
 
     if connection.vendor != "sqlite":
         pytest.skip("PostgreSQL's planner prefers a sequential scan on tables this small")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -73,6 +74,11 @@ def insufficient_scope() -> ApiError:
 def exception_handler(exc, context):
     if isinstance(exc, ApiError):
         return exc.response()
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"error": "The request body is too large"}, status=413)
+    if isinstance(exc, SuspiciousOperation):
+        # Too many form fields and similar: Django refuses to read the body.
+        return Response({"error": "The request body could not be read"}, status=400)
     if isinstance(exc, drf_exceptions.ParseError):
         return Response({"error": "The request body is not valid JSON"}, status=400)
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):

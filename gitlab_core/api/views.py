@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,7 +24,18 @@ from gitlab_core.models import PersonalAccessToken, User
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
+class SafeJSONParser(JSONParser):
+    """JSON parser that answers 400 for pathologically nested bodies instead of a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON nested too deeply")
+
+
 class ApiView(APIView):
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
     allow_read_user = False
     allow_self_rotate = False
 

@@ -32,8 +32,17 @@ def five_groups(db):
 def test_pagination_headers_and_links(client, five_groups):
     response = client.get("/api/v4/groups", {"per_page": 2, "page": 2, "search": "g"})
     assert [g["path"] for g in response.json()] == ["g2", "g3"]
-    headers = {k: response[k] for k in ("X-Page", "X-Per-Page", "X-Total", "X-Total-Pages", "X-Next-Page", "X-Prev-Page")}
-    assert headers == {"X-Page": "2", "X-Per-Page": "2", "X-Total": "5", "X-Total-Pages": "3", "X-Next-Page": "3", "X-Prev-Page": "1"}
+    headers = {
+        k: response[k] for k in ("X-Page", "X-Per-Page", "X-Total", "X-Total-Pages", "X-Next-Page", "X-Prev-Page")
+    }
+    assert headers == {
+        "X-Page": "2",
+        "X-Per-Page": "2",
+        "X-Total": "5",
+        "X-Total-Pages": "3",
+        "X-Next-Page": "3",
+        "X-Prev-Page": "1",
+    }
     links = response["Link"]
     assert '<http://testserver/api/v4/groups?search=g&page=3&per_page=2>; rel="next"' in links
     assert 'page=1&per_page=2>; rel="prev"' in links and 'page=3&per_page=2>; rel="last"' in links
@@ -105,3 +114,15 @@ def test_text_with_nul_or_lone_surrogates_is_refused(client):
     response = client.post("/api/v4/groups", '{"name": "a\\ud800", "path": "ab"}', content_type="application/json")
     assert response.status_code == 400
     assert client.get("/api/v4/projects/a%00b").status_code == 404
+
+
+def test_deeply_nested_or_oversized_bodies_are_client_errors(client, settings):
+    response = client.post("/api/v4/groups", "[" * 100000, content_type="application/json")
+    assert response.status_code == 400 and "error" in response.json()
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = client.post("/api/v4/groups", {"name": "x" * 5000, "path": "x"}, format="json")
+    assert response.status_code == 413 and "error" in response.json()
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"f{i}=1" for i in range(50))
+    response = client.post("/api/v4/groups", body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and "error" in response.json()

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.django_db
 def fast_password_hashing(settings):
     # Test users get passwords; the production hasher would make each one cost ~0.5 s.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 URL = "/api/v4/application/settings"
 
 
@@ -44,8 +46,14 @@ def test_admin_changes_the_token_duration(admin_client):
 @pytest.mark.parametrize(
     ("data", "body"),
     [
-        ({"container_registry_token_expire_delay": "soon"}, {"error": "container_registry_token_expire_delay is invalid"}),
-        ({"container_registry_token_expire_delay": 0}, {"message": {"container_registry_token_expire_delay": ["must be greater than 0"]}}),
+        (
+            {"container_registry_token_expire_delay": "soon"},
+            {"error": "container_registry_token_expire_delay is invalid"},
+        ),
+        (
+            {"container_registry_token_expire_delay": 0},
+            {"message": {"container_registry_token_expire_delay": ["must be greater than 0"]}},
+        ),
         ({"container_registry_token_expire_delay": 10**30}, None),
         ({"container_registry_expiration_policies_worker_capacity": -1}, None),
         ({"container_registry_expiration_policies_caching": "sometimes"}, None),

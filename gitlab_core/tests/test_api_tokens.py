@@ -62,7 +62,11 @@ def test_form_encoded_scopes_are_accepted(admin, alice):
         ({"name": "x"}, 400, {"error": "scopes is missing"}),
         ({"name": "x", "scopes": ["api", "root"]}, 400, {"error": "scopes does not have a valid value"}),
         ({"name": "x", "scopes": []}, 400, {"error": "scopes does not have a valid value"}),
-        ({"name": "x", "scopes": "api", "expires_at": "2001-01-01"}, 400, {"message": {"expires_at": ["must be in the future"]}}),
+        (
+            {"name": "x", "scopes": "api", "expires_at": "2001-01-01"},
+            400,
+            {"message": {"expires_at": ["must be in the future"]}},
+        ),
         ({"name": "x", "scopes": ["api"], "expires_at": "not-a-date"}, 400, {"error": "expires_at is invalid"}),
         ({"name": "x", "scopes": ["api"], "expires_at": "2999-01-01"}, 400, None),
     ],

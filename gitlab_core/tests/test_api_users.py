@@ -107,7 +107,9 @@ def test_non_admin_cannot_create_users(world):
         (
             {"password": None},
             400,
-            {"error": "password, reset_password, force_random_password are missing, at least one parameter must be provided"},
+            {
+                "error": "password, reset_password, force_random_password are missing, at least one parameter must be provided"
+            },  # noqa: E501
         ),
         ({"password": "short"}, 400, {"message": {"password": ["is too short (minimum is 8 characters)"]}}),
         ({"username": "root"}, 409, {"message": "Username has already been taken"}),

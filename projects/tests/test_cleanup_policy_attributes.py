@@ -44,12 +44,24 @@ def policy_error(world, attributes) -> ApiError:
         ({"cadence": "2d"}, {"message": {"container_expiration_policy.cadence": ["is not included in the list"]}}),
         ({"keep_n": 3}, {"message": {"container_expiration_policy.keep_n": ["is not included in the list"]}}),
         ({"keep_n": "many"}, {"error": "container_expiration_policy_attributes[keep_n] is invalid"}),
-        ({"older_than": "1y"}, {"message": {"container_expiration_policy.older_than": ["is not included in the list"]}}),
+        (
+            {"older_than": "1y"},
+            {"message": {"container_expiration_policy.older_than": ["is not included in the list"]}},
+        ),
         ({"enabled": "perhaps"}, {"error": "container_expiration_policy_attributes[enabled] is invalid"}),
-        ({"name_regex": "["}, {"message": {"container_expiration_policy.name_regex": ["not valid RE2 syntax: missing ]: ["]}}),
+        (
+            {"name_regex": "["},
+            {"message": {"container_expiration_policy.name_regex": ["not valid RE2 syntax: missing ]: ["]}},
+        ),
         ({"name_regex_keep": "(?=x)"}, None),
-        ({"enabled": True, "name_regex": "  "}, {"message": {"container_expiration_policy.name_regex": ["can't be blank"]}}),
-        ({"enabled": True, "name_regex": None}, {"message": {"container_expiration_policy.name_regex": ["can't be blank"]}}),
+        (
+            {"enabled": True, "name_regex": "  "},
+            {"message": {"container_expiration_policy.name_regex": ["can't be blank"]}},
+        ),
+        (
+            {"enabled": True, "name_regex": None},
+            {"message": {"container_expiration_policy.name_regex": ["can't be blank"]}},
+        ),
         ({"name_regex": "x" * 256}, None),
     ],
 )

@@ -15,7 +15,9 @@ def url(world, suffix=""):
 def test_maintainer_creates_lists_gets_and_deletes_a_deploy_token(world, client_as):
     client = client_as(world["users"]["maintainer"])
     response = client.post(
-        url(world), {"name": "ci", "scopes": ["read_registry", "write_registry"], "expires_at": "2030-01-01T00:00:00Z"}, format="json"
+        url(world),
+        {"name": "ci", "scopes": ["read_registry", "write_registry"], "expires_at": "2030-01-01T00:00:00Z"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     body = response.json()

@@ -24,7 +24,10 @@ def test_maintainer_creates_a_subgroup_by_parent_id(world, client_as):
         "/api/v4/groups", {"name": "Tools", "path": "tools", "parent_id": platform.pk}, format="json"
     )
     assert response.status_code == 201, response.content
-    assert (response.json()["full_path"], response.json()["full_name"]) == ("acme/platform/tools", "Acme / Platform / Tools")
+    assert (response.json()["full_path"], response.json()["full_name"]) == (
+        "acme/platform/tools",
+        "Acme / Platform / Tools",
+    )
 
 
 def test_developer_cannot_create_a_subgroup_and_outsiders_do_not_see_the_parent(world, client_as):
@@ -56,7 +59,11 @@ def test_user_without_can_create_group_is_refused():
         ({"name": "A", "path": "owner"}, 400, None),
         ({"name": "A", "path": "bad path"}, 400, None),
         ({"name": "A", "path": "a" * 256}, 400, {"error": "path is invalid"}),
-        ({"name": "A", "path": "new", "visibility": "secret"}, 400, {"error": "visibility does not have a valid value"}),
+        (
+            {"name": "A", "path": "new", "visibility": "secret"},
+            400,
+            {"error": "visibility does not have a valid value"},
+        ),
         ({"name": "A", "path": "new", "parent_id": "x"}, 400, {"error": "parent_id is invalid"}),
         ({"name": "A", "path": "new", "parent_id": 10**30}, 400, None),
         ({"name": "A", "path": "new", "parent_id": 987654}, 404, {"message": "404 Group Not Found"}),
@@ -75,7 +82,9 @@ def test_bad_group_requests_create_nothing(world, client_as, data, status, body)
 
 def test_subgroup_may_not_be_more_visible_than_its_parent(world, client_as):
     response = client_as(world["users"]["owner"]).post(
-        "/api/v4/groups", {"name": "P", "path": "p", "parent_id": world["acme"].pk, "visibility": "public"}, format="json"
+        "/api/v4/groups",
+        {"name": "P", "path": "p", "parent_id": world["acme"].pk, "visibility": "public"},
+        format="json",
     )
     assert response.status_code == 400
     assert "visibility_level" in response.json()["message"]

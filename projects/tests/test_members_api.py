@@ -110,9 +110,14 @@ def test_only_owners_manage_group_members_and_the_last_owner_stays(world, client
     owner = world["users"]["owner"]
     newbie = make_user("newbie")
     url = f"/api/v4/groups/{acme.pk}/members"
-    assert client_as(world["users"]["maintainer"]).post(
-        f"/api/v4/groups/{world['platform'].pk}/members", {"user_id": newbie.pk, "access_level": 10}, format="json"
-    ).status_code == 403
+    assert (
+        client_as(world["users"]["maintainer"])
+        .post(
+            f"/api/v4/groups/{world['platform'].pk}/members", {"user_id": newbie.pk, "access_level": 10}, format="json"
+        )
+        .status_code
+        == 403
+    )
     client = client_as(owner)
     response = client.delete(f"{url}/{owner.pk}")
     assert response.status_code == 400 and response.json() == {"message": "A group must have at least one owner"}

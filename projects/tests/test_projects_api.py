@@ -41,7 +41,9 @@ def test_create_in_a_group_with_registry_and_policy_attributes(world, client_as)
 
 def test_create_in_the_personal_namespace_by_default(client_as):
     alice = make_user("alice")
-    response = client_as(alice).post("/api/v4/projects", {"path": "tool", "container_registry_enabled": False}, format="json")
+    response = client_as(alice).post(
+        "/api/v4/projects", {"path": "tool", "container_registry_enabled": False}, format="json"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["path_with_namespace"], body["namespace"]["kind"]) == ("alice/tool", "user")
@@ -64,14 +66,26 @@ def test_namespace_given_by_full_path(world, client_as):
         ({"path": "svc"}, {"message": {"path": ["has already been taken"], "name": ["has already been taken"]}}),
         ({"path": "SVC", "name": "other"}, {"message": {"path": ["has already been taken"]}}),
         ({"path": "new", "visibility": "secret"}, {"error": "visibility does not have a valid value"}),
-        ({"path": "new", "container_registry_access_level": "on"}, {"error": "container_registry_access_level does not have a valid value"}),
+        (
+            {"path": "new", "container_registry_access_level": "on"},
+            {"error": "container_registry_access_level does not have a valid value"},
+        ),
         ({"path": "new", "visibility": "public"}, None),
         ({"path": "new", "namespace_id": 987654}, {"message": {"namespace": ["is not valid"]}}),
         ({"path": "bad/path"}, None),
         ({"path": "x" * 256}, {"error": "path is invalid"}),
-        ({"path": "new", "container_expiration_policy_attributes": "weekly"}, {"error": "container_expiration_policy_attributes is invalid"}),
-        ({"path": "new", "container_expiration_policy_attributes": {"cadence": "2d"}}, {"message": {"container_expiration_policy.cadence": ["is not included in the list"]}}),
-        ({"path": "new", "container_expiration_policy_attributes": {"enabled": "maybe"}}, {"error": "container_expiration_policy_attributes[enabled] is invalid"}),
+        (
+            {"path": "new", "container_expiration_policy_attributes": "weekly"},
+            {"error": "container_expiration_policy_attributes is invalid"},
+        ),
+        (
+            {"path": "new", "container_expiration_policy_attributes": {"cadence": "2d"}},
+            {"message": {"container_expiration_policy.cadence": ["is not included in the list"]}},
+        ),
+        (
+            {"path": "new", "container_expiration_policy_attributes": {"enabled": "maybe"}},
+            {"error": "container_expiration_policy_attributes[enabled] is invalid"},
+        ),
     ],
 )
 def test_bad_project_requests_create_nothing(world, client_as, data, body):
@@ -154,12 +168,18 @@ def test_policy_edit_is_atomic(world, client_as):
 
 def test_maintainer_may_not_rename_but_owner_may(world, client_as):
     project = world["project"]
-    assert client_as(world["users"]["maintainer"]).put(
-        f"/api/v4/projects/{project.pk}", {"name": "renamed"}, format="json"
-    ).status_code == 403
-    assert client_as(world["users"]["developer"]).put(
-        f"/api/v4/projects/{project.pk}", {"description": "x"}, format="json"
-    ).status_code == 403
+    assert (
+        client_as(world["users"]["maintainer"])
+        .put(f"/api/v4/projects/{project.pk}", {"name": "renamed"}, format="json")
+        .status_code
+        == 403
+    )
+    assert (
+        client_as(world["users"]["developer"])
+        .put(f"/api/v4/projects/{project.pk}", {"description": "x"}, format="json")
+        .status_code
+        == 403
+    )
     response = client_as(world["users"]["owner"]).put(
         f"/api/v4/projects/{project.pk}", {"path": "svc2", "name": "Service"}, format="json"
     )
@@ -171,21 +191,27 @@ def test_maintainer_may_not_rename_but_owner_may(world, client_as):
 def test_project_with_images_cannot_change_path(world, client_as):
     project = world["project"]
     ContainerRepository.objects.create(project=project, name="")
-    response = client_as(world["users"]["owner"]).put(f"/api/v4/projects/{project.pk}", {"path": "moved"}, format="json")
+    response = client_as(world["users"]["owner"]).put(
+        f"/api/v4/projects/{project.pk}", {"path": "moved"}, format="json"
+    )
     assert response.status_code == 400
     project.refresh_from_db()
     assert project.path == "svc"
 
 
 def test_edit_needs_one_known_attribute(world, client_as):
-    response = client_as(world["users"]["owner"]).put(f"/api/v4/projects/{world['project'].pk}", {"stars": 3}, format="json")
+    response = client_as(world["users"]["owner"]).put(
+        f"/api/v4/projects/{world['project'].pk}", {"stars": 3}, format="json"
+    )
     assert response.status_code == 400 and "at least one parameter must be provided" in response.json()["error"]
 
 
 def test_delete_without_images_removes_the_row(world, client_as):
     project = world["project"]
     seen = []
-    project_deletion_requested.connect(lambda sender, project, **kw: seen.append(project.pk), weak=False, dispatch_uid="t1")
+    project_deletion_requested.connect(
+        lambda sender, project, **kw: seen.append(project.pk), weak=False, dispatch_uid="t1"
+    )
     try:
         assert client_as(world["users"]["maintainer"]).delete(f"/api/v4/projects/{project.pk}").status_code == 403
         response = client_as(world["users"]["owner"]).delete(f"/api/v4/projects/{project.pk}")

@@ -21,9 +21,7 @@ def gl(transactional_db, live_server, admin):
 
 def test_auth_users_and_personal_access_tokens(gl, live_server):
     assert gl.user.username == "root" and gl.user.web_url == f"{live_server.url}/root"
-    user = gl.users.create(
-        {"email": "bob@example.test", "username": "bob", "name": "Bob", "password": "long-enough-1"}
-    )
+    user = gl.users.create({"email": "bob@example.test", "username": "bob", "name": "Bob", "password": "long-enough-1"})
     assert gl.users.list(username="bob")[0].id == user.id
     assert gl.users.get(user.id).username == "bob"
     token = gl.users.get(user.id, lazy=True).personal_access_tokens.create({"name": "ci", "scopes": ["api"]})
@@ -62,7 +60,10 @@ def test_groups_projects_and_cleanup_policy(gl):
     fetched.save()
     again = gl.projects.get(project.id)
     assert again.container_registry_access_level == "enabled"
-    assert (again.container_expiration_policy["cadence"], again.container_expiration_policy["name_regex"]) == ("14d", "v.+")
+    assert (again.container_expiration_policy["cadence"], again.container_expiration_policy["name_regex"]) == (
+        "14d",
+        "v.+",
+    )
     with pytest.raises(gitlab.GitlabUpdateError) as excinfo:
         gl.projects.update(project.id, {"container_expiration_policy_attributes": {"cadence": "2d"}})
     assert excinfo.value.response_code == 400
