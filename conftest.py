@@ -10,6 +10,12 @@ from tests_support.factories import make_group, make_project, make_token, make_u
 pytest_plugins = ["tests_support.registry_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Real PBKDF2 costs ~0.3 s per test user; tests of hashing itself opt back in.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def admin(db):
     return make_user("root", admin=True)

@@ -36,17 +36,11 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
     """Flag the projects' registry sizes for recomputation (events changed them)."""
     if not project_ids:
         return
-    existing = set(
-        ProjectRegistryStatistics.objects.filter(project_id__in=project_ids, stale=True).values_list(
-            "project_id", flat=True
-        )
-    )
-    todo = project_ids - existing
-    if not todo:
+    # UPDATE first (the row usually exists): one round trip on the receiver's hot path.
+    if ProjectRegistryStatistics.objects.filter(project_id__in=project_ids).update(stale=True) == len(project_ids):
         return
-    ProjectRegistryStatistics.objects.filter(project_id__in=todo).update(stale=True)
     ProjectRegistryStatistics.objects.bulk_create(
-        [ProjectRegistryStatistics(project_id=pid, stale=True) for pid in todo], ignore_conflicts=True
+        [ProjectRegistryStatistics(project_id=pid, stale=True) for pid in project_ids], ignore_conflicts=True
     )
 
 
@@ -101,10 +95,9 @@ def tag_creation_times(
     """Creation time of each tag (None when unknown), read through the tag cache.
 
     With ``verify_digests`` each tag's current digest is read first (one HEAD per tag)
-    and a cached date is used only if it was read from that digest: safe even if
-    notifications were lost. Without it cached dates are trusted (the event receiver
-    forgets a tag's entry when it is pushed or deleted) and a warm listing costs no
-    registry request. A tag missing from the registry gets None. Raises the client's
+    and a cached date is used only if it was read from that digest: a re-pushed tag is
+    never given its old image's date. Without it cached dates are trusted until they
+    expire, and a warm listing costs no registry request. A tag missing from the registry gets None. Raises the client's
     errors.
     """
     client = client or get_client()

@@ -4,8 +4,9 @@ A tag's creation time costs two registry reads (manifest, config blob), and clea
 policies and tag listings need it for every tag. Entries are keyed by repository id and
 tag name and remember the manifest digest they were read from: a caller that knows the
 current digests passes them and never gets the date of an image the tag no longer points
-at; a caller that does not relies on the event receiver, which forgets a tag's entry
-whenever the tag is pushed or deleted.
+at; a caller that does not trusts an entry until it expires, so it must choose a TTL
+after which a stale date can do no harm (cleanup caches kept tags only until
+``older_than`` could let them go, as GitLab does).
 """
 
 from __future__ import annotations

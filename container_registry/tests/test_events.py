@@ -9,7 +9,6 @@ from unittest import mock
 import pytest
 from django.db import OperationalError
 
-from container_registry import tag_cache
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from container_registry.tests.conftest import FIXTURES, SECRET, envelope, envelope_with
 
@@ -186,13 +185,6 @@ def test_events_of_a_project_pending_deletion_are_ignored(post_events, captured_
     project.save()
     assert post_events(envelope(PUSH_OCI)).status_code == 200
     assert not ContainerRepository.objects.exists()
-
-
-def test_tag_push_forgets_the_cached_creation_time(post_events, captured_world):
-    repository = ContainerRepository.objects.create(project=captured_world["project"], name="image")
-    tag_cache.set_many(repository.pk, {"v1": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)})
-    post_events(envelope(PUSH_OCI))
-    assert tag_cache.get_many(repository.pk, ["v1"]) == {}
 
 
 # --- pull, delete, mount ------------------------------------------------------------------

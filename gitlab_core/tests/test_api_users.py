@@ -22,6 +22,9 @@ def client_for(user, scopes=None) -> APIClient:
     return client
 
 
+MISSING_PASSWORD = (
+    "password, reset_password, force_random_password are missing, at least one parameter must be provided"
+)
 NEW_USER = {"email": "bob@example.test", "username": "bob", "name": "Bob B", "password": "long-enough-1"}
 
 
@@ -107,9 +110,7 @@ def test_non_admin_cannot_create_users(world):
         (
             {"password": None},
             400,
-            {
-                "error": "password, reset_password, force_random_password are missing, at least one parameter must be provided"
-            },  # noqa: E501
+            {"error": MISSING_PASSWORD},
         ),
         ({"password": "short"}, 400, {"message": {"password": ["is too short (minimum is 8 characters)"]}}),
         ({"username": "root"}, 409, {"message": "Username has already been taken"}),
