@@ -99,6 +99,7 @@ class Poster:
         self.url = url
         self.secret = secret
         self.template = json.loads(ENVELOPE.read_bytes())
+        self.template["events"][0]["target"]["repository"] = "bench/app/image"
         self.local = threading.local()
         self.ok = 0
         self.failed = 0

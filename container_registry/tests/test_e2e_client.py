@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from container_registry import client as client_module
-from container_registry.client import DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST, get_client
+from container_registry.client import DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST, RegistryClient, get_client
 from jwt_auth.tokens import mint_registry_token
 from tests_support.registry import build_image, skopeo
 
@@ -126,21 +126,25 @@ def test_creation_times_come_from_the_cache_and_follow_a_re_push(registry, image
     repository = ContainerRepository.objects.create(project=project, name="dates")
     push(registry, images["a"], "g/p/dates", "one")
     push(registry, images["a"], "g/p/dates", "two")
-    client = get_client()
+    # A client of its own: the live server's threads share the process-wide one.
+    client = RegistryClient(base_url=registry.url, timeout=10)
 
     before = client.request_count
-    cold = tag_creation_times(repository=repository, names=["one", "two", "gone"], verify_digests=False)
+    cold = tag_creation_times(repository=repository, names=["one", "two", "gone"], verify_digests=False, client=client)
     cold_requests = client.request_count - before
     assert cold == {"one": CREATED, "two": CREATED, "gone": None}
     before = client.request_count
-    assert tag_creation_times(repository=repository, names=["one", "two"], verify_digests=False)["one"] == CREATED
+    assert (
+        tag_creation_times(repository=repository, names=["one", "two"], verify_digests=False, client=client)["one"]
+        == CREATED
+    )
     assert client.request_count == before  # warm: no registry request at all
     assert cold_requests >= 4
 
     newer = build_image(tmp_path / "newer", size=100, seed="n", created=datetime(2025, 1, 1, tzinfo=UTC), tag="n")
     push(registry, newer, "g/p/dates", "one")
     before = client.request_count
-    verified = tag_creation_times(repository=repository, names=["one", "two"])
+    verified = tag_creation_times(repository=repository, names=["one", "two"], client=client)
     assert verified == {"one": datetime(2025, 1, 1, tzinfo=UTC), "two": CREATED}
     # One HEAD per tag, and only the re-pushed tag is read again (manifest + config).
     assert client.request_count - before == 4

@@ -290,11 +290,11 @@ def test_a_late_push_event_does_not_revive_a_deleted_repository(pushed, registry
 
 
 def test_registry_identity_is_recorded(registry):
-    from container_registry.services import record_registry_identity
-
     from io import StringIO
 
     from django.core.management import call_command
+
+    from container_registry.services import record_registry_identity
 
     app_settings = record_registry_identity()
     assert app_settings.container_registry_vendor == "distribution"
