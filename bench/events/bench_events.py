@@ -44,8 +44,8 @@ if not Namespace.objects.filter(full_path_lower="bench").exists():
 """
 COUNT = """
 from container_registry.models import ContainerRepository
-r = ContainerRepository.objects.filter(project__full_path_lower="bench/app", name="image").first()
-print(r.push_count if r else 0)
+from django.db.models import Sum
+print(ContainerRepository.objects.filter(project__full_path_lower="bench/app").aggregate(n=Sum("push_count"))["n"] or 0)
 """
 
 
@@ -95,11 +95,12 @@ def raw_insert_rate(database_url: str, clients: int, duration: float) -> float:
 
 
 class Poster:
-    def __init__(self, url: str, secret: str):
+    def __init__(self, url: str, secret: str, repositories: int):
         self.url = url
         self.secret = secret
         self.template = json.loads(ENVELOPE.read_bytes())
-        self.template["events"][0]["target"]["repository"] = "bench/app/image"
+        self.repositories = repositories
+        self.sent = 0
         self.local = threading.local()
         self.ok = 0
         self.failed = 0
@@ -111,6 +112,10 @@ class Poster:
             session = self.local.session = requests.Session()
         envelope = json.loads(json.dumps(self.template))
         envelope["events"][0]["id"] = str(uuid.uuid4())
+        with self.lock:
+            self.sent += 1
+            image = self.sent % self.repositories
+        envelope["events"][0]["target"]["repository"] = f"bench/app/image{image}"
         body = json.dumps(envelope, indent=3).encode()
         started = time.perf_counter()
         response = session.post(
@@ -184,6 +189,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent senders (and raw-insert connections)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=500.0, help="offered events/s for the latency run")
+    parser.add_argument(
+        "--repositories", type=int, default=100, help="images the events are spread over (1 = one hot row)"
+    )
     args = parser.parse_args()
     if not args.database_url.startswith("postgres"):
         parser.error("--database-url (or DATABASE_URL) must be a PostgreSQL URL")
@@ -227,8 +235,8 @@ def main() -> None:
                 break
             except requests.RequestException:
                 time.sleep(0.1)
-        poster = Poster(url, secret)
-        for _ in range(50):  # warm-up: connections, the repository row
+        poster = Poster(url, secret, args.repositories)
+        for _ in range(args.repositories + 50):  # warm-up: connections, the repository rows
             poster.post()
 
         raw = raw_insert_rate(args.database_url, args.clients, args.duration)
@@ -241,7 +249,10 @@ def main() -> None:
     after = int(manage(env, "shell", "-c", COUNT).split()[-1])
     applied = after - before
     ms = 1000.0
-    print(f"gunicorn workers: {args.workers}, concurrent clients: {args.clients}, {args.duration:.0f} s per run")
+    print(
+        f"gunicorn workers: {args.workers}, concurrent clients: {args.clients}, "
+        f"{args.repositories} repositories, {args.duration:.0f} s per run"
+    )
     print(f"raw psycopg INSERT+COMMIT: {raw:,.0f}/s")
     print(
         f"events (closed loop): {rate:,.0f}/s, ratio {rate / raw:.2f}, p50 {statistics.median(latencies) * ms:.1f} ms, "
