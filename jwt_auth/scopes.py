@@ -11,7 +11,9 @@ from urllib.parse import parse_qsl
 
 import re2
 
-from projects.models import Namespace, Project
+from gitlab_core.models import User
+from projects import permissions
+from projects.models import Project
 
 # GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
 # quantifiers of this pattern backtrack exponentially in Python's ``re``.
@@ -89,33 +91,27 @@ class ResolvedPath:
     project: Project
     repository_name: str
     root_namespace_id: int | None
+    # The user's effective access level on the project (None: not a member).
+    access_level: int | None
 
 
-def resolve_paths(paths: list[str]) -> dict[str, ResolvedPath]:
-    """Map each valid lower-cased image path to its project: one query for all projects
-    (longest matching candidate wins), one for their root namespaces."""
+def resolve_paths(paths: list[str], *, user: User | None) -> dict[str, ResolvedPath]:
+    """Map each valid lower-cased image path to its project (longest matching candidate
+    wins), with ``user``'s access level and the root namespace id: one query in all."""
     candidates = {path: candidate_project_paths(path) for path in paths}
-    wanted = {c for cands in candidates.values() for c in cands}
-    if not wanted:
-        return {}
-    projects = {
-        p.full_path_lower: p
-        for p in Project.objects.filter(full_path_lower__in=wanted, pending_delete=False).select_related("namespace")
-    }
-    roots = {p.split("/", 1)[0] for p in projects}
-    root_ids = dict(
-        Namespace.objects.filter(full_path_lower__in=roots, parent__isnull=True).values_list("full_path_lower", "pk")
-    )
+    wanted = sorted({c for cands in candidates.values() for c in cands})
+    found = permissions.projects_with_access_level(user=user, paths=wanted)
     resolved = {}
     for path, cands in candidates.items():
         for candidate in cands:
-            project = projects.get(candidate)
-            if project is not None:
+            hit = found.get(candidate)
+            if hit is not None:
                 resolved[path] = ResolvedPath(
                     path=path,
-                    project=project,
+                    project=hit.project,
                     repository_name=path[len(candidate) + 1 :],
-                    root_namespace_id=root_ids.get(candidate.split("/", 1)[0]),
+                    root_namespace_id=hit.root_namespace_id,
+                    access_level=hit.access_level,
                 )
                 break
     return resolved

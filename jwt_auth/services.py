@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from container_registry.repositories import ensure_repository
+from container_registry.repositories import ensure_repository_exists
 from jwt_auth import credentials, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, unauthorized, unavailable
@@ -123,7 +123,7 @@ def grant_access(*, auth: AuthResult, scopes: list[str]) -> list[dict]:
         if scope is not None:
             parsed.append(scope)
     paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_path(s.name.lower())]
-    resolved = resolve_paths(list(dict.fromkeys(paths)))
+    resolved = resolve_paths(list(dict.fromkeys(paths)), user=auth.user)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
     for scope in parsed:
@@ -153,24 +153,25 @@ def _repository_entry(
         return None
     project = target.project
     if project.pk not in cache:
-        cache[project.pk] = _abilities_on(auth, project)
+        cache[project.pk] = _abilities_on(auth, project, target.access_level)
     granted = [action for action in scope.actions if _allowed(action, auth.abilities, cache[project.pk])]
     if len(granted) != len(scope.actions):
         _log_denied(auth, scope, granted, reason="insufficient permissions")
     if not granted:
         return None
     if "push" in granted:
-        ensure_repository(project=project, name=target.repository_name)
+        ensure_repository_exists(project=project, name=target.repository_name)
     meta = {"project_path": project.full_path_lower, "project_id": project.pk}
     if target.root_namespace_id is not None:
         meta["root_namespace_id"] = target.root_namespace_id
     return {"type": REPOSITORY, "name": target.path, "actions": granted, "meta": meta}
 
 
-def _abilities_on(auth: AuthResult, project: Project) -> frozenset[str]:
+def _abilities_on(auth: AuthResult, project: Project, access_level: int | None) -> frozenset[str]:
+    # access_level is auth.user's, resolved with the project (deploy tokens ignore it).
     if auth.ci_job is not None:
-        return permissions.ci_job_abilities(auth.ci_job, project)
-    return permissions.project_abilities(auth.deploy_token or auth.user, project)
+        return permissions.ci_job_abilities(auth.ci_job, project, access_level=access_level)
+    return permissions.project_abilities(auth.deploy_token or auth.user, project, access_level=access_level)
 
 
 def _allowed(action: str, credential: frozenset[str], on_project: frozenset[str]) -> bool:
