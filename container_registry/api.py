@@ -222,7 +222,8 @@ def registry_events(request):
     if request.method != "POST":
         return _json_error(405, {"message": "405 Method Not Allowed"})
     secret = settings.REGISTRY_NOTIFICATION_SECRET
-    presented = request.headers.get("Authorization", "")
+    # META, not request.headers: that builds a dict of every header on first use.
+    presented = request.META.get("HTTP_AUTHORIZATION", "")
     if not secret or not presented or not hmac.compare_digest(presented.encode(), secret.encode()):
         return _json_error(401, {"message": "401 Unauthorized"})
     content_type = request.content_type.lower() if request.content_type else ""

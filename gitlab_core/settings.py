@@ -171,6 +171,14 @@ AUTH_BAN_IP_ALLOWLIST = env_list("AUTH_BAN_IP_ALLOWLIST", [])
 # Password logins to /jwt/auth (GitLab: "password authentication for Git").
 PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT", True)
 
+# /jwt/auth hot path. Per-process caches (seconds): the token duration setting, and
+# which container repository rows exist. Neither caches an authorization decision.
+REGISTRY_SETTINGS_CACHE_SECONDS = env_int("REGISTRY_SETTINGS_CACHE_SECONDS", 5, minimum=0)
+REGISTRY_REPOSITORY_CACHE_SECONDS = env_int("REGISTRY_REPOSITORY_CACHE_SECONDS", 60, minimum=0)
+# The realm's lookups run as prepared statements on PostgreSQL; switch off behind a
+# transaction-mode pooler without prepared-statement support.
+HOT_QUERIES_PREPARED = env_bool("HOT_QUERIES_PREPARED", True)
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.split("://", 1)[0] not in ("filesystem", "redis", "rediss", "memory"):

@@ -1,16 +1,27 @@
 """Benchmark of the registry event receiver under its production server.
 
-Posts real envelopes (the captured manifest push of distribution 2.8, one event each,
-a fresh event id per request, as the registry sends them) to
-``/api/v4/container_registry_event/events`` served by gunicorn on PostgreSQL, and in the
-same run measures the raw rate of single-row INSERT+COMMIT through psycopg on the same
-database with the same concurrency. Reports events per second, the ratio to the raw
-rate, latency percentiles, and p99 at a fixed offered rate (default 500 events/s).
-Finally checks that every acknowledged event was applied exactly once.
+Posts real envelopes (the captured distribution 2.8 manifest push, one event each, a
+fresh event id per request, pretty-printed as the registry sends them) to
+``/api/v4/container_registry_event/events`` served by gunicorn on PostgreSQL, for each
+server configuration given:
 
-    python bench/events/bench_events.py --database-url postgres://user@host:5432/db
+* throughput: ``wrk`` (closed loop, ``--connections`` connections) with
+  ``bench/events/events.lua``; right before it, in the same run, the raw rate of
+  single-row INSERT+COMMIT through psycopg on the same database with the same number of
+  connections, and the ratio of the two;
+* latency at a fixed offered rate (default 500 events/s): an open-loop sender
+  (``open_loop.py``) that measures each request from its scheduled send time;
+* the 1-minute load average before and after each phase (the machine may be shared).
 
-The database is migrated and gets a ``bench/app`` project; use a throwaway database.
+It ends by re-sending envelopes already acknowledged (nothing may change) and checking
+that every recorded event id was counted exactly once.
+
+    python bench/events/bench_events.py [--database-url postgres://USER@HOST:PORT/DB]
+        [--servers sync:3,gthread:2x4] [--connections 8] [--duration 10] [--rate 500]
+
+Without ``--database-url`` a throwaway PostgreSQL cluster is started (``initdb``, needs
+root for ``runuser -u postgres``); with it, use a throwaway database: it is migrated and
+gets a ``bench/app`` project.
 """
 
 from __future__ import annotations
@@ -18,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -32,20 +45,28 @@ from pathlib import Path
 import psycopg
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from open_loop import open_loop  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-ENVELOPE = ROOT / "container_registry" / "tests" / "fixtures" / "registry-2.8" / "push-manifest-oci.json"
+FIXTURE = ROOT / "container_registry" / "tests" / "fixtures" / "registry-2.8" / "push-manifest-oci.json"
+LUA = Path(__file__).resolve().parent / "events.lua"
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EVENTS_PATH = "/api/v4/container_registry_event/events"
 CONTENT_TYPE = "application/vnd.docker.distribution.events.v1+json"
+IMAGE_PREFIX = "bench/app/image"
 SEED = """
 from tests_support.factories import make_group, make_project
 from projects.models import Namespace
 if not Namespace.objects.filter(full_path_lower="bench").exists():
     make_project(make_group("bench"), "app")
 """
-COUNT = """
-from container_registry.models import ContainerRepository
+COUNTS = """
 from django.db.models import Sum
-print(ContainerRepository.objects.filter(project__full_path_lower="bench/app").aggregate(n=Sum("push_count"))["n"] or 0)
+from container_registry.models import ContainerRepository, RegistryEvent
+pushes = ContainerRepository.objects.filter(project__full_path_lower="bench/app").aggregate(n=Sum("push_count"))["n"]
+print(pushes or 0, RegistryEvent.objects.filter(repository__startswith="bench/app/").count())
 """
 
 
@@ -53,6 +74,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def tree_cpu_seconds(root: int | None) -> float:
+    """CPU time used so far by a process and its descendants (reaped children included)."""
+    if root is None:
+        return 0.0
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # ppid, utime + stime + cutime + cstime (in clock ticks)
+            stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo += [child for child, (parent, _ticks) in stats.items() if parent == pid]
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -64,15 +110,41 @@ def manage(env: dict, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], env=env, capture_output=True, text=True, check=True
     )
-    return result.stdout
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
-def raw_insert_rate(database_url: str, clients: int, duration: float) -> float:
-    """Single-row INSERT + COMMIT per operation, ``clients`` connections in parallel."""
+def start_postgres(work: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway cluster on a free port, fsync on (as in production)."""
+    data = work / "pg"
+    data.mkdir()
+    shutil.chown(work, "postgres")
+    shutil.chown(data, "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*as_pg, str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(data)]
+        + ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    for _ in range(100):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE bench")
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    return proc, f"postgres://postgres@127.0.0.1:{port}/bench"
+
+
+def raw_insert_rate(database_url: str, connections: int, duration: float) -> float:
+    """Single-row INSERT + COMMIT per operation, ``connections`` in parallel."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_raw_insert")
         conn.execute("CREATE TABLE bench_raw_insert (id bigserial PRIMARY KEY, event_id varchar(255) UNIQUE)")
-    counts = [0] * clients
+    counts = [0] * connections
     deadline = time.monotonic() + duration
 
     def work(index: int) -> None:
@@ -82,7 +154,7 @@ def raw_insert_rate(database_url: str, clients: int, duration: float) -> float:
                 conn.commit()
                 counts[index] += 1
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -94,177 +166,208 @@ def raw_insert_rate(database_url: str, clients: int, duration: float) -> float:
     return sum(counts) / elapsed
 
 
-class Poster:
-    def __init__(self, url: str, secret: str, repositories: int):
-        self.url = url
-        self.secret = secret
-        self.template = json.loads(ENVELOPE.read_bytes())
-        self.repositories = repositories
-        self.sent = 0
-        self.local = threading.local()
-        self.ok = 0
-        self.failed = 0
-        self.lock = threading.Lock()
+def envelope(event_id: str, repository: str) -> bytes:
+    document = json.loads(FIXTURE.read_bytes())
+    document["events"][0]["id"] = event_id
+    target = document["events"][0]["target"]
+    target["url"] = target["url"].replace(target["repository"], repository)
+    target["repository"] = repository
+    return json.dumps(document, indent=3).encode()
 
-    def post(self) -> float:
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = self.local.session = requests.Session()
-        envelope = json.loads(json.dumps(self.template))
-        envelope["events"][0]["id"] = str(uuid.uuid4())
-        with self.lock:
-            self.sent += 1
-            image = self.sent % self.repositories
-        envelope["events"][0]["target"]["repository"] = f"bench/app/image{image}"
-        body = json.dumps(envelope, indent=3).encode()
-        started = time.perf_counter()
-        response = session.post(
-            self.url, data=body, headers={"Authorization": self.secret, "Content-Type": CONTENT_TYPE}, timeout=10
+
+def http_request(port: int, secret: str, body: bytes) -> bytes:
+    head = (
+        f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: Go-http-client/1.1\r\n"
+        f"Content-Length: {len(body)}\r\nAuthorization: {secret}\r\nContent-Type: {CONTENT_TYPE}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def start_gunicorn(env: dict, server: str) -> tuple[subprocess.Popen, int]:
+    """``sync:N`` (N processes) or ``gthread:NxT`` (N processes of T threads)."""
+    kind, _, size = server.partition(":")
+    port = free_port()
+    args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning"]
+    if kind == "sync":
+        args += [f"--workers={size}"]
+    elif kind == "gthread":
+        workers, threads = size.split("x")
+        args += ["--worker-class=gthread", f"--workers={workers}", f"--threads={threads}"]
+    else:
+        raise SystemExit(f"unknown server {server!r}: use sync:N or gthread:NxT")
+    # The warm-up's first pushes log a warning each (the registry is not running).
+    log = open(Path(env["VAR_DIR"]) / f"gunicorn-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log)
+    for _ in range(200):
+        try:
+            requests.get(f"http://127.0.0.1:{port}{EVENTS_PATH}", timeout=5)
+            return proc, port
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("gunicorn did not start")
+
+
+def run_wrk(port: int, env: dict, connections: int, threads: int, duration: float) -> dict:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(LUA)]
+        + [f"http://127.0.0.1:{port}{EVENTS_PATH}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+
+    def latency(pct: str) -> float:
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def bench_server(server: str, args, env: dict, secret: str, template: Path, postgres_pid: int | None) -> dict:
+    proc, port = start_gunicorn(env, server)
+    try:
+        session = requests.Session()
+        url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
+        headers = {"Authorization": secret, "Content-Type": CONTENT_TYPE}
+        # Warm-up: every worker's connection, and the repository rows exist.
+        for i in range(args.repositories * 2):
+            body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i % args.repositories}")
+            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+        result: dict = {"server": server, "load_before": load_average()}
+        result["raw_rate"] = raw_insert_rate(args.database_url, args.connections, args.duration)
+        wrk_env = {
+            **os.environ,
+            "BENCH_TEMPLATE": str(template),
+            "BENCH_SECRET": secret,
+            "BENCH_RUN": uuid.uuid4().hex,
+            "BENCH_PREFIX": IMAGE_PREFIX,
+            "BENCH_REPOSITORIES": str(args.repositories),
+        }
+        cpu_before = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postgres_pid)
+        result["wrk"] = run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.duration)
+        served = result["wrk"]["requests"]
+        result["gunicorn_cpu_ms"] = (tree_cpu_seconds(proc.pid) - cpu_before[0]) * 1000 / served
+        result["postgres_cpu_ms"] = (tree_cpu_seconds(postgres_pid) - cpu_before[1]) * 1000 / served
+        result["ratio"] = result["wrk"]["rate"] / result["raw_rate"]
+        result["load_after_wrk"] = load_average()
+        run = uuid.uuid4().hex
+        requests_bytes = [
+            http_request(port, secret, envelope(f"{run}-{i}", f"{IMAGE_PREFIX}{i % args.repositories}"))
+            for i in range(int(args.rate * args.duration))
+        ]
+        sent = open_loop(
+            host="127.0.0.1", port=port, build=requests_bytes.__getitem__, rate=args.rate, duration=args.duration
         )
-        latency = time.perf_counter() - started
-        with self.lock:
-            if response.status_code == 200:
-                self.ok += 1
-            else:
-                self.failed += 1
-        return latency
+        result["load_after_open_loop"] = load_average()
+        result["open_loop"] = {
+            "offered": args.rate,
+            "achieved": sent.ok / sent.elapsed,
+            "ok": sent.ok,
+            "failed": sent.failed,
+            "failures": {str(k): v for k, v in sent.failures.items()},
+            "p50_ms": statistics.median(sent.latencies) * 1000,
+            "p99_ms": percentile(sent.latencies, 0.99) * 1000,
+            "max_ms": max(sent.latencies) * 1000,
+        }
+        # Redelivery of acknowledged envelopes (the registry after a timeout): no effect.
+        before = manage(env, "shell", "-c", COUNTS).split()
+        for i in sent.acknowledged[:: max(1, len(sent.acknowledged) // 200)]:
+            body = envelope(f"{run}-{i}", f"{IMAGE_PREFIX}{i % args.repositories}")
+            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+        result["redelivery_changed_nothing"] = manage(env, "shell", "-c", COUNTS).split() == before
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
-def closed_loop(poster: Poster, clients: int, duration: float) -> tuple[float, list[float]]:
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    deadline = time.monotonic() + duration
-
-    def work(index: int) -> None:
-        while time.monotonic() < deadline:
-            latencies[index].append(poster.post())
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    flat = [x for chunk in latencies for x in chunk]
-    return len(flat) / elapsed, flat
-
-
-def open_loop(poster: Poster, rate: float, duration: float, clients: int) -> tuple[float, list[float]]:
-    """Offer ``rate`` events per second on a fixed schedule; latency counts from the
-    scheduled send time, so queueing behind a slow server shows."""
-    total = int(rate * duration)
-    start = time.perf_counter() + 0.2
-    slots = iter(range(total))
-    slot_lock = threading.Lock()
-    latencies: list[float] = []
-    result_lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with slot_lock:
-                slot = next(slots, None)
-            if slot is None:
-                return
-            due = start + slot / rate
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            poster.post()
-            with result_lock:
-                latencies.append(time.perf_counter() - due)
-
-    threads = [threading.Thread(target=work) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies
+def report(results: list[dict], args, pushes: int, recorded: int) -> str:
+    lines = [
+        f"{args.connections} connections (wrk -t{args.wrk_threads}), {args.duration:.0f} s per phase, "
+        f"{args.repositories} repositories, {os.cpu_count()} CPUs",
+        "",
+        "| server | raw INSERT+COMMIT/s | events/s (wrk) | ratio | wrk p50 / p99 ms | CPU ms/event gunicorn + PG | "
+        f"{args.rate:.0f}/s offered: achieved, p50 / p99 / max ms | load avg before / after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        w, o = r["wrk"], r["open_loop"]
+        errors = f" ({w['non2xx']} non-2xx)" if w["non2xx"] else ""
+        errors += f" (socket errors: {w['socket_errors']})" if w["socket_errors"] else ""
+        failed = f" ({o['failed']} failed: {o['failures']})" if o["failed"] else ""
+        lines.append(
+            f"| {r['server']} | {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | {r['ratio']:.2f} | "
+            f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} | {r['gunicorn_cpu_ms']:.2f} + {r['postgres_cpu_ms']:.2f} | "
+            f"{o['achieved']:,.0f}{failed}, {o['p50_ms']:.1f} / "
+            f"{o['p99_ms']:.1f} / {o['max_ms']:.0f} | {r['load_before']:.1f} / {r['load_after_open_loop']:.1f} |"
+        )
+    redelivery = all(r["redelivery_changed_nothing"] for r in results)
+    lines += [
+        "",
+        f"recorded event ids {recorded}, counted pushes {pushes} (exactly once: {recorded == pushes}); "
+        f"re-sent acknowledged envelopes changed nothing: {redelivery}",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent senders (and raw-insert connections)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s for the latency run")
-    parser.add_argument(
-        "--repositories", type=int, default=100, help="images the events are spread over (1 = one hot row)"
-    )
+    parser.add_argument("--database-url", default="", help="a throwaway PostgreSQL database (default: start one)")
+    parser.add_argument("--servers", default="sync:3,sync:5,gthread:2x4", help="gunicorn configurations to compare")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections and raw-insert connections")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s for the open-loop phase")
+    parser.add_argument("--repositories", type=int, default=100, help="images the events are spread over")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-    if not args.database_url.startswith("postgres"):
-        parser.error("--database-url (or DATABASE_URL) must be a PostgreSQL URL")
 
+    work = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    postgres = None
+    if not args.database_url:
+        postgres, args.database_url = start_postgres(work)
     secret = secrets.token_urlsafe(24)
-    var_dir = tempfile.mkdtemp(prefix="bench-events-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     env.update(
         DATABASE_URL=args.database_url,
-        VAR_DIR=var_dir,
+        VAR_DIR=str(work / "var"),
         REGISTRY_NOTIFICATION_SECRET=secret,
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(48),
         ALLOWED_HOSTS="127.0.0.1",
         LOG_LEVEL="WARNING",
         # Nothing listens here: a push to a repository without a row is then trusted at
-        # once instead of verified (the row is created on the first event).
+        # once instead of verified (the rows are created by the warm-up).
         REGISTRY_API_URL=f"http://127.0.0.1:{free_port()}",
     )
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "-c", SEED)
-    before = int(manage(env, "shell", "-c", COUNT).split()[-1])
-
-    port = free_port()
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "gitlab_core.wsgi",
-            f"--workers={args.workers}",
-            f"--bind=127.0.0.1:{port}",
-            "--log-level=warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    template = work / "envelope.json"
+    template.write_bytes(envelope("@@ID@@", "@@REPO@@"))
     try:
-        url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
-        for _ in range(100):
-            try:
-                requests.get(url, timeout=5)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        poster = Poster(url, secret, args.repositories)
-        for _ in range(args.repositories + 50):  # warm-up: connections, the repository rows
-            poster.post()
-
-        raw = raw_insert_rate(args.database_url, args.clients, args.duration)
-        rate, latencies = closed_loop(poster, args.clients, args.duration)
-        offered_rate, offered_latencies = open_loop(poster, args.rate, args.duration, max(args.clients, 32))
+        manage(env, "migrate", "--noinput")
+        manage(env, "shell", "-c", SEED)
+        print(f"load average at start: {load_average():.2f}", file=sys.stderr)
+        postgres_pid = postgres.pid if postgres is not None else None
+        results = [bench_server(s, args, env, secret, template, postgres_pid) for s in args.servers.split(",")]
+        pushes, recorded = map(int, manage(env, "shell", "-c", COUNTS).split())
     finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=10)
-
-    after = int(manage(env, "shell", "-c", COUNT).split()[-1])
-    applied = after - before
-    ms = 1000.0
-    print(
-        f"gunicorn workers: {args.workers}, concurrent clients: {args.clients}, "
-        f"{args.repositories} repositories, {args.duration:.0f} s per run"
-    )
-    print(f"raw psycopg INSERT+COMMIT: {raw:,.0f}/s")
-    print(
-        f"events (closed loop): {rate:,.0f}/s, ratio {rate / raw:.2f}, p50 {statistics.median(latencies) * ms:.1f} ms, "
-        f"p99 {percentile(latencies, 0.99) * ms:.1f} ms"
-    )
-    print(
-        f"events at {args.rate:.0f}/s offered: achieved {offered_rate:,.0f}/s, "
-        f"p50 {statistics.median(offered_latencies) * ms:.1f} ms, p99 {percentile(offered_latencies, 0.99) * ms:.1f} ms"
-    )
-    print(
-        f"acknowledged {poster.ok}, refused {poster.failed}, applied {applied} (exactly once: {applied == poster.ok})"
-    )
+        if postgres is not None:
+            postgres.terminate()
+            postgres.wait(timeout=20)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(report(results, args, pushes, recorded))
 
 
 if __name__ == "__main__":

@@ -312,17 +312,21 @@ def database_outage():
 
     if connection.vendor == "postgresql":
         name = connection.settings_dict["NAME"]
-        with connection.cursor() as cursor:
+        # PostgreSQL refuses to disallow connections to the database a session is in, so
+        # the switch goes through the maintenance database ("postgres").
+        connection.close()
+        with connection._nodb_cursor() as cursor:
             cursor.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
             cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
             )
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
+            with connection._nodb_cursor() as cursor:
                 cursor.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            connection.close()
         return
     if connection.vendor != "sqlite":
         pytest.skip(f"no outage recipe for {connection.vendor}")

@@ -11,6 +11,7 @@ from django.db import OperationalError
 
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from container_registry.tests.conftest import FIXTURES, SECRET, envelope, envelope_with
+from tests_support.factories import make_group, make_project
 
 PUSH_OCI = "push-manifest-oci.json"
 PULL_BY_TAG = "pull-manifest-oci-by-tag.json"
@@ -187,6 +188,21 @@ def test_events_of_a_project_pending_deletion_are_ignored(post_events, captured_
     assert not ContainerRepository.objects.exists()
 
 
+def test_an_image_path_belongs_to_the_longest_matching_project(post_events, captured_world):
+    # group/project/image is also a project of its own: its root image gets the push,
+    # not the "image" repository of group/project.
+    nested_group = make_group("project", parent=captured_world["project"].namespace)
+    nested = make_project(nested_group, "image", creator=captured_world["owner"])
+    shadowed = ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    root = ContainerRepository.objects.create(project=nested, name="")
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    assert post_events(envelope(PULL_BY_TAG)).status_code == 200
+    root.refresh_from_db()
+    shadowed.refresh_from_db()
+    assert (root.push_count, root.pull_count) == (1, 1)
+    assert (shadowed.push_count, shadowed.pull_count) == (0, 0)
+
+
 # --- pull, delete, mount ------------------------------------------------------------------
 
 
@@ -228,11 +244,12 @@ def test_cross_repository_copy_counts_a_push_in_the_target(post_events, captured
 
 
 def test_database_outage_is_503_and_the_retry_applies_the_event_once(post_events, captured_world):
-    # A lost database connection cannot be produced inside one SQLite test transaction;
-    # the real outage (PostgreSQL stopped) is covered by the end-to-end tests.
-    with mock.patch(
-        "container_registry.events.projects_for_image_paths", side_effect=OperationalError("server closed")
-    ):
+    # A database that cannot be reached cannot be produced inside one test transaction;
+    # here every attempt to use the connection fails as it would then. The real outage
+    # (PostgreSQL stopped) is covered by the end-to-end tests.
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    unreachable = OperationalError("connection refused")
+    with mock.patch("django.db.backends.base.base.BaseDatabaseWrapper.ensure_connection", side_effect=unreachable):
         response = post_events(envelope(PUSH_OCI))
     assert response.status_code == 503
     assert not RegistryEvent.objects.exists()
