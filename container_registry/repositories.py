@@ -3,14 +3,32 @@
 Two pushes of a new image arrive at ``/jwt/auth`` at the same moment; both must end up
 with the same row and neither may fail. The unique ``(project, name)`` constraint
 decides: the loser's INSERT fails inside a savepoint and it reads the winner's row.
+
+The token realm asks for the same rows again and again (every push token of an image),
+so each process remembers for a short while (``REGISTRY_REPOSITORY_CACHE_SECONDS``,
+default 60) which rows it has seen committed, and skips the database for them.
+Remembering only ever skips a write: it cannot revive a repository being deleted. Its
+staleness window is the TTL: when another process deletes a remembered row, a push
+within the window gets its token without the row being created again here; the
+registry's push event then creates it (``container_registry.events``).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_delete, post_migrate
+from django.dispatch import receiver
 
 from container_registry.models import ContainerRepository
 from projects.models import Project
+
+DEFAULT_CACHE_SECONDS = 60
+_known: dict[tuple[int, str], float] = {}
+_known_lock = threading.Lock()
 
 DELETION_STATUSES = frozenset(
     {
@@ -42,3 +60,37 @@ def ensure_repository(*, project: Project, name: str) -> ContainerRepository | N
     if repository.status in DELETION_STATUSES:
         return None
     return repository
+
+
+def ensure_repository_exists(*, project: Project, name: str) -> None:
+    """Make sure the repository row ``name`` of ``project`` exists, as ``ensure_repository``
+    does, but without touching the database when this process saw the row committed less
+    than ``REGISTRY_REPOSITORY_CACHE_SECONDS`` ago."""
+    key = (project.pk, name)
+    expires = _known.get(key)
+    if expires is not None and expires > time.monotonic():
+        return
+    repository = ensure_repository(project=project, name=name)
+    ttl = getattr(settings, "REGISTRY_REPOSITORY_CACHE_SECONDS", DEFAULT_CACHE_SECONDS)
+    if repository is not None and ttl > 0:
+        # Only after commit: a row created in a transaction that rolls back was never there.
+        transaction.on_commit(lambda: _remember(key, ttl))
+
+
+def _remember(key: tuple[int, str], ttl: float) -> None:
+    with _known_lock:
+        if len(_known) > 100_000:
+            _known.clear()
+        _known[key] = time.monotonic() + ttl
+
+
+@receiver(post_delete, sender=ContainerRepository, dispatch_uid="container_registry.repositories.forget")
+def _forget_deleted(sender, instance: ContainerRepository, **kwargs) -> None:
+    # Deletions in this process take effect at once; other processes' after the TTL.
+    _known.pop((instance.project_id, instance.name), None)
+
+
+@receiver(post_migrate, dispatch_uid="container_registry.repositories.database_reset")
+def _forget_all(sender, **kwargs) -> None:
+    # Also sent when a database is flushed (between transactional tests).
+    _known.clear()

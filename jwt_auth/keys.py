@@ -27,6 +27,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,11 +203,21 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 _lock = threading.Lock()
-_cache: dict = {"stamp": None, "keys": ()}
+_cache: dict = {"stamp": None, "keys": (), "config": None, "checked": 0.0}
+# Key files are stat'ed at most this often (per process and configuration): a rotated
+# key is picked up within a second, and a request does not pay for three stat calls.
+RECHECK_SECONDS = 1.0
 
 
 def configured_keys() -> tuple[SigningKey, ...]:
     """Every configured key, the signing key first; re-read when a file changed."""
+    config = (
+        settings.REGISTRY_KEY_PATH,
+        getattr(settings, "REGISTRY_CERT_PATH", None),
+        tuple(settings.REGISTRY_EXTRA_KEY_PATHS),
+    )
+    if _cache["config"] == config and time.monotonic() - _cache["checked"] < RECHECK_SECONDS:
+        return _cache["keys"]
     pairs = _configured_paths()
     signing_key_path = pairs[0][0]
     if not signing_key_path.exists() and _is_default_key_path(signing_key_path):
@@ -215,10 +226,11 @@ def configured_keys() -> tuple[SigningKey, ...]:
                 generate_key_pair(key_path=signing_key_path, cert_path=pairs[0][1])
     stamp = tuple((key, cert, _stamp(key), _stamp(cert)) for key, cert in pairs)
     if _cache["stamp"] == stamp:
-        return _cache["keys"]
-    keys = tuple(load_key(key, cert) for key, cert in pairs)
+        keys = _cache["keys"]
+    else:
+        keys = tuple(load_key(key, cert) for key, cert in pairs)
     with _lock:
-        _cache["stamp"], _cache["keys"] = stamp, keys
+        _cache.update(stamp=stamp, keys=keys, config=config, checked=time.monotonic())
     return keys
 
 

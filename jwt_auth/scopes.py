@@ -47,11 +47,20 @@ def scopes_from_query_string(query_string: str) -> list[str]:
 
     Read from the raw query string because ``QueryDict.get`` keeps only the last one.
     """
+    return realm_query(query_string)[1]
+
+
+def realm_query(query_string: str) -> tuple[str | None, list[str]]:
+    """``(service, scopes)`` of a realm request: the last ``service`` value (as
+    ``QueryDict.get`` gives it) and every ``scope`` value, in one pass."""
+    service = None
     values = []
-    for key, value in parse_qsl(query_string, keep_blank_values=False, errors="replace"):
+    for key, value in parse_qsl(query_string, keep_blank_values=True, errors="replace"):
         if key == "scope":
             values.extend(value.split())
-    return values
+        elif key == "service":
+            service = value
+    return service, values
 
 
 def parse_scope(text: str) -> Scope | None:

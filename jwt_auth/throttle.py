@@ -20,7 +20,8 @@ import logging
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 from jwt_auth.credentials import CI_JOB_LOGIN
 
@@ -60,8 +61,23 @@ def check(*, ip: str, login: str) -> tuple[bool, bool]:
     if _exempt(ip, login):
         return False, False
     counter, ban = _keys(ip, login)
-    found = cache.get_many([counter, ban])
+    found = _present([counter, ban])
     return ban in found, counter in found
+
+
+def _present(keys: list[str]) -> set[str]:
+    """Which of ``keys`` are in the cache: one round trip."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return set(cache.get_many(keys))
+    # Django's Redis backend builds a new client object (and its table of ~170 response
+    # callbacks) for every call: that cost more than the round trip. The client made
+    # once per backend instance uses the same connection pool and key scheme.
+    client = backend.__dict__.get("_jwt_auth_client")
+    if client is None:
+        client = backend.__dict__["_jwt_auth_client"] = backend._cache.get_client()
+    values = client.mget([backend.make_and_validate_key(key) for key in keys])
+    return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 def record_failure(*, ip: str, login: str) -> bool:

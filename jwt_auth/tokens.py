@@ -14,6 +14,9 @@ import uuid
 
 import jwt
 from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_migrate, post_save
+from django.dispatch import receiver
 
 from gitlab_core.models import ApplicationSettings
 from jwt_auth.keys import SigningKey, signing_key
@@ -29,9 +32,44 @@ _user_tokens: dict[tuple, tuple[str, float]] = {}
 _user_tokens_lock = threading.Lock()
 
 
+# The token duration is read on every request but changes a few times a year: each
+# process keeps it for REGISTRY_SETTINGS_CACHE_SECONDS (default 5). A change saved in
+# this process applies at once; other processes pick it up within that window.
+DEFAULT_SETTINGS_CACHE_SECONDS = 5
+# {"entry": (seconds, monotonic expiry) or None}; the entry is replaced whole, never
+# mutated, so a thread reading it never sees half an update.
+_lifetime: dict[str, tuple[int, float] | None] = {"entry": None}
+
+
 def token_lifetime_seconds() -> int:
     """The admin-set token duration (``container_registry_token_expire_delay``, minutes)."""
-    return ApplicationSettings.current().container_registry_token_expire_delay * 60
+    entry = _lifetime["entry"]
+    if entry is not None and entry[1] > time.monotonic():
+        return entry[0]
+    seconds = ApplicationSettings.current().container_registry_token_expire_delay * 60
+    ttl = getattr(settings, "REGISTRY_SETTINGS_CACHE_SECONDS", DEFAULT_SETTINGS_CACHE_SECONDS)
+    if ttl > 0:
+        # Kept only once committed: a value read inside a transaction (a test case, an
+        # update that may roll back) may never become the stored one.
+        transaction.on_commit(lambda: _keep_lifetime(seconds, ttl))
+    return seconds
+
+
+def _keep_lifetime(seconds: int, ttl: float) -> None:
+    _lifetime["entry"] = (seconds, time.monotonic() + ttl)
+
+
+def _forget_lifetime() -> None:
+    _lifetime["entry"] = None
+
+
+@receiver(post_save, sender=ApplicationSettings, dispatch_uid="jwt_auth.tokens.settings_changed")
+@receiver(post_migrate, dispatch_uid="jwt_auth.tokens.database_reset")
+def _settings_changed(sender, **kwargs) -> None:
+    # post_migrate: also sent when a database is flushed (between transactional tests).
+    # Cleared now and again at commit, so that a read racing the commit is not kept.
+    _forget_lifetime()
+    transaction.on_commit(_forget_lifetime)
 
 
 def _sign(payload: dict, key: SigningKey, *, with_x5c: bool = True) -> str:

@@ -14,24 +14,23 @@ from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
 from jwt_auth import services
 from jwt_auth.errors import Banned, RealmError, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
-from jwt_auth.scopes import scopes_from_query_string
+from jwt_auth.scopes import realm_query
 from jwt_auth.throttle import BANNED_MESSAGE
 
 logger = logging.getLogger(__name__)
 
 
 def auth(request):
+    service, scopes = realm_query(request.META.get("QUERY_STRING", ""))
     # GitLab routes only GET; anything else (POST included) is a 404 with no body.
-    if request.method != "GET" or request.GET.get("service") != settings.REGISTRY_SERVICE:
+    if request.method != "GET" or service != settings.REGISTRY_SERVICE:
         return HttpResponseNotFound(b"", content_type="text/plain")
     try:
         caller = services.identify_caller(
             authorization=request.META.get("HTTP_AUTHORIZATION", ""),
             client_ip=request.META.get("REMOTE_ADDR", ""),
         )
-        issued = services.issue_registry_token(
-            auth=caller, scopes=scopes_from_query_string(request.META.get("QUERY_STRING", ""))
-        )
+        issued = services.issue_registry_token(auth=caller, scopes=scopes)
     except Banned:
         return HttpResponse(BANNED_MESSAGE, status=403, content_type="text/plain; charset=utf-8")
     except RealmError as error:

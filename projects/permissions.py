@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
+from gitlab_core.hot_queries import RowLoader, fetch_all
 from gitlab_core.models import User
 from projects.models import (
     AccessLevel,
@@ -127,7 +127,9 @@ def _can_see(user: User | None, visibility: int, level: int | None) -> bool:
     return visibility == Visibility.INTERNAL and not user.external
 
 
-def project_abilities(actor: Actor, project: Project, *, access_level: int | None | object = _UNKNOWN) -> frozenset[str]:
+def project_abilities(
+    actor: Actor, project: Project, *, access_level: int | None | object = _UNKNOWN
+) -> frozenset[str]:
     """Everything ``actor`` may do on ``project``.
 
     ``access_level``: the user's effective level when the caller already has it (from
@@ -328,28 +330,32 @@ class ProjectAccess:
     root_namespace_id: int | None
 
 
-# Only what the realm reads; other fields stay deferred (loaded on access, never wrong).
 _HOT_PROJECT_FIELDS = frozenset(
-    {"id", "namespace_id", "visibility", "container_registry_access_level", "full_path", "full_path_lower", "pending_delete"}
+    {
+        "id",
+        "namespace_id",
+        "visibility",
+        "container_registry_access_level",
+        "full_path",
+        "full_path_lower",
+        "pending_delete",
+    }
 )
-_hot_sql_parts: tuple[list[str], str] | None = None
+_hot_query: tuple[RowLoader, str] | None = None
 
 
-def _hot_sql() -> tuple[list[str], str]:
-    """Field names and SQL template of ``projects_with_access_level``, built once from
-    the models' metadata. Plain SQL rather than the ORM: compiling four ORM queries cost
-    more than everything else the realm does for a request."""
-    global _hot_sql_parts
-    if _hot_sql_parts is None:
-        fields = [f for f in Project._meta.concrete_fields if f.attname in _HOT_PROJECT_FIELDS]
-        columns = ", ".join(f"p.{f.column}" for f in fields)
+def _hot_sql() -> tuple[RowLoader, str]:
+    """Row loader and SQL template of ``projects_with_access_level``, built once."""
+    global _hot_query
+    if _hot_query is None:
+        loader = RowLoader(Project, _HOT_PROJECT_FIELDS, "p")
         projects, namespaces = Project._meta.db_table, Namespace._meta.db_table
         # A group is an ancestor of the project's namespace (or that namespace itself)
         # exactly when "<group path>/" starts the project's path: full paths are stored
         # denormalised, so no walk up the parent chain is needed. substr() and not LIKE:
         # "_" is a LIKE wildcard and is allowed in paths.
         template = f"""
-SELECT {columns},
+SELECT {loader.columns},
  (SELECT MAX(pm.access_level) FROM {ProjectMember._meta.db_table} pm
    WHERE pm.project_id = p.id AND pm.user_id = %s AND (pm.expires_at IS NULL OR pm.expires_at > %s)),
  (SELECT MAX(gm.access_level) FROM {GroupMember._meta.db_table} gm JOIN {namespaces} g ON g.id = gm.group_id
@@ -361,21 +367,22 @@ SELECT {columns},
      AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/')
 FROM {projects} p JOIN {namespaces} n ON n.id = p.namespace_id
 WHERE p.full_path_lower IN ({{paths}}) AND p.pending_delete = %s"""
-        _hot_sql_parts = ([f.attname for f in fields], template)
-    return _hot_sql_parts
+        _hot_query = (loader, template)
+    return _hot_query
 
 
 def projects_with_access_level(*, user: User | None, paths: list[str]) -> dict[str, ProjectAccess]:
     """Projects (not pending deletion) whose lower-cased full path is in ``paths``, keyed
     by that path, each with ``user``'s effective access level (as ``project_access_level``
-    computes it) and its root namespace id: one query for all of them.
+    computes it) and its root namespace id: one query for all of them. Only the fields
+    the realm reads are loaded; the others stay deferred.
 
     Pass the level on to ``project_abilities(..., access_level=...)`` or
     ``ci_job_abilities``.
     """
     if not paths:
         return {}
-    field_names, template = _hot_sql()
+    loader, template = _hot_sql()
     roots = sorted({path.split("/", 1)[0] for path in paths})
     sql = template.format(roots=", ".join(["%s"] * len(roots)), paths=", ".join(["%s"] * len(paths)))
     user_id = user.pk if user is not None else None
@@ -393,13 +400,10 @@ def projects_with_access_level(*, user: User | None, paths: list[str]) -> dict[s
         *paths,
         False,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    width = len(field_names)
+    width = len(loader)
     result = {}
-    for row in rows:
-        project = Project.from_db(connection.alias, field_names, row[:width])
+    for row in fetch_all(sql, params):
+        project = loader.load(row[:width])
         levels = [level for level in row[width : width + 3] if level is not None]
         result[project.full_path_lower] = ProjectAccess(
             project=project, access_level=max(levels) if levels else None, root_namespace_id=row[width + 3]

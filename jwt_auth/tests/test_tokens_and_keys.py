@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 import uuid
 
 import jwt
@@ -12,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gitlab_core.models import ApplicationSettings
+from jwt_auth import keys
 from jwt_auth.keys import certificate_bundle, generate_key_pair, jwks, libtrust_kid, signing_key
 from jwt_auth.tests.conftest import KeyPair
 from jwt_auth.tokens import decode_user_token, mint_registry_token
@@ -103,7 +105,8 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_trusted(settings,
     assert [k["kid"] for k in jwks()["keys"]] == [rsa_key.kid, old_rsa_key.kid]
 
 
-def test_changing_the_key_file_is_picked_up_without_restart(settings, tmp_path):
+def test_changing_the_key_file_is_picked_up_without_restart_within_the_recheck_window(settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(keys, "RECHECK_SECONDS", 0.2)
     key_path, cert_path = tmp_path / "k.key", tmp_path / "k.crt"
     first = generate_key_pair(key_path=key_path, cert_path=cert_path)
     settings.REGISTRY_KEY_PATH = str(key_path)
@@ -111,6 +114,8 @@ def test_changing_the_key_file_is_picked_up_without_restart(settings, tmp_path):
     assert signing_key().kid == first
     second = generate_key_pair(key_path=key_path, cert_path=cert_path)
     assert second != first
+    # Key files are stat'ed at most once per window.
+    time.sleep(0.25)
     assert signing_key().kid == second
 
 

@@ -1,0 +1,170 @@
+"""The realm's fast path: two queries per warm request, per-process caches with short,
+documented windows, and authorization that is never cached.
+
+Most tests here commit (``transaction=True``): the caches only keep committed values,
+so inside a test transaction they never fill, and the production behaviour needs the
+production commit pattern to show.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from container_registry import repositories
+from container_registry.models import ContainerRepository
+from gitlab_core import services as core_services
+from gitlab_core.models import ApplicationSettings, PersonalAccessToken
+from jwt_auth import tokens
+from projects.models import AccessLevel, GroupMember, Namespace, ProjectMember
+from tests_support.factories import make_group, make_project, make_token, make_user
+
+SVC = "acme/platform/svc"
+PUSH = f"repository:{SVC}/img:pull,push"
+committed = pytest.mark.django_db(transaction=True)
+
+
+def _expires_in(realm, creds) -> int:
+    response = realm.get(PUSH, creds=creds)
+    assert response.status_code == 200, response.content
+    return response.json()["expires_in"]
+
+
+@committed
+def test_a_warm_pat_push_request_costs_two_queries(realm, world):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
+    with CaptureQueriesContext(connection) as queries:
+        assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
+    # The token with its user; the projects with the access level and root namespace.
+    # (The throttle state lives in the cache: Redis in production, a table here.)
+    sql = [q["sql"] for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]
+    assert len(sql) == 2, sql
+
+
+@committed
+def test_revoked_token_and_removed_membership_stop_working_on_the_next_request(realm, world):
+    developer = world["users"]["developer"]
+    creds = ("developer", make_token(developer))
+    assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
+    ProjectMember.objects.filter(user=developer).delete()
+    assert realm.access(PUSH, creds=creds) == {}
+    PersonalAccessToken.objects.filter(user=developer).update(revoked=True)
+    assert realm.get(PUSH, creds=creds).status_code == 401
+
+
+@committed
+def test_token_lifetime_change_saved_in_this_process_applies_at_once(realm, world):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    assert _expires_in(realm, creds) == 300
+    core_services.update_application_settings(changes={"container_registry_token_expire_delay": 10})
+    assert _expires_in(realm, creds) == 600
+
+
+@committed
+def test_token_lifetime_changed_by_another_process_applies_within_the_window(realm, world, settings):
+    settings.REGISTRY_SETTINGS_CACHE_SECONDS = 0.3
+    creds = ("developer", make_token(world["users"]["developer"]))
+    assert _expires_in(realm, creds) == 300
+    # A queryset update sends no signal: this is what another process's change looks like.
+    ApplicationSettings.objects.filter(pk=1).update(container_registry_token_expire_delay=10)
+    assert _expires_in(realm, creds) == 300
+    time.sleep(0.35)
+    assert _expires_in(realm, creds) == 600
+
+
+@committed
+def test_lifetime_read_in_a_rolled_back_transaction_is_not_kept(db):
+    assert tokens.token_lifetime_seconds() == 300
+    with pytest.raises(RuntimeError), transaction.atomic():
+        core_services.update_application_settings(changes={"container_registry_token_expire_delay": 20})
+        assert tokens.token_lifetime_seconds() == 1200
+        raise RuntimeError("roll back")
+    assert tokens.token_lifetime_seconds() == 300
+
+
+@committed
+def test_known_repository_row_is_not_queried_again(world):
+    project = world["project"]
+    repositories.ensure_repository_exists(project=project, name="img")
+    with CaptureQueriesContext(connection) as queries:
+        repositories.ensure_repository_exists(project=project, name="img")
+    assert len(queries) == 0
+    assert ContainerRepository.objects.filter(project=project, name="img").count() == 1
+
+
+@committed
+def test_repository_deleted_in_this_process_is_created_again_by_the_next_push(realm, world):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    realm.access(PUSH, creds=creds)
+    ContainerRepository.objects.get(name="img").delete()
+    realm.access(PUSH, creds=creds)
+    assert ContainerRepository.objects.filter(name="img").exists()
+
+
+@committed
+def test_repository_deleted_by_another_process_is_created_again_after_the_window(realm, world, settings):
+    settings.REGISTRY_REPOSITORY_CACHE_SECONDS = 0.3
+    creds = ("developer", make_token(world["users"]["developer"]))
+    realm.access(PUSH, creds=creds)
+    # Plain SQL sends no signal: what a deletion by the worker process looks like here.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {ContainerRepository._meta.db_table}")
+    realm.access(PUSH, creds=creds)
+    assert not ContainerRepository.objects.exists()
+    time.sleep(0.35)
+    realm.access(PUSH, creds=creds)
+    assert ContainerRepository.objects.filter(name="img").exists()
+
+
+@committed
+def test_remembered_repository_being_deleted_is_not_revived(realm, world):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    realm.access(PUSH, creds=creds)
+    ContainerRepository.objects.filter(name="img").update(status=ContainerRepository.Status.DELETE_SCHEDULED)
+    assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
+    assert ContainerRepository.objects.get(name="img").status == ContainerRepository.Status.DELETE_SCHEDULED
+
+
+# --- inherited access from group paths (one query, no parent walk) --------------------
+
+
+@pytest.mark.django_db
+def test_membership_of_the_top_group_reaches_projects_in_subgroups(realm, world):
+    user = make_user("topdev")
+    GroupMember.objects.create(group=world["acme"], user=user, access_level=AccessLevel.DEVELOPER)
+    assert realm.access(PUSH, creds=("topdev", make_token(user))) == {f"{SVC}/img": ["pull", "push"]}
+
+
+@pytest.mark.django_db
+def test_group_membership_does_not_leak_to_lookalike_paths(realm, db):
+    owner = make_user("own")
+    # "_" is a LIKE wildcard, and "acme" is a string prefix of "acme-x" but not a parent.
+    wildcard = make_group("a_b", owner=owner)
+    make_project(make_group("axb", owner=owner), "p", creator=owner)
+    prefix = make_group("acme", owner=owner)
+    make_project(make_group("acme-x", owner=owner), "p", creator=owner)
+    user = make_user("lookalike")
+    GroupMember.objects.create(group=wildcard, user=user, access_level=AccessLevel.OWNER)
+    GroupMember.objects.create(group=prefix, user=user, access_level=AccessLevel.OWNER)
+    creds = ("lookalike", make_token(user))
+    assert realm.access("repository:axb/p:pull", "repository:acme-x/p:pull", creds=creds) == {}
+
+
+@pytest.mark.django_db
+def test_expired_group_membership_gives_nothing(realm, world):
+    user = make_user("expired")
+    GroupMember.objects.create(group=world["acme"], user=user, access_level=AccessLevel.OWNER, expires_at="2000-01-01")
+    assert realm.access(PUSH, creds=("expired", make_token(user))) == {}
+
+
+@pytest.mark.django_db
+def test_personal_namespace_owner_owns_its_projects_and_nobody_else_does(realm, db):
+    user, other = make_user("solo"), make_user("other")
+    make_project(Namespace.objects.get(owner=user), "app")  # no creator: no project membership
+    scope = "repository:solo/app:pull,push,delete"
+    assert realm.access(scope, creds=("solo", make_token(user))) == {"solo/app": ["pull", "push", "delete"]}
+    assert realm.access(scope, creds=("other", make_token(other))) == {}
