@@ -33,19 +33,19 @@ class RawPathMiddleware:
         if raw:
             raw_path = urlsplit(raw).path
             request.META["RAW_REQUEST_PATH"] = raw_path
-            # Decode every segment but keep an encoded "/" encoded.
-            segments = [unquote(part) for part in raw_path.split("/")]
-            request.path_info = "/".join(_encode_segment(s) if "/" in s else s for s in segments)
-            return
-        request.META["RAW_REQUEST_PATH"] = quote(request.path_info)
-        rest = request.path_info[len(API_PREFIX) :].split("/")
-        if len(rest) < 3 or rest[0] not in _COLLECTIONS or rest[1].isdigit():
-            return
-        prefix_len = _longest_existing_path(rest[0], rest[1:])
-        if prefix_len > 1:
-            joined = "/".join(rest[1 : 1 + prefix_len])
-            new_rest = [rest[0], _encode_segment(joined), *rest[1 + prefix_len :]]
-            request.path_info = API_PREFIX + "/".join(new_rest)
+            rest = [unquote(part) for part in raw_path[len(API_PREFIX) :].split("/")]
+        else:
+            request.META["RAW_REQUEST_PATH"] = quote(request.path_info)
+            rest = request.path_info[len(API_PREFIX) :].split("/")
+            if len(rest) >= 3 and rest[0] in _COLLECTIONS and not rest[1].isdigit():
+                prefix_len = _longest_existing_path(rest[0], rest[1:])
+                if prefix_len > 1:
+                    rest = [rest[0], "/".join(rest[1 : 1 + prefix_len]), *rest[1 + prefix_len :]]
+        if len(rest) >= 2 and rest[0] in _COLLECTIONS:
+            # The id is decoded exactly once, by the view: encode it whole here (a literal
+            # "%" too, so that "acme%252Fsvc" stays "acme%2Fsvc" and is not found).
+            rest[1] = _encode_segment(rest[1])
+        request.path_info = API_PREFIX + "/".join(rest)
 
 
 def _longest_existing_path(collection: str, segments: list[str]) -> int:

@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from gitlab_core.api.errors import not_found
+from gitlab_core.api.params import clean_text
 from gitlab_core.api.views import parse_int_id
 from gitlab_core.models import User
 from projects import permissions
@@ -21,7 +22,7 @@ GROUP_ORDER_FIELDS = ("name", "path", "id")
 
 def _lookup(qs: QuerySet, raw_id: str):
     """By numeric id, or by full path (case-insensitive)."""
-    if "\x00" in raw_id:
+    if not clean_text(raw_id):
         return None
     if raw_id.isascii() and raw_id.isdigit():
         pk = parse_int_id(raw_id)

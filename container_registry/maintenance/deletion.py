@@ -136,11 +136,14 @@ def process_repository_deletions(
     A repository whose deletion raises an unexpected error is recorded as failed (the
     service already counted the failure) and the run goes on with the next one.
     """
+    # Each claim is stamped when it is made (unless a caller moves time): a claim dated
+    # back to the start of a long run would look stale to the periodic reset too early.
+    claim_time = now
     now = now or timezone.now()
     summary = DeletionRunSummary(stale_reset=deletion.reset_stale_deletions(now=now))
     for repository_id in deletion.schedule_due_deletions(now=now, limit=limit):
         try:
-            outcome = deletion.delete_repository(repository_id=repository_id, now=now)
+            outcome = deletion.delete_repository(repository_id=repository_id, now=claim_time)
         except Exception as exc:  # noqa: BLE001  (command boundary: logged, counted, next one)
             logger.exception("repository deletion crashed", extra={"repository_id": repository_id})
             outcome = deletion.DeletionOutcome(

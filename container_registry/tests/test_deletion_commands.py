@@ -125,6 +125,37 @@ def test_process_repository_deletions_reports_a_summary(projects, settings, regi
     assert "0 due" in run("process_repository_deletions")
 
 
+def test_a_foreground_run_stamps_each_claim_when_it_is_made(projects, settings, registry_keys, monkeypatch):
+    # A claim dated back to the start of a long run would be reset as stale (30 minutes)
+    # while it is still being worked on. The spy only records what the real claim did.
+    import time
+
+    from django.utils import timezone
+
+    from container_registry import deletion
+
+    settings.REGISTRY_KEY_PATH = str(registry_keys.key_path)
+    settings.REGISTRY_EXTRA_KEY_PATHS = []
+    settings.REGISTRY_API_URL = f"http://127.0.0.1:{free_port()}"  # refuses connections: a real failure
+    for name in ("one", "two"):
+        ContainerRepository.objects.create(project=projects[0], name=name, status=Status.DELETE_SCHEDULED)
+    claims = []
+    real_claim = deletion.claim_repository_for_deletion
+
+    def recording_claim(**kwargs):
+        repository = real_claim(**kwargs)
+        claims.append(repository.delete_started_at)
+        return repository
+
+    monkeypatch.setattr(deletion, "claim_repository_for_deletion", recording_claim)
+    started = timezone.now()
+    maintenance.process_repository_deletions(progress=lambda outcome: time.sleep(0.2))
+
+    assert len(claims) == 2
+    assert claims[0] >= started
+    assert claims[1] - claims[0] >= dt.timedelta(seconds=0.2)
+
+
 # --- Admin --------------------------------------------------------------------------------------
 
 

@@ -126,3 +126,44 @@ def test_deeply_nested_or_oversized_bodies_are_client_errors(client, settings):
     body = "&".join(f"f{i}=1" for i in range(50))
     response = client.post("/api/v4/groups", body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400 and "error" in response.json()
+
+
+@pytest.fixture
+def nested_project(admin):
+    platform = make_group("platform", parent=make_group("acme"))
+    return make_project(platform, "svc", creator=admin)
+
+
+def test_gunicorn_raw_uri_keeps_the_encoded_slashes_of_a_project_path(client, nested_project):
+    # gunicorn decodes %2F in PATH_INFO and gives the undecoded path in RAW_URI.
+    for suffix in ("", "/members/all", "/deploy_tokens", "/registry/repositories"):
+        response = client.get(
+            f"/api/v4/projects/acme/platform/svc{suffix}", RAW_URI=f"/api/v4/projects/acme%2Fplatform%2Fsvc{suffix}"
+        )
+        assert response.status_code == 200, suffix
+    assert (
+        client.get("/api/v4/projects/acme/platform/svc", RAW_URI="/api/v4/projects/acme%2Fplatform%2Fsvc").json()["id"]
+        == nested_project.pk
+    )
+
+
+def test_uwsgi_request_uri_with_a_query_string_works_too(client, nested_project):
+    response = client.get("/api/v4/groups/acme/platform", {"x": "1"}, REQUEST_URI="/api/v4/groups/acme%2Fplatform?x=1")
+    assert response.status_code == 200
+    assert response.json()["full_path"] == "acme/platform"
+
+
+def test_a_doubly_encoded_path_is_decoded_once_and_not_found(client, nested_project):
+    response = client.get(
+        "/api/v4/projects/acme%2Fplatform%2Fsvc", RAW_URI="/api/v4/projects/acme%252Fplatform%252Fsvc"
+    )
+    assert response.status_code == 404
+    assert response.json() == {"message": "404 Project Not Found"}
+
+
+def test_a_namespace_id_that_no_database_can_store_is_a_400(client):
+    response = client.post(
+        "/api/v4/projects", data='{"name": "okproj", "namespace_id": "\\ud800"}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert Project.objects.count() == 0

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from container_registry.policies import update_cleanup_policy
 from gitlab_core.api.errors import bad_request, forbidden, invalid_params
-from gitlab_core.api.params import Params
+from gitlab_core.api.params import Params, clean_text
 from gitlab_core.api.views import ApiView
 from gitlab_core.models import ApplicationSettings
 from projects import entities, permissions, selectors, services
@@ -66,7 +66,7 @@ def _find_namespace(user, raw) -> Namespace:
     if isinstance(raw, int) and not isinstance(raw, bool) or isinstance(raw, str) and raw.isascii() and raw.isdigit():
         if 0 < int(raw) < 2**63:
             namespace = Namespace.objects.filter(pk=int(raw)).first()
-    elif isinstance(raw, str) and "\x00" not in raw:
+    elif isinstance(raw, str) and clean_text(raw):
         namespace = Namespace.objects.filter(full_path_lower=raw.lower()).first()
     if namespace is None or not permissions.can_create_project_in(user, namespace):
         raise bad_request({"namespace": ["is not valid"]})
