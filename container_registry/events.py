@@ -4,8 +4,9 @@ What each event does:
 
 * ``push`` with a ``tag`` (a manifest pushed under a tag): makes sure the repository row
   exists, counts the push, moves ``last_pushed_at`` forward, marks the project's registry
-  size stale. Our own dummy manifest (pushed
-  by the tag-deletion recipe) is not a user's push and is ignored.
+  size stale, and drops the tag's cached creation time (the tag may now name another
+  image). Our own dummy manifest (pushed by the tag-deletion recipe) is not a user's
+  push and is ignored.
 * ``pull`` of a manifest with GET: counts the pull and moves ``last_pulled_at`` forward.
   HEAD requests (skopeo's existence checks during a push) and blob pulls are not pulls
   of an image and change nothing.
@@ -35,6 +36,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from container_registry import tag_cache
 from container_registry.client import DUMMY_CONFIG_DIGEST, DUMMY_MANIFEST_DIGEST, MANIFEST_TYPES, parse_timestamp
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
@@ -170,6 +172,7 @@ def apply_events(events: list[Event]) -> Outcome:
     one_statement = connection.vendor == "postgresql"
     lookups = sorted({event.repository for event, kind in relevant if kind == "stale" or not one_statement})
     targets = resolve_targets(lookups) if lookups else {}
+    pushed: dict[int, set[str]] = {}
     for event, kind in relevant:
         push = kind == "push"
         if kind == "stale":
@@ -179,17 +182,36 @@ def apply_events(events: list[Event]) -> Outcome:
             else:
                 outcome.add(APPLIED)
                 outcome.stale_projects.add(target.project_id)
-        elif one_statement:
-            outcome.add(_apply_counted_postgresql(event, push=push))
         else:
-            target = targets.get(event.repository)
-            if push and target is not None and not target.pending_delete and target.repository_id is None:
-                # Later events of this envelope find the new row too.
-                target = targets[event.repository] = _create_for_push(event, target)
-            outcome.add(_apply_counted_portable(event, target, push=push))
+            if one_statement:
+                result, repository_id = _apply_counted_postgresql(event, push=push)
+            else:
+                target = targets.get(event.repository)
+                if push and target is not None and not target.pending_delete and target.repository_id is None:
+                    # Later events of this envelope find the new row too.
+                    target = targets[event.repository] = _create_for_push(event, target)
+                result = _apply_counted_portable(event, target, push=push)
+                repository_id = target.repository_id if target is not None else None
+            outcome.add(result)
+            # A re-sent push forgets again: the first delivery may have failed after
+            # recording the event and before reaching the cache.
+            if push and result in (APPLIED, DUPLICATE) and repository_id is not None:
+                pushed.setdefault(repository_id, set()).add(event.tag)
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
+    _forget_cached_dates(pushed)
     return outcome
+
+
+def _forget_cached_dates(pushed: dict[int, set[str]]) -> None:
+    """Drop the cached creation times of pushed tags: a tag pushed again may point at
+    another image. Runs after the database work; a cache fault is logged and ignored
+    (the entry then lives until its TTL, as before), never failing the receiver."""
+    for repository_id, tags in pushed.items():
+        try:
+            tag_cache.forget(repository_id, sorted(tags))
+        except Exception as exc:  # noqa: BLE001 -- any cache backend fault; the envelope is applied
+            logger.warning("could not forget cached tag dates of repository %s: %s", repository_id, exc)
 
 
 def _kind(event: Event) -> str | None:
@@ -274,23 +296,25 @@ def _counters(push: bool) -> tuple[str, str]:
     return ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
 
 
-def _apply_counted_postgresql(event: Event, *, push: bool) -> str:
+def _apply_counted_postgresql(event: Event, *, push: bool) -> tuple[str, int | None]:
     """Apply a push or pull with one statement; a push to a repository without a row
-    (rare: the token realm creates it) creates the row and tries again."""
-    result = _apply_in_one_statement(event, push=push)
+    (rare: the token realm creates it) creates the row and tries again. Returns the
+    result and the repository's id (None when there is no row)."""
+    result, repository_id = _apply_in_one_statement(event, push=push)
     if result == MISSING and push:
         target = resolve_targets([event.repository]).get(event.repository)
         if target is not None and _create_for_push(event, target).repository_id is not None:
-            result = _apply_in_one_statement(event, push=push)
-    return IGNORED if result == MISSING else result
+            result, repository_id = _apply_in_one_statement(event, push=push)
+    return (IGNORED if result == MISSING else result), repository_id
 
 
-def _apply_in_one_statement(event: Event, *, push: bool) -> str:
+def _apply_in_one_statement(event: Event, *, push: bool) -> tuple[str, int | None]:
     """Find the event's project and repository, record the event id, count the event
     and (for a push) mark the project's registry size stale: one statement, so one round
     trip and no BEGIN/COMMIT. Returns APPLIED, DUPLICATE (id seen before: nothing
     changes), IGNORED (no project, project or repository being deleted) or MISSING
-    (project without a row for the repository: nothing changes)."""
+    (project without a row for the repository: nothing changes), with the repository's
+    id when it has a row."""
     splits = _splits(event.repository)
     count_field, stamp_field = _counters(push)
     cases = " ".join(["WHEN %s THEN %s"] * len(splits))
@@ -329,10 +353,10 @@ def _apply_in_one_statement(event: Event, *, push: bool) -> str:
     )
     project_id, pending_delete, repository_id, status, recorded = _fetch_one_prepared("".join(sql), params)
     if recorded:
-        return APPLIED
+        return APPLIED, repository_id
     if project_id is None or pending_delete or status is not None:
-        return IGNORED
-    return MISSING if repository_id is None else DUPLICATE
+        return IGNORED, repository_id
+    return (MISSING if repository_id is None else DUPLICATE), repository_id
 
 
 def _fetch_one_prepared(sql: str, params: list) -> tuple:

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from container_registry.cleanup import (
@@ -49,6 +49,9 @@ CleanupStatus = ContainerRepository.CleanupStatus
 # GitLab: an ongoing cleanup older than the deletion budget plus 30 minutes is stale.
 STALE_GRACE = dt.timedelta(minutes=30)
 MAX_STOP_REASON_LENGTH = 255
+# Project ids per UPDATE when marking due repositories (well under SQLite's 999
+# bound parameters of old builds).
+MARK_CHUNK_SIZE = 500
 
 
 @dataclass
@@ -142,19 +145,29 @@ def reset_stale_cleanups(*, now: dt.datetime) -> int:
 
 def mark_due_repositories(*, now: dt.datetime) -> int:
     """Mark ``cleanup_scheduled`` the repositories of due policies that have not started
-    a run since their policy became due. Returns how many rows changed."""
+    a run since their policy became due. Returns how many rows changed.
+
+    The due projects are read first through the policies' (enabled, next_run_at) index,
+    then their repositories are updated by project id, a chunk at a time: a single
+    UPDATE filtered on ``cleanup_unscheduled`` lets SQLite walk that status index, which
+    holds almost every repository, due or not."""
+    project_ids = list(due_policies(now=now).order_by("project_id").values_list("project_id", flat=True))
+    policy_due_at = ContainerExpirationPolicy.objects.filter(project_id=OuterRef("project_id")).values("next_run_at")
     not_run_this_cycle = Q(expiration_policy_started_at__isnull=True) | Q(
-        expiration_policy_started_at__lt=F("project__container_expiration_policy__next_run_at")
+        expiration_policy_started_at__lt=Subquery(policy_due_at[:1])
     )
-    return (
-        ContainerRepository.objects.filter(
-            project_id__in=due_policies(now=now).values("project_id"),
-            status__isnull=True,
-            expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
+    marked = 0
+    for offset in range(0, len(project_ids), MARK_CHUNK_SIZE):
+        marked += (
+            ContainerRepository.objects.filter(
+                project_id__in=project_ids[offset : offset + MARK_CHUNK_SIZE],
+                status__isnull=True,
+                expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
+            )
+            .filter(not_run_this_cycle)
+            .update(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED)
         )
-        .filter(not_run_this_cycle)
-        .update(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED)
-    )
+    return marked
 
 
 def advance_policy_schedule(*, project_id: int, now: dt.datetime) -> bool:
@@ -209,7 +222,10 @@ def schedule_cleanup_policies(*, now: dt.datetime | None = None) -> ScheduleRepo
 
 def claim_repository(*, repository_id: int, now: dt.datetime, statuses: list[str] | None = None) -> bool:
     """Take a repository for a cleanup run: one conditional UPDATE from ``statuses``
-    (default: scheduled or unfinished) to ``cleanup_ongoing``. False if no row changed."""
+    (default: scheduled or unfinished) to ``cleanup_ongoing``. False if no row changed.
+
+    ``now`` becomes ``expiration_policy_started_at`` and is the run's claim: every later
+    change the run makes passes it back as ``claimed_at``."""
     statuses = statuses or [CleanupStatus.SCHEDULED, CleanupStatus.UNFINISHED]
     changed = ContainerRepository.objects.filter(
         pk=repository_id, status__isnull=True, expiration_policy_cleanup_status__in=statuses
@@ -217,26 +233,55 @@ def claim_repository(*, repository_id: int, now: dt.datetime, statuses: list[str
     return changed == 1
 
 
-def record_run(*, repository_id: int, result: CleanupResult | None, stop_reason: str, now: dt.datetime) -> None:
-    """Store the end of a run on the repository (only if this run still owns it)."""
+def _owned(repository_id: int, claimed_at: dt.datetime) -> QuerySet[ContainerRepository]:
+    # A run that was declared stale and whose repository was claimed again by a newer
+    # run no longer owns it: the start time no longer matches its claim.
+    return ContainerRepository.objects.filter(
+        pk=repository_id,
+        expiration_policy_cleanup_status=CleanupStatus.ONGOING,
+        expiration_policy_started_at=claimed_at,
+    )
+
+
+def _lost_claim(repository_id: int) -> None:
+    logger.warning(
+        "cleanup run not recorded: another run owns the repository", extra={"container_repository_id": repository_id}
+    )
+
+
+def record_run(
+    *,
+    repository_id: int,
+    claimed_at: dt.datetime,
+    result: CleanupResult | None,
+    stop_reason: str,
+    now: dt.datetime,
+) -> bool:
+    """Store the end of a run on the repository, only if this run (the one that claimed
+    it at ``claimed_at``) still owns it. False when it did not any more."""
     finished = result is not None and result.finished
     if result is not None and result.error is not None:
         stop_reason = f"{STOP_REGISTRY_ERROR}: {result.error}"
-    ContainerRepository.objects.filter(pk=repository_id, expiration_policy_cleanup_status=CleanupStatus.ONGOING).update(
+    changed = _owned(repository_id, claimed_at).update(
         expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED if finished else CleanupStatus.UNFINISHED,
         expiration_policy_completed_at=now,
         last_cleanup_deleted_tags_count=result.deleted_size if result is not None else 0,
         last_cleanup_stop_reason=stop_reason[:MAX_STOP_REASON_LENGTH],
     )
+    if not changed:
+        _lost_claim(repository_id)
+    return changed == 1
 
 
-def _release(repository_id: int, reason: str, now: dt.datetime) -> None:
-    ContainerRepository.objects.filter(pk=repository_id).update(
+def _release(repository_id: int, reason: str, claimed_at: dt.datetime) -> None:
+    changed = _owned(repository_id, claimed_at).update(
         expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
-        expiration_policy_completed_at=now,
+        expiration_policy_completed_at=claimed_at,
         last_cleanup_deleted_tags_count=0,
         last_cleanup_stop_reason=reason,
     )
+    if not changed:
+        _lost_claim(repository_id)
 
 
 def run_policy_cleanup(
@@ -276,20 +321,28 @@ def run_policy_cleanup(
         _release(repository_id, STOP_INVALID_POLICY, now)
         logger.error("cleanup policy disabled: invalid", extra={"project_id": policy.pk, "problem": str(exc)})
         return PolicyRunOutcome(repository_id, STOP_INVALID_POLICY)
-    return _run_claimed(repository, rules, client=client, progress=progress)
+    return _run_claimed(repository, rules, claimed_at=now, client=client, progress=progress)
 
 
-def _run_claimed(repository: ContainerRepository, rules: CleanupRules, *, client, progress) -> PolicyRunOutcome:
+def _run_claimed(
+    repository: ContainerRepository, rules: CleanupRules, *, claimed_at: dt.datetime, client, progress
+) -> PolicyRunOutcome:
     try:
         result = cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, progress=progress)
     except Exception as exc:
         # A time limit or a database fault: record how the run ended, let the task fail.
         record_run(
-            repository_id=repository.pk, result=None, stop_reason=f"error: {type(exc).__name__}", now=timezone.now()
+            repository_id=repository.pk,
+            claimed_at=claimed_at,
+            result=None,
+            stop_reason=f"error: {type(exc).__name__}",
+            now=timezone.now(),
         )
         raise
     now = timezone.now()
-    record_run(repository_id=repository.pk, result=result, stop_reason=result.stop_reason, now=now)
+    record_run(
+        repository_id=repository.pk, claimed_at=claimed_at, result=result, stop_reason=result.stop_reason, now=now
+    )
     advance_policy_schedule(project_id=repository.project_id, now=now)
     logger.info(
         "cleanup policy run",

@@ -81,10 +81,17 @@ def _policy_rules(project: Project) -> CleanupRules:
 
 def _run_repository(repository: ContainerRepository, rules: CleanupRules, progress: Progress | None) -> RepositoryRun:
     statuses = [CleanupStatus.UNSCHEDULED, CleanupStatus.SCHEDULED, CleanupStatus.UNFINISHED]
-    if not claim_repository(repository_id=repository.pk, now=timezone.now(), statuses=statuses):
+    claimed_at = timezone.now()
+    if not claim_repository(repository_id=repository.pk, now=claimed_at, statuses=statuses):
         return RepositoryRun(repository.path, "busy", error="a cleanup run of this repository is ongoing")
     run = RepositoryRun(repository.path, "unfinished")
-    report = (lambda done, total: progress(repository.path, len(run.deleted) + done, total)) if progress else None
+    report = None
+    if progress is not None:
+        # Each round counts from zero against its own list: add the earlier rounds'
+        # deletions to both sides so the line reads against the whole run's total.
+        def report(done: int, total: int) -> None:
+            progress(repository.path, len(run.deleted) + done, len(run.deleted) + total)
+
     result: CleanupResult | None = None
     try:
         for _ in range(MAX_ROUNDS):
@@ -96,7 +103,13 @@ def _run_repository(repository: ContainerRepository, rules: CleanupRules, progre
         stop_reason = result.stop_reason if result else "error"
         if result is not None:
             result.deleted = run.deleted
-        record_run(repository_id=repository.pk, result=result, stop_reason=stop_reason, now=timezone.now())
+        record_run(
+            repository_id=repository.pk,
+            claimed_at=claimed_at,
+            result=result,
+            stop_reason=stop_reason,
+            now=timezone.now(),
+        )
     run.status, run.stop_reason = result.status, result.stop_reason
     if result.error is not None:
         run.error = f"{STOP_REGISTRY_ERROR}: {result.error}"

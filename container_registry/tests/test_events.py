@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError
 
+from container_registry import tag_cache
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from container_registry.tests.conftest import FIXTURES, SECRET, envelope, envelope_with
 from tests_support.factories import make_group, make_project
@@ -256,3 +257,44 @@ def test_database_outage_is_503_and_the_retry_applies_the_event_once(post_events
     assert post_events(envelope(PUSH_OCI)).status_code == 200
     assert post_events(envelope(PUSH_OCI)).status_code == 200
     assert image_repository(captured_world["project"]).push_count == 1
+
+
+# --- cached creation times ----------------------------------------------------------------
+
+
+def test_a_tag_push_drops_the_cached_creation_time_of_that_tag(post_events, captured_world):
+    repository = ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    old_date = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    tag_cache.set_many(repository.pk, {"v1": old_date, "v2": old_date})
+
+    assert post_events(envelope(PUSH_OCI)).status_code == 200  # v1 now names another image
+
+    assert tag_cache.get_many(repository.pk, ["v1", "v2"]) == {"v2": old_date}
+
+
+def test_our_dummy_push_keeps_the_cached_creation_time(post_events, captured_world):
+    repository = ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    old_date = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    dummy = json.loads(envelope("push-manifest-docker-v2-dummy-for-tag-delete.json"))["events"][0]
+    tag_cache.set_many(repository.pk, {dummy["target"]["tag"]: old_date})
+
+    assert post_events(envelope("push-manifest-docker-v2-dummy-for-tag-delete.json")).status_code == 200
+
+    assert tag_cache.get_many(repository.pk, [dummy["target"]["tag"]]) == {dummy["target"]["tag"]: old_date}
+
+
+def test_an_unreachable_cache_does_not_fail_the_receiver(post_events, captured_world, settings, caplog):
+    from tests_support.registry import free_port
+
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}",
+        }
+    }
+
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+
+    assert image_repository(captured_world["project"]).push_count == 1
+    assert "could not forget cached tag dates" in caplog.text

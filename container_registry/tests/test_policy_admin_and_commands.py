@@ -110,3 +110,28 @@ def test_admin_dry_run_page_reports_an_unreachable_registry(
     assert response.status_code == 200
     assert b"acme/platform/svc/app" in response.content
     assert b"The registry could not be read" in response.content
+
+
+def test_progress_of_a_run_over_several_rounds_counts_against_the_whole_run(world, with_repository, monkeypatch):
+    from container_registry import client as registry_client
+    from container_registry.maintenance import run_cleanup_policy
+    from container_registry.tests.test_cleanup_service import FakeRegistryClient
+    from gitlab_core.models import ApplicationSettings
+
+    # The in-memory registry of the cleanup tests stands in for the HTTP client.
+    registry = FakeRegistryClient({f"t{i:02d}": None for i in range(12)})
+    monkeypatch.setattr(registry_client, "get_client", lambda: registry)
+    app_settings = ApplicationSettings.current()
+    app_settings.container_registry_cleanup_tags_service_max_list_size = 5  # three rounds: 5, 5, 2
+    app_settings.save()
+    ContainerExpirationPolicy.objects.filter(project=world["project"]).update(
+        name_regex=".*", keep_n=None, older_than=None
+    )
+    lines = []
+
+    runs = run_cleanup_policy(world["project"], progress=lambda path, done, total: lines.append((done, total)))
+
+    assert (runs[0].status, len(runs[0].deleted), registry.tags) == ("finished", 12, {})
+    assert all(done <= total for done, total in lines), lines
+    assert lines[-1] == (12, 12)
+    assert [done for done, _total in lines] == sorted(done for done, _total in lines)

@@ -7,6 +7,7 @@ registry; the scheduler itself never talks to the registry.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from django.utils import timezone
@@ -14,7 +15,11 @@ from django.utils import timezone
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.scheduling import (
     advance_policy_schedule,
+    claim_repository,
+    mark_due_repositories,
+    record_run,
     repositories_to_start,
+    reset_stale_cleanups,
     run_policy_cleanup,
     schedule_cleanup_policies,
 )
@@ -215,3 +220,72 @@ def test_repositories_of_other_groups_do_not_block_a_project(world):
     repo = ContainerRepository.objects.create(project=other, name="")
     report = schedule_cleanup_policies()
     assert report.to_start == [repo.pk]
+
+
+def test_a_stale_run_never_overwrites_the_claim_of_a_newer_run(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+    newer_claim = timezone.now() + dt.timedelta(hours=3)
+
+    class SlowRegistry(FakeRegistryClient):
+        def list_tags(self, path: str) -> list[str]:
+            # While this run is slow, the scheduler declares it stale and run B claims
+            # the repository three hours later.
+            assert reset_stale_cleanups(now=newer_claim) == 1
+            assert claim_repository(repository_id=repos[0].pk, now=newer_claim)
+            return super().list_tags(path)
+
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=SlowRegistry({"v1": None}))
+
+    assert outcome.result == "finished"
+    repo = ContainerRepository.objects.get(pk=repos[0].pk)
+    # B still owns the repository: A's late record changed nothing.
+    assert repo.expiration_policy_cleanup_status == Status.ONGOING
+    assert repo.expiration_policy_started_at == newer_claim
+    assert repo.expiration_policy_completed_at is None
+
+
+def test_only_the_run_holding_the_current_claim_can_record(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+    old_claim = timezone.now() - dt.timedelta(hours=3)
+    assert claim_repository(repository_id=repos[0].pk, now=old_claim)
+    assert reset_stale_cleanups(now=timezone.now()) == 1
+    newer_claim = timezone.now()
+    assert claim_repository(repository_id=repos[0].pk, now=newer_claim)
+
+    assert not record_run(
+        repository_id=repos[0].pk, claimed_at=old_claim, result=None, stop_reason="x", now=newer_claim
+    )
+
+    repo = ContainerRepository.objects.get(pk=repos[0].pk)
+    assert (repo.expiration_policy_cleanup_status, repo.expiration_policy_started_at) == (Status.ONGOING, newer_claim)
+    assert record_run(repository_id=repos[0].pk, claimed_at=newer_claim, result=None, stop_reason="x", now=newer_claim)
+    assert statuses(repos[0]) == [Status.UNFINISHED]
+
+
+def test_marking_due_repositories_never_scans_the_repositories_on_sqlite(world, due_project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's planner prefers a sequential scan on tables this small")
+    for i in range(20):
+        quiet = make_project(world["platform"], f"quiet{i}")
+        ContainerExpirationPolicy.objects.filter(project=quiet).update(enabled=True)
+        ContainerRepository.objects.create(project=quiet, name="img")
+
+    with CaptureQueriesContext(connection) as captured:
+        assert mark_due_repositories(now=timezone.now()) == 2
+
+    plans = []
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+            plans += [row[-1] for row in cursor.fetchall()]
+    touching = [step for step in plans if "container_repositories" in step or " U0 " in step]
+    assert touching, plans
+    # Repositories are reached by project id only: neither a full scan nor a walk of the
+    # cleanup-status index, which holds every repository that is not due.
+    assert not [step for step in plans if re.match(r"SCAN (TABLE )?container_repositories\b", step)], plans
+    assert not [step for step in plans if "cleanup_status" in step], plans
