@@ -43,6 +43,12 @@ sys.exit(0 if User.objects.filter(username__iexact=os.environ["DJANGO_SUPERUSER_
     fi
 fi
 
+# The registry's vendor, version and features for the application settings; the service
+# starts without it when the registry is not up yet (run the command again later).
+if ! $py manage.py registry_identity >/dev/null 2>&1; then
+    echo "==> registry at ${REGISTRY_API_URL:-http://localhost:5000} not reachable yet: its identity is not recorded"
+fi
+
 pids=()
 stop() {
     trap - INT TERM
