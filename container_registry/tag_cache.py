@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 
 from django.core.cache import cache
 
+from gitlab_core.fast_cache import redis_client
+
 DEFAULT_TTL_SECONDS = 24 * 3600
 
 
@@ -69,8 +71,14 @@ def set_many(
 def forget(repository_id: int, names: Iterable[str]) -> None:
     """Drop the entries of tags that were pushed again or deleted."""
     keys = [_key(repository_id, name) for name in names]
-    if keys:
-        cache.delete_many(keys)
+    if not keys:
+        return
+    # The receiver calls this for every tag push: skip the cost of Django's Redis wrapper.
+    client, backend = redis_client()
+    if client is None:
+        backend.delete_many(keys)
+    else:
+        client.delete(*(backend.make_and_validate_key(key) for key in keys))
 
 
 __all__ = ["DEFAULT_TTL_SECONDS", "forget", "get_many", "set_many"]

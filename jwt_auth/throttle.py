@@ -20,9 +20,9 @@ import logging
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 
+from gitlab_core.fast_cache import redis_client
 from jwt_auth.credentials import CI_JOB_LOGIN
 
 logger = logging.getLogger(__name__)
@@ -67,15 +67,9 @@ def check(*, ip: str, login: str) -> tuple[bool, bool]:
 
 def _present(keys: list[str]) -> set[str]:
     """Which of ``keys`` are in the cache: one round trip."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return set(cache.get_many(keys))
-    # Django's Redis backend builds a new client object (and its table of ~170 response
-    # callbacks) for every call: that cost more than the round trip. The client made
-    # once per backend instance uses the same connection pool and key scheme.
-    client = backend.__dict__.get("_jwt_auth_client")
+    client, backend = redis_client()
     if client is None:
-        client = backend.__dict__["_jwt_auth_client"] = backend._cache.get_client()
+        return set(backend.get_many(keys))
     values = client.mget([backend.make_and_validate_key(key) for key in keys])
     return {key for key, value in zip(keys, values, strict=True) if value is not None}
 

@@ -139,6 +139,24 @@ def start_postgres(work: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"postgres://postgres@127.0.0.1:{port}/bench"
 
 
+def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway Redis for Django's cache, as in production (``CACHE_URL``)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--dir", str(work)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/1"
+
+
 def raw_insert_rate(database_url: str, connections: int, duration: float) -> float:
     """Single-row INSERT + COMMIT per operation, ``connections`` in parallel."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -325,6 +343,7 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="", help="a throwaway PostgreSQL database (default: start one)")
+    parser.add_argument("--cache-url", default="", help="Django cache (default: start a Redis, as in production)")
     parser.add_argument("--servers", default="sync:3,sync:5,gthread:2x4", help="gunicorn configurations to compare")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections and raw-insert connections")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -338,10 +357,14 @@ def main() -> None:
     postgres = None
     if not args.database_url:
         postgres, args.database_url = start_postgres(work)
+    redis = None
+    if not args.cache_url:
+        redis, args.cache_url = start_redis(work)
     secret = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     env.update(
         DATABASE_URL=args.database_url,
+        CACHE_URL=args.cache_url,
         VAR_DIR=str(work / "var"),
         REGISTRY_NOTIFICATION_SECRET=secret,
         DEBUG="false",
@@ -365,6 +388,9 @@ def main() -> None:
         if postgres is not None:
             postgres.terminate()
             postgres.wait(timeout=20)
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=20)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(report(results, args, pushes, recorded))
