@@ -166,6 +166,10 @@ REGISTRY_SERVICE = "container_registry"
 # The first key signs; further keys (comma-separated) stay trusted for rotation.
 REGISTRY_KEY_PATH = env_str("REGISTRY_KEY_PATH", str(VAR_DIR / "registry.key"))
 REGISTRY_EXTRA_KEY_PATHS = env_list("REGISTRY_EXTRA_KEY_PATHS", [])
+# The signing key's certificate (the registry's rootcertbundle); empty: the key path with ".crt".
+REGISTRY_CERT_PATH = env_str("REGISTRY_CERT_PATH", "") or None
+# GitLab's registry "enabled" switch: off, /jwt/auth answers 404 UNAVAILABLE.
+REGISTRY_ENABLED = env_bool("REGISTRY_ENABLED", True)
 REGISTRY_NOTIFICATION_SECRET = env_str("REGISTRY_NOTIFICATION_SECRET", "")
 REGISTRY_REQUEST_TIMEOUT = env_int("REGISTRY_REQUEST_TIMEOUT", 15, minimum=1)
 
