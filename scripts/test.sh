@@ -18,7 +18,9 @@ log() { echo "==> $*"; }
 install_system_packages() {
     local missing=() pkg
     for pkg in "${APT_PACKAGES[@]}"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+        # "install ok installed" only: a removed package keeps a dpkg entry for its
+        # configuration files, and `dpkg -s` still succeeds for it.
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)
@@ -93,8 +95,9 @@ free_port() {
 }
 
 start_services() {
-    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-    if [ -z "$PG_BIN" ] || ! command -v redis-server >/dev/null; then
+    # The server's bin directory (the client package has one too, without initdb).
+    PG_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)" 2>/dev/null || true)"
+    if [ -z "$PG_BIN" ] || [ "$PG_BIN" = . ] || ! command -v redis-server >/dev/null; then
         echo "PostgreSQL or redis-server is not installed; cannot run the PostgreSQL pass" >&2
         return 1
     fi
