@@ -325,3 +325,25 @@ def skopeo(*args: str, creds: str | None = None, check: bool = True) -> subproce
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
     return result
+
+
+def list_tags(registry: Registry, path: str, *, creds: str | None = None) -> list[str]:
+    """The tags skopeo lists for ``path``, sorted; ``[]`` for a repository the registry
+    does not know (never pushed, or all of it deleted)."""
+    result = skopeo("list-tags", f"docker://{registry.host_port}/{path}", creds=creds, check=False)
+    if result.returncode != 0:
+        assert "name unknown" in result.stderr.lower(), result.stderr
+        return []
+    return sorted(json.loads(result.stdout)["Tags"] or [])
+
+
+def wait_until(predicate, *, timeout: float = 20.0, message: str = "condition"):
+    """Poll ``predicate`` until it returns something true (returned), or fail after
+    ``timeout`` seconds: registry notifications arrive asynchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {message}")

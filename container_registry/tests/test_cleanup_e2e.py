@@ -21,7 +21,7 @@ from container_registry.scheduling import repositories_to_start, run_policy_clea
 from gitlab_core.models import ApplicationSettings
 from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
-from tests_support.registry import build_image, skopeo
+from tests_support.registry import build_image, list_tags, skopeo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -51,11 +51,7 @@ def push(registry, tmp_path, project, creds, images: dict[str, tuple[float, list
 
 
 def remaining(registry, creds, path: str) -> list[str]:
-    result = skopeo("list-tags", f"docker://{registry.host_port}/{path}", creds=creds, check=False)
-    if result.returncode != 0:
-        assert "name unknown" in result.stderr.lower(), result.stderr
-        return []
-    return sorted(json.loads(result.stdout)["Tags"] or [])
+    return list_tags(registry, path, creds=creds)
 
 
 def digest(registry, creds, path: str, tag: str) -> str:

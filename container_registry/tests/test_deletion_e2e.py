@@ -6,7 +6,6 @@ Time is moved by passing ``now=`` to the services; nothing waits for the backoff
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import socket
@@ -27,7 +26,7 @@ from container_registry.client import get_client
 from container_registry.models import ContainerRepository
 from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
-from tests_support.registry import build_image, skopeo
+from tests_support.registry import build_image, list_tags, skopeo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -55,12 +54,7 @@ def push(registry, tmp_path, project, creds, name: str, tags: list[str], seed: s
 
 
 def registry_tags(registry, creds, path: str) -> list[str]:
-    result = skopeo("list-tags", f"docker://{registry.host_port}/{path}", creds=creds, check=False)
-    if result.returncode != 0:
-        # A repository the registry never stored has no tags either.
-        assert "name unknown" in result.stderr.lower(), result.stderr
-        return []
-    return json.loads(result.stdout)["Tags"] or []
+    return list_tags(registry, path, creds=creds)
 
 
 def schedule(repository: ContainerRepository) -> None:

@@ -12,7 +12,7 @@ import requests
 from container_registry import client as client_module
 from container_registry.client import DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST, RegistryClient, get_client
 from jwt_auth.tokens import mint_registry_token
-from tests_support.registry import build_image, skopeo
+from tests_support.registry import build_image, skopeo, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -126,6 +126,8 @@ def test_creation_times_come_from_the_cache_and_follow_a_re_push(registry, image
     repository = ContainerRepository.objects.create(project=project, name="dates")
     push(registry, images["a"], "g/p/dates", "one")
     push(registry, images["a"], "g/p/dates", "two")
+    # A tag push event clears that tag's cached date: let both arrive before caching.
+    wait_until(lambda: ContainerRepository.objects.get(pk=repository.pk).push_count >= 2, message="push events")
     # A client of its own: the live server's threads share the process-wide one.
     client = RegistryClient(base_url=registry.url, timeout=10)
 

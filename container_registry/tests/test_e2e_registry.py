@@ -19,22 +19,12 @@ from container_registry.maintenance.usage import registry_usage
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from projects.models import AccessLevel, GroupMember
 from tests_support.factories import make_group, make_project, make_token, make_user
-from tests_support.registry import build_image, skopeo
+from tests_support.registry import build_image, skopeo, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "password123"
 CREATED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def wait_until(predicate, *, timeout: float = 20.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 def stored_bytes(data_dir: Path, paths: list[str]) -> int:
