@@ -16,6 +16,17 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_realm_decisions():
+    # Realm decisions are kept per process for a second; one test's must not serve the
+    # next (anonymous requests of two tests can be identical).
+    from jwt_auth import decisions
+
+    decisions.clear()
+    yield
+    decisions.clear()
+
+
 @pytest.fixture
 def admin(db):
     return make_user("root", admin=True)

@@ -1,4 +1,4 @@
-"""Registry REST endpoints (#35-#41) and the registry notification receiver (#45).
+"""Registry REST endpoints (#35-#41); the notification receiver (#45) is `receiver.py`.
 
 Project endpoints check in GitLab's order (api-contract §4.7): authenticate, resolve the
 project (404), ``read_container_image`` (403), validate parameters (400), resolve the
@@ -7,16 +7,11 @@ repository within the project (404), the action permission (403), then the tag (
 
 from __future__ import annotations
 
-import hmac
 import logging
 
-from django.conf import settings
-from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 
-from container_registry import entities, events, selectors, services, tag_cache
+from container_registry import entities, selectors, services, tag_cache
 from container_registry.client import get_client
 from container_registry.errors import RegistryError, TransientRegistryError
 from container_registry.maintenance.usage import repository_size
@@ -27,7 +22,6 @@ from projects import permissions
 
 logger = logging.getLogger(__name__)
 
-EVENT_CONTENT_TYPES = frozenset({"application/vnd.docker.distribution.events.v1+json", "application/json"})
 # Route ids beyond this cannot be rows (64-bit keys) and must not reach the database.
 MAX_ID_DIGITS = 18
 
@@ -202,40 +196,3 @@ class RepositoryView(RegistryApiView):
                 admin=permissions.ADMIN_CONTAINER_IMAGE in abilities,
             )
         )
-
-
-def _json_error(status: int, body: dict) -> JsonResponse:
-    return JsonResponse(body, status=status)
-
-
-@csrf_exempt
-def registry_events(request):
-    """#45 POST /container_registry_event/events: the registry's notifications.
-
-    401 without the configured secret (and always when none is configured), 415 for
-    another content type, 400 for a body the registry would never send (see
-    ``events.parse_envelope``), 503 when the database is unavailable (the registry
-    retries, and event ids make the retry apply each event once), else 200 with an empty
-    body. Events about unknown projects or repositories being deleted are acknowledged
-    with 200 (``container_registry.events``).
-    """
-    if request.method != "POST":
-        return _json_error(405, {"message": "405 Method Not Allowed"})
-    secret = settings.REGISTRY_NOTIFICATION_SECRET
-    # META, not request.headers: that builds a dict of every header on first use.
-    presented = request.META.get("HTTP_AUTHORIZATION", "")
-    if not secret or not presented or not hmac.compare_digest(presented.encode(), secret.encode()):
-        return _json_error(401, {"message": "401 Unauthorized"})
-    content_type = request.content_type.lower() if request.content_type else ""
-    if content_type not in EVENT_CONTENT_TYPES:
-        return _json_error(415, {"error": f"The content type {content_type or '(none)'} is not supported"})
-    try:
-        parsed = events.parse_envelope(request.body)
-    except events.InvalidEnvelope as exc:
-        return _json_error(400, {"message": str(exc)})
-    try:
-        events.apply_events(parsed)
-    except (OperationalError, InterfaceError) as exc:
-        logger.warning("registry events not applied, database unavailable: %s", exc.__class__.__name__)
-        return _json_error(503, {"message": "503 Service Unavailable"})
-    return HttpResponse(status=200, content_type="application/json")

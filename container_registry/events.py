@@ -31,7 +31,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -209,7 +209,7 @@ def _forget_cached_dates(pushed: dict[int, set[str]]) -> None:
     (the entry then lives until its TTL, as before), never failing the receiver."""
     for repository_id, tags in pushed.items():
         try:
-            tag_cache.forget(repository_id, sorted(tags))
+            tag_cache.forget_soon(repository_id, sorted(tags))
         except Exception as exc:  # noqa: BLE001 -- any cache backend fault; the envelope is applied
             logger.warning("could not forget cached tag dates of repository %s: %s", repository_id, exc)
 
@@ -370,22 +370,23 @@ def _fetch_one_prepared(sql: str, params: list) -> tuple:
     ``DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None`` turns it off."""
     import psycopg  # only on PostgreSQL
 
-    options = connection.settings_dict.get("OPTIONS", {})
+    db = connections[DEFAULT_DB_ALIAS]  # once: each ``connection.x`` is a thread-local lookup
+    options = db.settings_dict.get("OPTIONS", {})
     prepare = not ("prepare_threshold" in options and options["prepare_threshold"] is None)
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    raw = connection.connection
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    raw = db.connection
     if prepare and raw.prepare_threshold is None:
         # Django turns psycopg's automatic preparing off (for poolers), and then
         # ``prepare=True`` is ignored too. A threshold no query reaches keeps every other
         # query unprepared and lets this one be.
         raw.prepare_threshold = NEVER_AUTOMATICALLY
     started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params, prepare=prepare)
         row = cursor.fetchone()
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    if db.queries_logged:
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return row
 
 

@@ -183,8 +183,11 @@ AUTH_BAN_IP_ALLOWLIST = env_list("AUTH_BAN_IP_ALLOWLIST", [])
 # Password logins to /jwt/auth (GitLab: "password authentication for Git").
 PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT", True)
 
-# /jwt/auth hot path. Per-process caches (seconds): the token duration setting, and
-# which container repository rows exist. Neither caches an authorization decision.
+# /jwt/auth hot path. Per-process caches (seconds): the token duration setting, which
+# container repository rows exist, and the decision of a successful request, reused for
+# an identical request (same credentials, scopes and client) within that window; 0
+# turns it off (jwt_auth/decisions.py says what it costs).
+REALM_DECISION_CACHE_SECONDS = env_int("REALM_DECISION_CACHE_SECONDS", 1, minimum=0)
 REGISTRY_SETTINGS_CACHE_SECONDS = env_int("REGISTRY_SETTINGS_CACHE_SECONDS", 5, minimum=0)
 REGISTRY_REPOSITORY_CACHE_SECONDS = env_int("REGISTRY_REPOSITORY_CACHE_SECONDS", 60, minimum=0)
 # The realm's lookups run as prepared statements on PostgreSQL; switch off behind a

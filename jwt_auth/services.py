@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from container_registry.repositories import ensure_repository_exists
-from jwt_auth import credentials, throttle
+from jwt_auth import credentials, decisions, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, unauthorized, unavailable
 from jwt_auth.scopes import (
@@ -87,8 +87,25 @@ def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     return result
 
 
-def issue_registry_token(*, auth: AuthResult, scopes: list[str]) -> IssuedToken:
-    """Grant what ``auth`` may have of ``scopes`` and sign a token for it.
+def authorize_and_issue(*, authorization: str, client_ip: str, query: str, scopes: list[str]) -> IssuedToken:
+    """The realm: identify the caller, decide what it gets, sign the token.
+
+    A successful decision is reused for an identical request within
+    ``REALM_DECISION_CACHE_SECONDS`` (``jwt_auth.decisions``): only the signature is
+    made again. Raises what ``identify_caller`` and ``decide`` raise.
+    """
+    key = decisions.request_key(authorization, query, client_ip)
+    decision = decisions.lookup(key)
+    if decision is None:
+        decision = decide(auth=identify_caller(authorization=authorization, client_ip=client_ip), scopes=scopes)
+        decisions.remember(key, decision)
+    else:
+        decision.log_denials()
+    return issue(decision)
+
+
+def decide(*, auth: AuthResult, scopes: list[str]) -> decisions.Decision:
+    """Grant what ``auth`` may have of ``scopes`` (denials are logged).
 
     Side effect: a granted ``push`` creates the container repository row if missing.
     Raises ``RealmError``: 404 UNAVAILABLE when the registry is switched off, 403 DENIED
@@ -98,25 +115,37 @@ def issue_registry_token(*, auth: AuthResult, scopes: list[str]) -> IssuedToken:
         raise unavailable("registry not enabled")
     if not auth.abilities & credentials.REGISTRY_ABILITIES:
         raise denied()
-    access = grant_access(auth=auth, scopes=scopes)
+    denials: list[dict] = []
+    access = grant_access(auth=auth, scopes=scopes, denials=denials)
     if not access and auth.anonymous:
         raise denied()
-    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    token, expires_in = mint_registry_token(
-        access=access,
+    return decisions.Decision(
         subject=auth.user.username if auth.user is not None else None,
         auth_type=auth.auth_type,
         user_info=auth.user_info,
+        access=tuple(access),
+        denials=tuple(denials),
+    )
+
+
+def issue(decision: decisions.Decision) -> IssuedToken:
+    """Sign a token for ``decision``. Raises ``KeyConfigurationError`` without a key."""
+    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    access = list(decision.access)
+    token, expires_in = mint_registry_token(
+        access=access, subject=decision.subject, auth_type=decision.auth_type, user_info=decision.user_info
     )
     return IssuedToken(token=token, expires_in=expires_in, issued_at=issued_at, access=access)
 
 
-def grant_access(*, auth: AuthResult, scopes: list[str]) -> list[dict]:
+def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | None = None) -> list[dict]:
     """The ``access`` claim: each parsable scope with the actions ``auth`` may perform.
 
     Malformed scopes, unknown types, invalid paths, unknown projects and unknown actions
-    are dropped. Repeated identical scope strings are granted once.
+    are dropped, and logged (``denials``, when given, collects what was logged).
+    Repeated identical scope strings are granted once.
     """
+    denials = [] if denials is None else denials
     parsed: list[Scope] = []
     for text in dict.fromkeys(scopes[:MAX_SCOPES]):
         scope = parse_scope(text)
@@ -128,9 +157,9 @@ def grant_access(*, auth: AuthResult, scopes: list[str]) -> list[dict]:
     access = []
     for scope in parsed:
         if scope.type == REPOSITORY:
-            entry = _repository_entry(auth, scope, resolved.get(scope.name.lower()), project_abilities)
+            entry = _repository_entry(auth, scope, resolved.get(scope.name.lower()), project_abilities, denials)
         elif scope.type == REGISTRY:
-            entry = _catalog_entry(auth, scope)
+            entry = _catalog_entry(auth, scope, denials)
         else:
             entry = None
         if entry is not None:
@@ -138,25 +167,29 @@ def grant_access(*, auth: AuthResult, scopes: list[str]) -> list[dict]:
     return access
 
 
-def _catalog_entry(auth: AuthResult, scope: Scope) -> dict | None:
+def _catalog_entry(auth: AuthResult, scope: Scope, denials: list[dict]) -> dict | None:
     if scope.name == "catalog" and scope.actions == ("*",) and auth.user is not None and auth.user.is_admin:
         return {"type": REGISTRY, "name": "catalog", "actions": ["*"]}
-    _log_denied(auth, scope, [], reason="catalog is for instance administrators")
+    _log_denied(auth, scope, [], denials, reason="catalog is for instance administrators")
     return None
 
 
 def _repository_entry(
-    auth: AuthResult, scope: Scope, target: ResolvedPath | None, cache: dict[int, frozenset[str]]
+    auth: AuthResult,
+    scope: Scope,
+    target: ResolvedPath | None,
+    cache: dict[int, frozenset[str]],
+    denials: list[dict],
 ) -> dict | None:
     if target is None:
-        _log_denied(auth, scope, [], reason="invalid path or unknown project")
+        _log_denied(auth, scope, [], denials, reason="invalid path or unknown project")
         return None
     project = target.project
     if project.pk not in cache:
         cache[project.pk] = _abilities_on(auth, project, target.access_level)
     granted = [action for action in scope.actions if _allowed(action, auth.abilities, cache[project.pk])]
     if len(granted) != len(scope.actions):
-        _log_denied(auth, scope, granted, reason="insufficient permissions")
+        _log_denied(auth, scope, granted, denials, reason="insufficient permissions")
     if not granted:
         return None
     if "push" in granted:
@@ -178,16 +211,15 @@ def _allowed(action: str, credential: frozenset[str], on_project: frozenset[str]
     return any(c in credential and p in on_project for c, p in _ACTION_RULES.get(action, ()))
 
 
-def _log_denied(auth: AuthResult, scope: Scope, granted: list[str], *, reason: str) -> None:
-    logger.warning(
-        "Denied container registry permissions",
-        extra={
-            "scope_type": scope.type,
-            "scope_name": scope.name.lower(),
-            "requested_actions": list(scope.actions),
-            "granted_actions": granted,
-            "actor": auth.actor_label,
-            "auth_type": auth.auth_type,
-            "reason": reason,
-        },
-    )
+def _log_denied(auth: AuthResult, scope: Scope, granted: list[str], denials: list[dict], *, reason: str) -> None:
+    extra = {
+        "scope_type": scope.type,
+        "scope_name": scope.name.lower(),
+        "requested_actions": list(scope.actions),
+        "granted_actions": granted,
+        "actor": auth.actor_label,
+        "auth_type": auth.auth_type,
+        "reason": reason,
+    }
+    denials.append(extra)
+    logger.warning("Denied container registry permissions", extra=extra)

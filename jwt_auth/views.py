@@ -26,11 +26,12 @@ def auth(request):
     if request.method != "GET" or service != settings.REGISTRY_SERVICE:
         return HttpResponseNotFound(b"", content_type="text/plain")
     try:
-        caller = services.identify_caller(
+        issued = services.authorize_and_issue(
             authorization=request.META.get("HTTP_AUTHORIZATION", ""),
             client_ip=request.META.get("REMOTE_ADDR", ""),
+            query=request.META.get("QUERY_STRING", ""),
+            scopes=scopes,
         )
-        issued = services.issue_registry_token(auth=caller, scopes=scopes)
     except Banned:
         return HttpResponse(BANNED_MESSAGE, status=403, content_type="text/plain; charset=utf-8")
     except RealmError as error:

@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "container_registry" / "tests" / "fixtures" / "registry-2.8" / "push-manifest-oci.json"
 LUA = Path(__file__).resolve().parent / "events.lua"
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+GRANIAN = str(Path(sys.executable).parent / "granian")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EVENTS_PATH = "/api/v4/container_registry_event/events"
 CONTENT_TYPE = "application/vnd.docker.distribution.events.v1+json"
@@ -211,6 +212,11 @@ def start_gunicorn(env: dict, server: str) -> tuple[subprocess.Popen, int]:
     elif kind == "gthread":
         workers, threads = size.split("x")
         args += ["--worker-class=gthread", f"--workers={workers}", f"--threads={threads}"]
+    elif kind == "granian":
+        workers, _, threads = size.partition("x")
+        args = [GRANIAN, "--interface=wsgi", "--host=127.0.0.1", f"--port={port}", f"--workers={workers}"]
+        args += ["--no-ws", "--log-level=warning", "gitlab_core.wsgi:application"]
+        args += [f"--blocking-threads={threads}"] if threads else []
     else:
         raise SystemExit(f"unknown server {server!r}: use sync:N or gthread:NxT")
     # The warm-up's first pushes log a warning each (the registry is not running).

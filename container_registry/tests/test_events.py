@@ -11,7 +11,7 @@ from django.db import OperationalError
 
 from container_registry import tag_cache
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
-from container_registry.tests.conftest import FIXTURES, SECRET, envelope, envelope_with
+from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, call_wsgi, envelope, envelope_with
 from tests_support.factories import make_group, make_project
 
 PUSH_OCI = "push-manifest-oci.json"
@@ -48,8 +48,50 @@ def test_plain_json_is_accepted_and_other_types_are_415(post_events, captured_wo
 
 def test_get_is_405(client, settings):
     settings.REGISTRY_NOTIFICATION_SECRET = SECRET
-    response = client.get("/api/v4/container_registry_event/events", HTTP_AUTHORIZATION=SECRET)
+    response = client.get(EVENTS_URL, HTTP_AUTHORIZATION=SECRET)
     assert response.status_code == 405
+    response = call_wsgi("GET", EVENTS_URL, HTTP_AUTHORIZATION=SECRET)
+    assert response.status_code == 405
+    assert response.json() == {"message": "405 Method Not Allowed"}
+
+
+def test_the_wsgi_door_takes_only_the_receiver_path(client, settings, captured_world):
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    # Every other path is Django's: the API answers a hidden project in its own shape.
+    response = call_wsgi("GET", "/api/v4/projects/group/project", RAW_URI="/api/v4/projects/group%2Fproject")
+    assert response.status_code == 404
+    assert response.json() == {"message": "404 Project Not Found"}
+    # The receiver's answers carry the headers a JSON endpoint needs.
+    response = call_wsgi("POST", EVENTS_URL, envelope(PUSH_OCI), CONTENT_TYPE="application/json")
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_media_type_parameters_are_ignored(post_events, captured_world):
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    response = post_events(envelope(PUSH_OCI), content_type="application/json; charset=utf-8")
+    assert response.status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1
+
+
+def test_a_body_above_the_upload_limit_is_413_and_changes_nothing(post_events, settings, captured_world):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = post_events(envelope(PUSH_OCI) + b" " * 1000)
+    assert response.status_code == 413
+    assert not RegistryEvent.objects.exists()
+
+
+def test_an_unexpected_fault_in_the_wsgi_door_is_a_500_in_the_api_shape(settings, captured_world, caplog):
+    # A fault we cannot cause for real without breaking the code: patched in.
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    with mock.patch("container_registry.events.apply_events", side_effect=RuntimeError("boom")):
+        response = call_wsgi(
+            "POST", EVENTS_URL, envelope(PUSH_OCI), CONTENT_TYPE="application/json", HTTP_AUTHORIZATION=SECRET
+        )
+    assert response.status_code == 500
+    assert response.json() == {"message": "500 Internal Server Error"}
+    assert "registry event receiver failed" in caplog.text
 
 
 # --- malformed bodies ---------------------------------------------------------------------
@@ -269,6 +311,7 @@ def test_a_tag_push_drops_the_cached_creation_time_of_that_tag(post_events, capt
 
     assert post_events(envelope(PUSH_OCI)).status_code == 200  # v1 now names another image
 
+    assert tag_cache.flush_forgets()
     assert tag_cache.get_many(repository.pk, ["v1", "v2"]) == {"v2": old_date}
 
 
@@ -280,6 +323,7 @@ def test_our_dummy_push_keeps_the_cached_creation_time(post_events, captured_wor
 
     assert post_events(envelope("push-manifest-docker-v2-dummy-for-tag-delete.json")).status_code == 200
 
+    assert tag_cache.flush_forgets()
     assert tag_cache.get_many(repository.pk, [dummy["target"]["tag"]]) == {dummy["target"]["tag"]: old_date}
 
 
@@ -297,4 +341,5 @@ def test_an_unreachable_cache_does_not_fail_the_receiver(post_events, captured_w
     assert post_events(envelope(PUSH_OCI)).status_code == 200
 
     assert image_repository(captured_world["project"]).push_count == 1
-    assert "could not forget cached tag dates" in caplog.text
+    assert tag_cache.flush_forgets()
+    assert "could not forget" in caplog.text and "cached tag dates" in caplog.text

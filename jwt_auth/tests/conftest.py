@@ -58,14 +58,14 @@ class Realm:
         self.client = client
         self.key = key
 
-    def get(self, *scopes: str, creds: tuple[str, str] | None = None, service="container_registry", extra=""):
+    def get(self, *scopes: str, creds: tuple[str, str] | None = None, service="container_registry", extra="", **meta):
         parts = []
         if service is not None:
             parts.append(f"service={service}")
         parts += [f"scope={s}" for s in scopes]
         query = "&".join(parts) + extra
         headers = {"HTTP_AUTHORIZATION": basic(*creds)} if creds else {}
-        return self.client.get(f"/jwt/auth?{query}", **headers)
+        return self.client.get(f"/jwt/auth?{query}", **headers, **meta)
 
     def claims(self, response) -> dict:
         assert response.status_code == 200, response.content

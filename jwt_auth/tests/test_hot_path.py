@@ -1,5 +1,6 @@
-"""The realm's fast path: two queries per warm request, per-process caches with short,
-documented windows, and authorization that is never cached.
+"""The realm's fast path: two queries per request, per-process caches with short,
+documented windows, and a successful decision reused for an identical request within
+one second (``jwt_auth.decisions``), cleared by any change saved in this process.
 
 Most tests here commit (``transaction=True``): the caches only keep committed values,
 so inside a test transaction they never fill, and the production behaviour needs the
@@ -34,7 +35,8 @@ def _expires_in(realm, creds) -> int:
 
 
 @committed
-def test_a_warm_pat_push_request_costs_two_queries(realm, world):
+def test_a_warm_pat_push_request_costs_two_queries(realm, world, settings):
+    settings.REALM_DECISION_CACHE_SECONDS = 0
     creds = ("developer", make_token(world["users"]["developer"]))
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     with CaptureQueriesContext(connection) as queries:
@@ -46,14 +48,86 @@ def test_a_warm_pat_push_request_costs_two_queries(realm, world):
 
 
 @committed
+def test_an_identical_request_within_the_window_reuses_the_decision_and_signs_anew(realm, world):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    first = realm.claims(realm.get(PUSH, creds=creds))
+    with CaptureQueriesContext(connection) as queries:
+        second = realm.claims(realm.get(PUSH, creds=creds))
+    assert [q["sql"] for q in queries.captured_queries if "gitlab_cache" not in q["sql"]] == []
+    assert (
+        second["access"]
+        == first["access"]
+        == [
+            {
+                "type": "repository",
+                "name": f"{SVC}/img",
+                "actions": ["pull", "push"],
+                "meta": first["access"][0]["meta"],
+            }
+        ]
+    )
+    assert second["jti"] != first["jti"]
+
+
+@committed
+def test_another_scope_or_client_address_is_decided_afresh(realm, world, client):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    realm.get(PUSH, creds=creds)
+    with CaptureQueriesContext(connection) as queries:
+        assert realm.access(f"repository:{SVC}/img:pull", creds=creds) == {f"{SVC}/img": ["pull"]}
+    assert len([q for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]) == 2
+    with CaptureQueriesContext(connection) as queries:
+        assert realm.get(PUSH, creds=creds, REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert len([q for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]) == 2
+
+
+@committed
 def test_revoked_token_and_removed_membership_stop_working_on_the_next_request(realm, world):
     developer = world["users"]["developer"]
     creds = ("developer", make_token(developer))
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
-    ProjectMember.objects.filter(user=developer).delete()
+    ProjectMember.objects.get(user=developer).delete()
     assert realm.access(PUSH, creds=creds) == {}
-    PersonalAccessToken.objects.filter(user=developer).update(revoked=True)
+    token = PersonalAccessToken.objects.get(user=developer)
+    token.revoked = True
+    token.save()
     assert realm.get(PUSH, creds=creds).status_code == 401
+
+
+@committed
+def test_a_revocation_by_another_process_applies_within_the_window(realm, world, settings):
+    settings.REALM_DECISION_CACHE_SECONDS = 0.3
+    creds = ("developer", make_token(world["users"]["developer"]))
+    assert realm.get(PUSH, creds=creds).status_code == 200
+    # A queryset update sends no signal: this is what another process's change looks like.
+    PersonalAccessToken.objects.update(revoked=True)
+    assert realm.get(PUSH, creds=creds).status_code == 200
+    time.sleep(0.35)
+    assert realm.get(PUSH, creds=creds).status_code == 401
+
+
+@committed
+def test_failures_are_never_reused_so_each_one_is_counted(realm, world, settings):
+    from django.core.cache import cache
+
+    settings.AUTH_BAN_MAX_RETRY = 2
+    try:
+        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
+        # The second identical failure is counted too, and bans.
+        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 403
+    finally:
+        cache.clear()  # committed tests: the ban would outlive this one
+
+
+@committed
+def test_a_reused_decision_logs_its_denials_again(realm, world, caplog):
+    creds = ("developer", make_token(world["users"]["developer"]))
+    scope = f"repository:{SVC}/img:pull,push,delete"
+    for _ in range(2):
+        assert realm.access(scope, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
+    denials = [r for r in caplog.records if r.getMessage() == "Denied container registry permissions"]
+    assert len(denials) == 2
+    assert {tuple(r.granted_actions) for r in denials} == {("pull", "push")}
 
 
 @committed
@@ -108,6 +182,7 @@ def test_repository_deleted_in_this_process_is_created_again_by_the_next_push(re
 @committed
 def test_repository_deleted_by_another_process_is_created_again_after_the_window(realm, world, settings):
     settings.REGISTRY_REPOSITORY_CACHE_SECONDS = 0.3
+    settings.REALM_DECISION_CACHE_SECONDS = 0.3
     creds = ("developer", make_token(world["users"]["developer"]))
     realm.access(PUSH, creds=creds)
     # Plain SQL sends no signal: what a deletion by the worker process looks like here.

@@ -1,0 +1,146 @@
+"""#45 POST /api/v4/container_registry_event/events: the registry's notifications.
+
+One decision function, ``receive``, answers a delivery from its method, ``Authorization``
+header, content type and body. Two doors lead to it:
+
+* ``registry_events``, the Django view (the test client, ``runserver``, any server);
+* ``wsgi_app``, the same endpoint as a bare WSGI application. ``gitlab_core.wsgi`` sends
+  this one path to it before Django's request handling: the registry posts one event per
+  request and waits for each answer, so middleware, URL resolution and the request and
+  response objects were most of an event's cost (``docs/bench-events.md``). It fires
+  Django's ``request_started``/``request_finished`` signals, so database connections are
+  opened, checked and closed exactly as for any other request.
+
+Answers: 405 for another method, 401 without the configured secret (and always when
+none is configured), 415 for another content type, 400 for a body the registry would
+never send (``events.parse_envelope``), 503 when the database is unavailable (the
+registry retries, and event ids make the retry apply each event once), else 200 with an
+empty body. Events about unknown projects or repositories being deleted are acknowledged
+with 200 (see ``container_registry.events``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from container_registry import events
+
+logger = logging.getLogger(__name__)
+
+PATH = "/api/v4/container_registry_event/events"
+CONTENT_TYPES = frozenset({"application/vnd.docker.distribution.events.v1+json", "application/json"})
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def receive(method: str, authorization: str, content_type: str, body: bytes) -> tuple[int, dict | None]:
+    """The status and JSON body (None: empty) answering one delivery."""
+    if method != "POST":
+        return 405, {"message": "405 Method Not Allowed"}
+    secret = settings.REGISTRY_NOTIFICATION_SECRET
+    if not secret or not authorization or not hmac.compare_digest(authorization.encode(), secret.encode()):
+        return 401, {"message": "401 Unauthorized"}
+    # Parameters such as "; charset=utf-8" do not change what the body is.
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in CONTENT_TYPES:
+        return 415, {"error": f"The content type {media_type or '(none)'} is not supported"}
+    try:
+        parsed = events.parse_envelope(body)
+    except events.InvalidEnvelope as exc:
+        return 400, {"message": str(exc)}
+    try:
+        events.apply_events(parsed)
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("registry events not applied, database unavailable: %s", exc.__class__.__name__)
+        return 503, {"message": "503 Service Unavailable"}
+    return 200, None
+
+
+@csrf_exempt
+def registry_events(request):
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        status, payload = 413, {"message": "413 Content Too Large"}
+    else:
+        status, payload = receive(
+            request.method,
+            # META, not request.headers: that builds a dict of every header on first use.
+            request.META.get("HTTP_AUTHORIZATION", ""),
+            request.META.get("CONTENT_TYPE", ""),
+            body,
+        )
+    return HttpResponse(b"" if payload is None else json.dumps(payload), status=status, content_type="application/json")
+
+
+def _max_body_bytes() -> int:
+    # Django's own limit for request bodies, so both doors refuse the same bodies.
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2**31
+
+
+def _read_body(environ) -> bytes | int:
+    """The request body, or the status refusing it (411 for a bad length, 413 too large)."""
+    limit = _max_body_bytes()
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 411
+    if length > limit:
+        return 413
+    if length <= 0:
+        # Chunked bodies arrive without a length; gunicorn dechunks them into wsgi.input.
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body = environ["wsgi.input"].read(limit + 1)
+            return 413 if len(body) > limit else body
+        return b""
+    return environ["wsgi.input"].read(length)
+
+
+def wsgi_app(environ, start_response):
+    """``registry_events`` without Django's request handling (see the module docstring)."""
+    signals.request_started.send(sender=__name__, environ=environ)
+    try:
+        body = _read_body(environ)
+        if isinstance(body, int):
+            status, payload = body, {"message": f"{body} {_REASONS[body]}"}
+        else:
+            status, payload = receive(
+                environ.get("REQUEST_METHOD", ""),
+                environ.get("HTTP_AUTHORIZATION", ""),
+                environ.get("CONTENT_TYPE", ""),
+                body,
+            )
+    except Exception:
+        # What Django's handler would do with an unexpected error: log it, answer 500.
+        logger.exception("registry event receiver failed")
+        status, payload = 500, {"message": "500 Internal Server Error"}
+    finally:
+        signals.request_finished.send(sender=__name__)
+    content = b"" if payload is None else json.dumps(payload).encode()
+    start_response(
+        f"{status} {_REASONS[status]}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(content))),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
+    return [content]

@@ -1,0 +1,128 @@
+"""A realm decision reused for an identical request within one second.
+
+A registry client asks for the same token many times in a row: every layer pull or push
+of ``docker``/``skopeo`` that meets a 401 asks again with the same credentials and
+scopes, and CI fleets do so by the hundred. Resolving the credential and the project
+permissions costs two database round trips; signing the token is the rest. So the
+*decision* (who the caller is and the ``access`` it was granted, with the denials to
+log) of a successful request is kept for ``REALM_DECISION_CACHE_SECONDS`` (default 1,
+0 turns it off), keyed by a digest of the exact request: ``Authorization`` header,
+query string and client address. A hit still signs a new token (fresh ``jti``, times)
+and logs its denials again; failures are never kept, so every bad attempt is counted
+by the failed-login throttle.
+
+What this costs: a token revoked, a user blocked or a membership removed in another
+process can still get a token for at most that window. The token the registry already
+holds stays valid for its whole lifetime (5 minutes by default) whatever we do, as in
+GitLab, so the window adds 1 s to a 300 s one. Any change saved through Django in this
+process (tokens, users, memberships, projects, groups, deploy tokens, CI jobs, settings,
+container repositories) clears the cache at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_migrate, post_save
+
+DEFAULT_SECONDS = 1.0
+MAX_ENTRIES = 10_000
+logger = logging.getLogger("jwt_auth.services")
+
+_entries: dict[bytes, tuple[Decision, float]] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a successful realm request decided: everything the token is minted from."""
+
+    subject: str | None
+    auth_type: str | None
+    user_info: dict | None
+    access: tuple[dict, ...]
+    denials: tuple[dict, ...] = ()
+
+    def log_denials(self) -> None:
+        for extra in self.denials:
+            logger.warning("Denied container registry permissions", extra=extra)
+
+
+def request_key(authorization: str, query: str, client_ip: str) -> bytes:
+    return hashlib.sha256(f"{authorization}\0{query}\0{client_ip}".encode("utf-8", "surrogateescape")).digest()
+
+
+def _window() -> float:
+    return float(getattr(settings, "REALM_DECISION_CACHE_SECONDS", DEFAULT_SECONDS))
+
+
+def lookup(key: bytes) -> Decision | None:
+    entry = _entries.get(key)
+    if entry is None or entry[1] <= time.monotonic():
+        return None
+    return entry[0]
+
+
+def remember(key: bytes, decision: Decision) -> None:
+    window = _window()
+    if window <= 0 or transaction.get_connection().in_atomic_block:
+        # Inside a transaction (a test case, a caller's atomic block) what was read may
+        # never be committed.
+        return
+    with _lock:
+        if len(_entries) >= MAX_ENTRIES:
+            now = time.monotonic()
+            for stale in [k for k, (_d, expiry) in _entries.items() if expiry <= now]:
+                del _entries[stale]
+            if len(_entries) >= MAX_ENTRIES:
+                _entries.clear()
+        _entries[key] = (decision, time.monotonic() + window)
+
+
+def clear(**_kwargs) -> None:
+    with _lock:
+        _entries.clear()
+
+
+_WATCHED = (
+    "gitlab_core.User",
+    "gitlab_core.PersonalAccessToken",
+    "gitlab_core.ApplicationSettings",
+    "projects.Namespace",  # groups (a proxy model) included
+    "projects.Project",
+    "projects.GroupMember",
+    "projects.ProjectMember",
+    "projects.DeployToken",
+    "projects.CiJob",
+    # A granted push creates the repository row; a deleted row must come back at once.
+    "container_registry.ContainerRepository",
+)
+_watched_models: frozenset = frozenset()
+
+
+def _changed(sender, **kwargs) -> None:
+    meta = getattr(sender, "_meta", None)
+    if meta is None or meta.concrete_model not in _watched_models:
+        return
+    # Cleared now and again at commit, so that a decision racing the commit is not kept.
+    clear()
+    transaction.on_commit(clear)
+
+
+def connect_invalidation() -> None:
+    """Clear the cache whenever a model a realm decision reads is saved or deleted
+    (``jwt_auth.apps``). Queryset ``update()``/``delete()`` send no signal: those
+    changes wait for the window to pass."""
+    global _watched_models
+    from django.apps import apps
+
+    _watched_models = frozenset(apps.get_model(label) for label in _WATCHED)
+    post_save.connect(_changed, dispatch_uid="jwt_auth.decisions.saved")
+    post_delete.connect(_changed, dispatch_uid="jwt_auth.decisions.deleted")
+    post_migrate.connect(clear, dispatch_uid="jwt_auth.decisions.database_reset")
