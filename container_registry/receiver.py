@@ -4,12 +4,10 @@ One decision function, ``receive``, answers a delivery from its method, ``Author
 header, content type and body. Two doors lead to it:
 
 * ``registry_events``, the Django view (the test client, ``runserver``, any server);
-* ``wsgi_app``, the same endpoint as a bare WSGI application. ``gitlab_core.wsgi`` sends
-  this one path to it before Django's request handling: the registry posts one event per
-  request and waits for each answer, so middleware, URL resolution and the request and
-  response objects were most of an event's cost (``docs/bench-events.md``). It fires
-  Django's ``request_started``/``request_finished`` signals, so database connections are
-  opened, checked and closed exactly as for any other request.
+* ``answer_environ``, the same endpoint behind a bare WSGI door (``gitlab_core.doors``)
+  that ``gitlab_core.wsgi`` opens for this path before Django's request handling: the
+  registry posts one event per request and waits for each answer, and middleware, URL
+  resolution and the request and response objects were most of an event's cost.
 
 Answers: 405 for another method, 401 without the configured secret (and always when
 none is configured), 415 for another content type, 400 for a body the registry would
@@ -24,31 +22,21 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from http import HTTPStatus
 
 from django.conf import settings
-from django.core import signals
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from container_registry import events
+from gitlab_core import doors
 
 logger = logging.getLogger(__name__)
 
 PATH = "/api/v4/container_registry_event/events"
 CONTENT_TYPES = frozenset({"application/vnd.docker.distribution.events.v1+json", "application/json"})
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 def receive(method: str, authorization: str, content_type: str, body: bytes) -> tuple[int, dict | None]:
@@ -114,33 +102,15 @@ def _read_body(environ) -> bytes | int:
     return environ["wsgi.input"].read(length)
 
 
-def wsgi_app(environ, start_response):
-    """``registry_events`` without Django's request handling (see the module docstring)."""
-    signals.request_started.send(sender=__name__, environ=environ)
-    try:
-        body = _read_body(environ)
-        if isinstance(body, int):
-            status, payload = body, {"message": f"{body} {_REASONS[body]}"}
-        else:
-            status, payload = receive(
-                environ.get("REQUEST_METHOD", ""),
-                environ.get("HTTP_AUTHORIZATION", ""),
-                environ.get("CONTENT_TYPE", ""),
-                body,
-            )
-    except Exception:
-        # What Django's handler would do with an unexpected error: log it, answer 500.
-        logger.exception("registry event receiver failed")
-        status, payload = 500, {"message": "500 Internal Server Error"}
-    finally:
-        signals.request_finished.send(sender=__name__)
-    content = b"" if payload is None else json.dumps(payload).encode()
-    start_response(
-        f"{status} {_REASONS[status]}",
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(content))),
-            ("X-Content-Type-Options", "nosniff"),
-        ],
+def answer_environ(environ) -> doors.Answer:
+    """``registry_events`` for ``gitlab_core.doors`` (see the module docstring)."""
+    body = _read_body(environ)
+    if isinstance(body, int):
+        return doors.json_answer(body, {"message": f"{body} {HTTPStatus(body).phrase}"})
+    status, payload = receive(
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("HTTP_AUTHORIZATION", ""),
+        environ.get("CONTENT_TYPE", ""),
+        body,
     )
-    return [content]
+    return doors.json_answer(status, payload)

@@ -1,9 +1,9 @@
-"""The WSGI application: Django, with the registry's event deliveries taken before it.
+"""The WSGI application: Django, with two machine endpoints taken before it.
 
-The registry posts one event per request and waits for each answer; that one path goes
-straight to ``container_registry.receiver.wsgi_app``, which answers exactly as the Django
-view of the same path does, without middleware and URL resolution
-(``docs/bench-events.md``). Every other request is Django's.
+The registry calls the token realm for every token and posts one notification per
+request to the event receiver, waiting for each answer. These two paths go straight to
+bare WSGI doors (``gitlab_core.doors``) that answer exactly as the Django views of the
+same paths do, without middleware and URL resolution. Every other request is Django's.
 """
 
 from __future__ import annotations
@@ -15,10 +15,19 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gitlab_core.settings")
 django_application = get_wsgi_application()
 
-from container_registry import receiver  # noqa: E402  (needs the apps loaded above)
+# Imported once the apps are loaded (above).
+from container_registry import receiver  # noqa: E402
+from gitlab_core import doors  # noqa: E402
+from jwt_auth import views as realm  # noqa: E402
+
+DOORS = {
+    "/jwt/auth": realm.answer_environ,
+    receiver.PATH: receiver.answer_environ,
+}
 
 
 def application(environ, start_response):
-    if environ.get("PATH_INFO") == receiver.PATH:
-        return receiver.wsgi_app(environ, start_response)
+    handler = DOORS.get(environ.get("PATH_INFO", ""))
+    if handler is not None:
+        return doors.serve(environ, start_response, handler)
     return django_application(environ, start_response)

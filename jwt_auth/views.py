@@ -1,7 +1,9 @@
 """``GET /jwt/auth`` (the registry's token realm) and ``GET /jwt/jwks`` (public keys).
 
-Plain Django views rather than DRF: the realm is the hottest path of the service and
-answers in the registry's error shape, not the REST API's.
+``answer`` decides a realm request from its method, query string, ``Authorization``
+header and client address. Django's view ``auth`` and the bare WSGI door that production
+servers use for this path (``answer_environ``, see ``gitlab_core.doors``) both call it.
+Errors are in the registry's shape, not the REST API's.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
 
+from gitlab_core import doors
 from jwt_auth import services
 from jwt_auth.errors import Banned, RealmError, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
@@ -19,33 +22,54 @@ from jwt_auth.throttle import BANNED_MESSAGE
 
 logger = logging.getLogger(__name__)
 
+# Tokens are credentials: no shared cache may keep them (nor the refusals).
+NO_STORE = [("Cache-Control", "no-store")]
 
-def auth(request):
-    service, scopes = realm_query(request.META.get("QUERY_STRING", ""))
+
+def answer(method: str, query: str, authorization: str, client_ip: str) -> doors.Answer:
+    service, scopes = realm_query(query)
     # GitLab routes only GET; anything else (POST included) is a 404 with no body.
-    if request.method != "GET" or service != settings.REGISTRY_SERVICE:
-        return HttpResponseNotFound(b"", content_type="text/plain")
+    if method != "GET" or service != settings.REGISTRY_SERVICE:
+        return 404, [], "text/plain", b""
     try:
         issued = services.authorize_and_issue(
-            authorization=request.META.get("HTTP_AUTHORIZATION", ""),
-            client_ip=request.META.get("REMOTE_ADDR", ""),
-            query=request.META.get("QUERY_STRING", ""),
-            scopes=scopes,
+            authorization=authorization, client_ip=client_ip, query=query, scopes=scopes
         )
     except Banned:
-        return HttpResponse(BANNED_MESSAGE, status=403, content_type="text/plain; charset=utf-8")
+        return 403, [], "text/plain; charset=utf-8", BANNED_MESSAGE.encode()
     except RealmError as error:
-        return _no_store(error.response())
+        return _error(error, NO_STORE)
     except KeyConfigurationError:
         logger.exception("registry token signing key unusable")
-        return unavailable("token signing key not configured", status=503).response()
+        return _error(unavailable("token signing key not configured", status=503), [])
     body = {
         "token": issued.token,
         "access_token": issued.token,
         "expires_in": issued.expires_in,
         "issued_at": issued.issued_at,
     }
-    return _no_store(JsonResponse(body))
+    return doors.json_answer(200, body, NO_STORE)
+
+
+def _error(error: RealmError, headers: list[tuple[str, str]]) -> doors.Answer:
+    return doors.json_answer(error.status, {"errors": [{"code": error.code, "message": error.message}]}, headers)
+
+
+def answer_environ(environ) -> doors.Answer:
+    return answer(
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("QUERY_STRING", ""),
+        environ.get("HTTP_AUTHORIZATION", ""),
+        environ.get("REMOTE_ADDR", ""),
+    )
+
+
+def auth(request):
+    status, headers, content_type, body = answer_environ(request.META)
+    response = HttpResponse(body, status=status, content_type=content_type)
+    for name, value in headers:
+        response[name] = value
+    return response
 
 
 def jwks_view(request):
@@ -57,9 +81,3 @@ def jwks_view(request):
         logger.exception("registry token signing key unusable")
         return unavailable("token signing key not configured", status=503).response()
     return JsonResponse(document)
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # Tokens are credentials: no shared cache may keep them.
-    response["Cache-Control"] = "no-store"
-    return response

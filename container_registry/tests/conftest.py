@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from wsgiref.util import setup_testing_defaults
 
 import pytest
-from django.core import signals
-from django.db import close_old_connections
 
 from tests_support.factories import make_group, make_project, make_user
+from tests_support.wsgi import call_wsgi
 
 FIXTURES = Path(__file__).parent / "fixtures" / "registry-2.8"
 EVENTS_URL = "/api/v4/container_registry_event/events"
@@ -57,45 +53,6 @@ def unreachable_registry(settings):
 
     settings.REGISTRY_API_URL = f"http://127.0.0.1:{free_port()}"
     return settings.REGISTRY_API_URL
-
-
-@dataclass
-class WsgiResponse:
-    status_code: int
-    headers: dict[str, str] = field(default_factory=dict)
-    content: bytes = b""
-
-    def json(self):
-        return json.loads(self.content)
-
-
-def call_wsgi(method: str, path: str, body: bytes = b"", **environ) -> WsgiResponse:
-    """One request through ``gitlab_core.wsgi.application``, the application the
-    production server runs (the test client and live server use Django's handler only,
-    so they never take the receiver's door in front of Django). As Django's test client
-    does, the request signals do not close the test's database connection."""
-    from gitlab_core.wsgi import application
-
-    env = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(body)}
-    env["CONTENT_LENGTH"] = str(len(body))
-    env.update(environ)
-    setup_testing_defaults(env)
-    response = WsgiResponse(0)
-
-    def start_response(status, headers, exc_info=None):
-        response.status_code = int(status.split()[0])
-        response.headers = dict(headers)
-
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        chunks = application(env, start_response)
-        response.content = b"".join(chunks)
-        getattr(chunks, "close", lambda: None)()
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    return response
 
 
 @pytest.fixture(params=["django-view", "wsgi-door"])

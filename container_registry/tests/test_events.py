@@ -11,8 +11,9 @@ from django.db import OperationalError
 
 from container_registry import tag_cache
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
-from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, call_wsgi, envelope, envelope_with
+from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, envelope, envelope_with
 from tests_support.factories import make_group, make_project
+from tests_support.wsgi import call_wsgi
 
 PUSH_OCI = "push-manifest-oci.json"
 PULL_BY_TAG = "pull-manifest-oci-by-tag.json"
@@ -91,7 +92,7 @@ def test_an_unexpected_fault_in_the_wsgi_door_is_a_500_in_the_api_shape(settings
         )
     assert response.status_code == 500
     assert response.json() == {"message": "500 Internal Server Error"}
-    assert "registry event receiver failed" in caplog.text
+    assert "unexpected error answering /api/v4/container_registry_event/events" in caplog.text
 
 
 # --- malformed bodies ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from jwt_auth.keys import generate_key_pair, load_key
 from projects.models import CiJob, DeployToken
+from tests_support.wsgi import call_wsgi
 
 
 class KeyPair:
@@ -52,11 +53,13 @@ def basic(login: str, password: str) -> str:
 
 
 class Realm:
-    """Calls ``/jwt/auth`` through Django's test client and decodes what it returns."""
+    """Calls ``/jwt/auth`` through Django's test client (``door="django-view"``) or the
+    WSGI door production servers take (``"wsgi-door"``), and decodes what it returns."""
 
-    def __init__(self, client, key: KeyPair):
+    def __init__(self, client, key: KeyPair, door: str = "django-view"):
         self.client = client
         self.key = key
+        self.door = door
 
     def get(self, *scopes: str, creds: tuple[str, str] | None = None, service="container_registry", extra="", **meta):
         parts = []
@@ -65,6 +68,8 @@ class Realm:
         parts += [f"scope={s}" for s in scopes]
         query = "&".join(parts) + extra
         headers = {"HTTP_AUTHORIZATION": basic(*creds)} if creds else {}
+        if self.door == "wsgi-door":
+            return call_wsgi("GET", "/jwt/auth", QUERY_STRING=query, **headers, **meta)
         return self.client.get(f"/jwt/auth?{query}", **headers, **meta)
 
     def claims(self, response) -> dict:
@@ -82,9 +87,10 @@ class Realm:
         return {e["name"]: e["actions"] for e in self.claims(self.get(*scopes, creds=creds))["access"]}
 
 
-@pytest.fixture
-def realm(client, signing_key_settings):
-    return Realm(client, signing_key_settings)
+@pytest.fixture(params=["django-view", "wsgi-door"])
+def realm(request, client, signing_key_settings):
+    """Every realm test runs through both doors."""
+    return Realm(client, signing_key_settings, request.param)
 
 
 @pytest.fixture

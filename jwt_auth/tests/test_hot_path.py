@@ -111,9 +111,11 @@ def test_failures_are_never_reused_so_each_one_is_counted(realm, world, settings
     from django.core.cache import cache
 
     settings.AUTH_BAN_MAX_RETRY = 2
+    cache.clear()
     try:
         assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
-        # The second identical failure is counted too, and bans.
+        # The second identical failure is counted too, and bans the next attempt.
+        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
         assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 403
     finally:
         cache.clear()  # committed tests: the ban would outlive this one

@@ -1,0 +1,54 @@
+"""Bare WSGI doors: the two machine endpoints served in front of Django.
+
+The registry calls ``/jwt/auth`` for every token and posts one notification per request
+to the event receiver, waiting for each answer. For these two paths Django's request
+handling (middleware, URL resolution, request and response objects) cost more than the
+work itself (``docs/benchmarks.md``), so ``gitlab_core.wsgi`` hands them to a plain
+function of the environ. A door keeps what matters of Django's handling: the
+``request_started``/``request_finished`` signals (database connections are opened,
+checked and closed as for any request), a logged 500 in the API's shape for an
+unexpected error, and ``nosniff``. It does not validate ``Host`` against
+``ALLOWED_HOSTS``: neither endpoint builds a URL from it. The same endpoints are also
+Django views (tests, ``runserver``) that call the same decision functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+
+from django.core import signals
+
+logger = logging.getLogger(__name__)
+
+# (status, extra headers, content type, body)
+Answer = tuple[int, list[tuple[str, str]], str, bytes]
+
+
+def json_answer(status: int, payload: dict | None, headers: list[tuple[str, str]] | None = None) -> Answer:
+    body = b"" if payload is None else json.dumps(payload).encode()
+    return status, headers or [], "application/json", body
+
+
+def serve(environ, start_response, handler: Callable[[dict], Answer]):
+    """Answer one request with ``handler(environ)``, wrapped as Django wraps a view."""
+    signals.request_started.send(sender=__name__, environ=environ)
+    try:
+        status, headers, content_type, body = handler(environ)
+    except Exception:
+        logger.exception("unexpected error answering %s", environ.get("PATH_INFO"))
+        status, headers, content_type, body = json_answer(500, {"message": "500 Internal Server Error"})
+    finally:
+        signals.request_finished.send(sender=__name__)
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+            *headers,
+        ],
+    )
+    return [body]
