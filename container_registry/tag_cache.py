@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
 from django.core.cache import cache
@@ -25,6 +26,8 @@ from gitlab_core.fast_cache import redis_client
 DEFAULT_TTL_SECONDS = 24 * 3600
 
 logger = logging.getLogger(__name__)
+# How long the receiver's forgets wait to be sent together (``forget_soon``).
+BATCH_DELAY_SECONDS = 0.005
 
 
 def _key(repository_id: int, name: str) -> str:
@@ -82,8 +85,9 @@ def forget(repository_id: int, names: Iterable[str]) -> None:
 
 def forget_soon(repository_id: int, names: Iterable[str]) -> None:
     """``forget``, for the event receiver: on Redis the keys are deleted by a background
-    thread of this process, batched with those of other events arriving meanwhile, so a
-    push event does not wait for its own round trip (about a quarter of an event's cost).
+    thread of this process, within ``BATCH_DELAY_SECONDS``, in one DEL with those of the
+    other events arriving meanwhile, so a push event does not pay a round trip of its
+    own (it was about a quarter of an event's cost).
     The registry sends the event after the push, so an entry could already be read in
     between; a few milliseconds more change nothing. A cache fault is logged and
     ignored: the entry then lives until its TTL. Other backends forget at once."""
@@ -142,6 +146,10 @@ class _Forgetter:
         while True:
             with self._lock:
                 self._wake.wait_for(lambda: self._queued)
+            # Let the keys of the events arriving meanwhile join this DEL: under load one
+            # round trip then serves many events.
+            time.sleep(BATCH_DELAY_SECONDS)
+            with self._lock:
                 keys, self._queued = self._queued, []
             try:
                 _delete(keys)

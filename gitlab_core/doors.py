@@ -4,10 +4,11 @@ The registry calls ``/jwt/auth`` for every token and posts one notification per 
 to the event receiver, waiting for each answer. For these two paths Django's request
 handling (middleware, URL resolution, request and response objects) cost more than the
 work itself (``docs/benchmarks.md``), so ``gitlab_core.wsgi`` hands them to a plain
-function of the environ. A door keeps what matters of Django's handling: the
-``request_started``/``request_finished`` signals (database connections are opened,
-checked and closed as for any request), a logged 500 in the API's shape for an
-unexpected error, and ``nosniff``. It does not validate ``Host`` against
+function of the environ. A door keeps what matters of Django's handling: before and
+after the request the database connection is checked as Django's request signals do
+(closed when broken or older than ``CONN_MAX_AGE``; it is the only resource the doors
+use, and the signal dispatch cost more than the check), a logged 500 in the API's shape
+for an unexpected error, and ``nosniff``. It does not validate ``Host`` against
 ``ALLOWED_HOSTS``: neither endpoint builds a URL from it. The same endpoints are also
 Django views (tests, ``runserver``) that call the same decision functions.
 """
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
-from django.core import signals
+from django.db import DEFAULT_DB_ALIAS, connections
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +33,21 @@ def json_answer(status: int, payload: dict | None, headers: list[tuple[str, str]
     return status, headers or [], "application/json", body
 
 
+def check_connection() -> None:
+    """What Django's request signals do for the database connection."""
+    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+
+
 def serve(environ, start_response, handler: Callable[[dict], Answer]):
     """Answer one request with ``handler(environ)``, wrapped as Django wraps a view."""
-    signals.request_started.send(sender=__name__, environ=environ)
+    check_connection()
     try:
         status, headers, content_type, body = handler(environ)
     except Exception:
         logger.exception("unexpected error answering %s", environ.get("PATH_INFO"))
         status, headers, content_type, body = json_answer(500, {"message": "500 Internal Server Error"})
     finally:
-        signals.request_finished.send(sender=__name__)
+        check_connection()
     start_response(
         f"{status} {HTTPStatus(status).phrase}",
         [

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up and start the whole service on the embedded defaults: gunicorn (web, admin,
-# token realm), one Celery worker and Celery beat. Ctrl-C stops all three.
+# Set up and start the whole service on the embedded defaults: the web server (granian,
+# scripts/web.sh: web, admin, API, token realm, event receiver), one Celery worker and
+# Celery beat. Ctrl-C stops all three.
 #   PORT (default 8000), WEB_HOST (default 127.0.0.1), PYTHON (default python3)
 #   DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD: create this administrator if missing.
 set -euo pipefail
@@ -59,7 +60,7 @@ stop() {
 trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 
-.venv/bin/gunicorn --config gitlab_core/gunicorn.conf.py gitlab_core.wsgi:application &
+scripts/web.sh &
 pids+=($!)
 .venv/bin/celery --app gitlab_core worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" &
 pids+=($!)

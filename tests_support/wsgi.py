@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from unittest import mock
 from wsgiref.util import setup_testing_defaults
 
 from django.core import signals
@@ -29,7 +30,8 @@ class WsgiResponse:
 
 def call_wsgi(method: str, path: str, body: bytes = b"", **environ) -> WsgiResponse:
     """One request through ``gitlab_core.wsgi.application``. As Django's test client
-    does, the request signals do not close the test's database connection."""
+    does, neither Django's request signals nor the doors' equivalent close the test's
+    database connection (it is inside the test's transaction)."""
     from gitlab_core.wsgi import application
 
     env = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1"}
@@ -45,9 +47,10 @@ def call_wsgi(method: str, path: str, body: bytes = b"", **environ) -> WsgiRespo
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        chunks = application(env, start_response)
-        response.content = b"".join(chunks)
-        getattr(chunks, "close", lambda: None)()
+        with mock.patch("gitlab_core.doors.check_connection"):
+            chunks = application(env, start_response)
+            response.content = b"".join(chunks)
+            getattr(chunks, "close", lambda: None)()
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)

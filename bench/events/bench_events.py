@@ -62,6 +62,14 @@ from tests_support.factories import make_group, make_project
 from projects.models import Namespace
 if not Namespace.objects.filter(full_path_lower="bench").exists():
     make_project(make_group("bench"), "app")
+import os
+if os.environ.get("DROP_IDX"):
+    from django.db import connection
+    with connection.cursor() as c:
+        c.execute("SELECT indexname FROM pg_indexes WHERE tablename='container_registry_events' AND (indexname LIKE '%%_like' OR indexname LIKE '%%received%%')")
+        for (name,) in c.fetchall():
+            c.execute(f'DROP INDEX "{name}"'); print("dropped", name)
+        c.execute("CREATE INDEX ev_brin ON container_registry_events USING brin (received_at)")
 """
 COUNTS = """
 from django.db.models import Sum

@@ -1,0 +1,146 @@
+"""The production web server (``scripts/web.sh``: granian) serving the whole application.
+
+The rest of the suite talks to Django's test client or live server, which never take the
+WSGI doors of ``gitlab_core.wsgi`` and pass ``PATH_INFO`` as Django's own server does.
+Here a real granian process serves the test database: the token realm and the event
+receiver through their doors, and the API with an encoded project path, which granian
+decodes before the application sees it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from cryptography import x509
+
+from container_registry.models import ContainerRepository, RegistryEvent
+from container_registry.tests.conftest import envelope_with
+from tests_support.celery_live import child_environment
+from tests_support.factories import make_group, make_project, make_token, make_user
+from tests_support.registry import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def web(tmp_path, settings, registry_keys):
+    if not (ROOT / ".venv" / "bin" / "granian").exists() or shutil.which("nproc") is None:
+        pytest.fail("scripts/web.sh needs granian in .venv (pip install -r requirements.txt)")
+    settings.REGISTRY_KEY_PATH = str(registry_keys.key_path)
+    settings.REGISTRY_CERT_PATH = str(registry_keys.cert_path)
+    settings.REGISTRY_NOTIFICATION_SECRET = secrets.token_urlsafe(16)
+    port = free_port()
+    env = child_environment(
+        tmp_path,
+        {
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "1",
+            "WEB_THREADS": "2",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            # Nothing listens there: a push event for a repository without a row is trusted.
+            "REGISTRY_API_URL": f"http://127.0.0.1:{free_port()}",
+        },
+    )
+    log = (tmp_path / "web.log").open("wb")
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "web.sh")], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if process.poll() is not None:
+            pytest.fail(f"web server exited: {(tmp_path / 'web.log').read_text()[-2000:]}")
+        try:
+            return requests.get(f"{base}/-/health", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, message="granian answering /-/health")
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def world(db):
+    owner = make_user("webowner")
+    project = make_project(make_group("acme", owner=owner), "svc", creator=owner)
+    return {"owner": owner, "project": project, "token": make_token(owner)}
+
+
+def _basic(login: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{secret}".encode()).decode()
+
+
+def test_the_realm_signs_tokens_the_registry_certificate_verifies(web, world, registry_keys):
+    query = {"service": "container_registry", "scope": "repository:acme/svc/img:pull,push"}
+    headers = {"Authorization": _basic("webowner", world["token"])}
+    first = requests.get(f"{web}/jwt/auth", params=query, headers=headers, timeout=10)
+    again = requests.get(f"{web}/jwt/auth", params=query, headers=headers, timeout=10)
+
+    certificate = x509.load_pem_x509_certificate(registry_keys.cert_path.read_bytes())
+    for response in (first, again):
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        claims = jwt.decode(
+            response.json()["token"],
+            certificate.public_key(),
+            algorithms=["RS256"],
+            audience="container_registry",
+            issuer="gitlab-issuer",
+        )
+        assert claims["access"][0]["actions"] == ["pull", "push"]
+        assert claims["sub"] == "webowner"
+    # The granted push created the repository row, in the database the server uses.
+    assert ContainerRepository.objects.filter(project=world["project"], name="img").exists()
+
+    refused = requests.get(
+        f"{web}/jwt/auth", params=query, headers={"Authorization": _basic("webowner", "wrong")}, timeout=10
+    )
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert requests.post(f"{web}/jwt/auth", params=query, timeout=10).status_code == 404
+
+
+def test_the_receiver_applies_an_event_once_and_refuses_a_wrong_secret(web, world, settings):
+    ContainerRepository.objects.create(project=world["project"], name="img")
+    body = envelope_with("push-manifest-oci.json", repository="acme/svc/img", tag="v1")
+    url = f"{web}/api/v4/container_registry_event/events"
+    headers = {"Content-Type": "application/vnd.docker.distribution.events.v1+json"}
+
+    assert requests.post(url, data=body, headers={**headers, "Authorization": "nope"}, timeout=10).status_code == 401
+    for _ in range(2):  # the registry re-sends an event it got no answer for
+        response = requests.post(
+            url, data=body, headers={**headers, "Authorization": settings.REGISTRY_NOTIFICATION_SECRET}, timeout=10
+        )
+        assert response.status_code == 200
+    assert ContainerRepository.objects.get(project=world["project"], name="img").push_count == 1
+    assert RegistryEvent.objects.count() == 1
+
+
+def test_the_api_finds_a_project_by_its_encoded_path(web, world):
+    response = requests.get(f"{web}/api/v4/projects/acme%2Fsvc", headers={"PRIVATE-TOKEN": world["token"]}, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["path_with_namespace"] == "acme/svc"
+    assert (
+        requests.get(
+            f"{web}/api/v4/projects/acme%2Fnone", headers={"PRIVATE-TOKEN": world["token"]}, timeout=10
+        ).status_code
+        == 404
+    )

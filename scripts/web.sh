@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The production web server: granian (Rust HTTP server, WSGI interface) serving
+# gitlab_core.wsgi:application (or the WSGI target given as the first argument).
+#   WEB_HOST (default 127.0.0.1), PORT (default 8000)
+#   WEB_CONCURRENCY: processes (default: one per CPU; the token realm's signing is
+#     CPU-bound, and one Python process uses one core)
+#   WEB_THREADS: request threads per process (default 4; the event receiver spends most
+#     of a request waiting for PostgreSQL's commit)
+#   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
+# Run from anywhere; expects the virtualenv of scripts/run.sh in .venv.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+access=(--access-log)
+case "${WEB_ACCESS_LOG:-true}" in
+    false | 0 | no | off) access=(--no-access-log) ;;
+esac
+exec .venv/bin/granian \
+    --interface wsgi \
+    --host "${WEB_HOST:-127.0.0.1}" \
+    --port "${PORT:-8000}" \
+    --workers "${WEB_CONCURRENCY:-$(nproc)}" \
+    --blocking-threads "${WEB_THREADS:-4}" \
+    --no-ws \
+    --respawn-failed-workers \
+    --workers-kill-timeout 20 \
+    --log-level "$(echo "${LOG_LEVEL:-info}" | tr '[:upper:]' '[:lower:]')" \
+    --log-config gitlab_core/granian-logging.json \
+    "${access[@]}" \
+    "${1:-gitlab_core.wsgi:application}"
