@@ -2,8 +2,9 @@
 
 Posts real envelopes (the captured distribution 2.8 manifest push, one event each, a
 fresh event id per request, pretty-printed as the registry sends them) to
-``/api/v4/container_registry_event/events`` served by gunicorn on PostgreSQL, for each
-server configuration given:
+``/api/v4/container_registry_event/events`` served on PostgreSQL by the production server
+(granian, ``scripts/web.sh``) and, for comparison, gunicorn, for each server
+configuration given, in ``--rounds`` interleaved rounds after an untimed warm-up:
 
 * throughput: ``wrk`` (closed loop, ``--connections`` connections) with
   ``bench/events/events.lua``; right before it, in the same run, the raw rate of
@@ -17,7 +18,7 @@ It ends by re-sending envelopes already acknowledged (nothing may change) and ch
 that every recorded event id was counted exactly once.
 
     python bench/events/bench_events.py [--database-url postgres://USER@HOST:PORT/DB]
-        [--servers sync:3,gthread:2x4] [--connections 8] [--duration 10] [--rate 500]
+        [--servers granian:2x4,sync:4] [--rounds 3] [--connections 8] [--duration 10] [--rate 500]
 
 Without ``--database-url`` a throwaway PostgreSQL cluster is started (``initdb``, needs
 root for ``runuser -u postgres``); with it, use a throwaway database: it is migrated and
@@ -32,6 +33,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -52,7 +54,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "container_registry" / "tests" / "fixtures" / "registry-2.8" / "push-manifest-oci.json"
 LUA = Path(__file__).resolve().parent / "events.lua"
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-GRANIAN = str(Path(sys.executable).parent / "granian")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EVENTS_PATH = "/api/v4/container_registry_event/events"
 CONTENT_TYPE = "application/vnd.docker.distribution.events.v1+json"
@@ -62,14 +63,6 @@ from tests_support.factories import make_group, make_project
 from projects.models import Namespace
 if not Namespace.objects.filter(full_path_lower="bench").exists():
     make_project(make_group("bench"), "app")
-import os
-if os.environ.get("DROP_IDX"):
-    from django.db import connection
-    with connection.cursor() as c:
-        c.execute("SELECT indexname FROM pg_indexes WHERE tablename='container_registry_events' AND (indexname LIKE '%%_like' OR indexname LIKE '%%received%%')")
-        for (name,) in c.fetchall():
-            c.execute(f'DROP INDEX "{name}"'); print("dropped", name)
-        c.execute("CREATE INDEX ev_brin ON container_registry_events USING brin (received_at)")
 """
 COUNTS = """
 from django.db.models import Sum
@@ -210,34 +203,41 @@ def http_request(port: int, secret: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def start_gunicorn(env: dict, server: str) -> tuple[subprocess.Popen, int]:
-    """``sync:N`` (N processes) or ``gthread:NxT`` (N processes of T threads)."""
+def start_server(env: dict, server: str) -> tuple[subprocess.Popen, int]:
+    """``granian:NxT`` (the production server, ``scripts/web.sh``: N processes of T
+    threads, access log off), or gunicorn: ``sync:N`` (N processes) or ``gthread:NxT``."""
     kind, _, size = server.partition(":")
     port = free_port()
-    args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning"]
-    if kind == "sync":
-        args += [f"--workers={size}"]
+    server_env = env
+    if kind == "granian":
+        workers, _, threads = size.partition("x")
+        args = [str(ROOT / "scripts" / "web.sh")]
+        server_env = {**env, "PORT": str(port), "WEB_CONCURRENCY": workers, "WEB_THREADS": threads or "4"}
+        server_env["WEB_ACCESS_LOG"] = "false"
+    elif kind == "sync":
+        args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning", f"--workers={size}"]
     elif kind == "gthread":
         workers, threads = size.split("x")
+        args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning"]
         args += ["--worker-class=gthread", f"--workers={workers}", f"--threads={threads}"]
-    elif kind == "granian":
-        workers, _, threads = size.partition("x")
-        args = [GRANIAN, "--interface=wsgi", "--host=127.0.0.1", f"--port={port}", f"--workers={workers}"]
-        args += ["--no-ws", "--log-level=warning", "gitlab_core.wsgi:application"]
-        args += [f"--blocking-threads={threads}"] if threads else []
     else:
-        raise SystemExit(f"unknown server {server!r}: use sync:N or gthread:NxT")
+        raise SystemExit(f"unknown server {server!r}: use granian:NxT, sync:N or gthread:NxT")
     # The warm-up's first pushes log a warning each (the registry is not running).
-    log = open(Path(env["VAR_DIR"]) / f"gunicorn-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log)
+    log = open(Path(env["VAR_DIR"]) / f"server-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(args, cwd=ROOT, env=server_env, stdout=log, stderr=log, start_new_session=True)
     for _ in range(200):
         try:
             requests.get(f"http://127.0.0.1:{port}{EVENTS_PATH}", timeout=5)
             return proc, port
         except requests.RequestException:
             time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("gunicorn did not start")
+    stop_server(proc)
+    raise RuntimeError(f"{server} did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
 
 
 def run_wrk(port: int, env: dict, connections: int, threads: int, duration: float) -> dict:
@@ -268,7 +268,7 @@ def run_wrk(port: int, env: dict, connections: int, threads: int, duration: floa
 
 
 def bench_server(server: str, args, env: dict, secret: str, template: Path, postgres_pid: int | None) -> dict:
-    proc, port = start_gunicorn(env, server)
+    proc, port = start_server(env, server)
     try:
         session = requests.Session()
         url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
@@ -290,7 +290,7 @@ def bench_server(server: str, args, env: dict, secret: str, template: Path, post
         cpu_before = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postgres_pid)
         result["wrk"] = run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.duration)
         served = result["wrk"]["requests"]
-        result["gunicorn_cpu_ms"] = (tree_cpu_seconds(proc.pid) - cpu_before[0]) * 1000 / served
+        result["server_cpu_ms"] = (tree_cpu_seconds(proc.pid) - cpu_before[0]) * 1000 / served
         result["postgres_cpu_ms"] = (tree_cpu_seconds(postgres_pid) - cpu_before[1]) * 1000 / served
         result["ratio"] = result["wrk"]["rate"] / result["raw_rate"]
         result["load_after_wrk"] = load_average()
@@ -321,8 +321,35 @@ def bench_server(server: str, args, env: dict, secret: str, template: Path, post
         result["redelivery_changed_nothing"] = manage(env, "shell", "-c", COUNTS).split() == before
         return result
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_server(proc)
+
+
+def warm_up(args, env: dict, secret: str, template: Path) -> None:
+    """Untimed load on a fresh cluster: the first measurement of a run used to come out
+    10-30 % slower than the same configuration measured again (cold caches, the first
+    checkpoint), whichever server it was."""
+    if args.warmup <= 0:
+        return
+    raw_insert_rate(args.database_url, args.connections, args.warmup / 2)
+    proc, port = start_server(env, args.servers.split(",")[0])
+    try:
+        session = requests.Session()
+        url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
+        headers = {"Authorization": secret, "Content-Type": CONTENT_TYPE}
+        for i in range(args.repositories):
+            body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i}")
+            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+        wrk_env = {
+            **os.environ,
+            "BENCH_TEMPLATE": str(template),
+            "BENCH_SECRET": secret,
+            "BENCH_RUN": uuid.uuid4().hex,
+            "BENCH_PREFIX": IMAGE_PREFIX,
+            "BENCH_REPOSITORIES": str(args.repositories),
+        }
+        run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.warmup / 2)
+    finally:
+        stop_server(proc)
 
 
 def report(results: list[dict], args, pushes: int, recorded: int) -> str:
@@ -330,7 +357,7 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         f"{args.connections} connections (wrk -t{args.wrk_threads}), {args.duration:.0f} s per phase, "
         f"{args.repositories} repositories, {os.cpu_count()} CPUs",
         "",
-        "| server | raw INSERT+COMMIT/s | events/s (wrk) | ratio | wrk p50 / p99 ms | CPU ms/event gunicorn + PG | "
+        "| server | raw INSERT+COMMIT/s | events/s (wrk) | ratio | wrk p50 / p99 ms | CPU ms/event server + PG | "
         f"{args.rate:.0f}/s offered: achieved, p50 / p99 / max ms | load avg before / after |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -341,9 +368,23 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         failed = f" ({o['failed']} failed: {o['failures']})" if o["failed"] else ""
         lines.append(
             f"| {r['server']} | {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | {r['ratio']:.2f} | "
-            f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} | {r['gunicorn_cpu_ms']:.2f} + {r['postgres_cpu_ms']:.2f} | "
+            f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} | {r['server_cpu_ms']:.2f} + {r['postgres_cpu_ms']:.2f} | "
             f"{o['achieved']:,.0f}{failed}, {o['p50_ms']:.1f} / "
             f"{o['p99_ms']:.1f} / {o['max_ms']:.0f} | {r['load_before']:.1f} / {r['load_after_open_loop']:.1f} |"
+        )
+    lines += [
+        "",
+        "| server | runs | ratio: median (min-max) | events/s: median | p99 at the offered rate: median (max) |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for server in dict.fromkeys(r["server"] for r in results):
+        runs = [r for r in results if r["server"] == server]
+        ratios = [r["ratio"] for r in runs]
+        p99s = [r["open_loop"]["p99_ms"] for r in runs]
+        lines.append(
+            f"| {server} | {len(runs)} | **{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | "
+            f"{statistics.median(r['wrk']['rate'] for r in runs):,.0f} | "
+            f"{statistics.median(p99s):.1f} ms ({max(p99s):.1f}) |"
         )
     redelivery = all(r["redelivery_changed_nothing"] for r in results)
     lines += [
@@ -358,7 +399,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="", help="a throwaway PostgreSQL database (default: start one)")
     parser.add_argument("--cache-url", default="", help="Django cache (default: start a Redis, as in production)")
-    parser.add_argument("--servers", default="sync:3,sync:5,gthread:2x4", help="gunicorn configurations to compare")
+    parser.add_argument(
+        "--servers", default="granian:2x4,sync:4", help="server configurations (granian:NxT, sync:N, gthread:NxT)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="measure every server this many times, interleaved")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds of untimed load before the first round")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections and raw-insert connections")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
@@ -396,7 +441,13 @@ def main() -> None:
         manage(env, "shell", "-c", SEED)
         print(f"load average at start: {load_average():.2f}", file=sys.stderr)
         postgres_pid = postgres.pid if postgres is not None else None
-        results = [bench_server(s, args, env, secret, template, postgres_pid) for s in args.servers.split(",")]
+        warm_up(args, env, secret, template)
+        servers = args.servers.split(",")
+        results = [
+            bench_server(server, args, env, secret, template, postgres_pid)
+            for _round in range(args.rounds)
+            for server in servers
+        ]
         pushes, recorded = map(int, manage(env, "shell", "-c", COUNTS).split())
     finally:
         if postgres is not None:

@@ -1,5 +1,6 @@
-"""Benchmark of ``/jwt/auth`` under gunicorn with PostgreSQL and Redis, against a bare
-signer under the same server, driven by ``wrk`` on the same machine.
+"""Benchmark of ``/jwt/auth`` under the production server (granian, ``scripts/web.sh``;
+``--server gunicorn`` for comparison) with PostgreSQL and Redis, against a bare signer
+under the same server, driven by ``wrk`` on the same machine.
 
     .venv/bin/python bench/jwt_auth/run.py [--duration 10] [--concurrency 1,2,4,8,16,32]
         [--variants realm,unprepared,baseline --baseline-tree DIR] [--algorithms RS256,ES256]
@@ -21,6 +22,7 @@ import re
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +57,15 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def _terminate(proc: subprocess.Popen) -> None:
+    # Servers run in their own session (scripts/web.sh execs granian, which forks).
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        proc.terminate()
+    proc.wait(timeout=30)
+
+
 class Stack:
     def __init__(self, work: Path):
         self.work = work
@@ -66,14 +77,12 @@ class Stack:
         return proc
 
     def stop(self, proc) -> None:
-        proc.terminate()
-        proc.wait(timeout=20)
+        _terminate(proc)
         self.procs.remove(proc)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            proc.terminate()
-            proc.wait(timeout=20)
+            _terminate(proc)
 
     def postgres(self) -> str:
         data = self.work / "pg"
@@ -129,24 +138,25 @@ class Stack:
         time.sleep(0.3)
         return f"redis://127.0.0.1:{port}/0"
 
-    def gunicorn(self, app: str, env: dict, workers: int, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    def server(self, app: str, env: dict, workers: int, kind: str, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
+        """``app`` under the production server (granian through ``scripts/web.sh``, access
+        log off) or gunicorn (sync workers), ``workers`` processes."""
         port = free_port()
-        proc = self.popen(
-            [
-                GUNICORN,
-                app,
-                "-w",
-                str(workers),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--pythonpath",
-                f"{root},{ROOT / 'bench' / 'jwt_auth'}",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
+        pythonpath = f"{root}:{ROOT / 'bench' / 'jwt_auth'}"
+        if kind == "granian":
+            args = [str(ROOT / "scripts" / "web.sh"), app]
+            env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers), "WEB_ACCESS_LOG": "false"}
+        else:
+            args = [GUNICORN, app, "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**env, "PYTHONPATH": pythonpath},
             cwd=root,
+            start_new_session=True,
         )
+        self.procs.append(proc)
         wait_http(f"http://127.0.0.1:{port}/")
         return proc, f"http://127.0.0.1:{port}"
 
@@ -213,7 +223,7 @@ def wrk(url: str, basic: str, connections: int, duration: int, delay_ms: float =
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "c": connections,
-        # CPU per request of the server side (gunicorn, PostgreSQL, Redis) and of wrk:
+        # CPU per request of the server side (web server, PostgreSQL, Redis) and of wrk:
         # robust against other load on a shared machine, unlike the rates.
         "server_cpu_ms": round(server_cpu / max(requests_done, 1) * 1000, 3),
         "wrk_cpu_ms": round(client_cpu / max(requests_done, 1) * 1000, 3),
@@ -267,11 +277,14 @@ print(n / {seconds})
 
 # Realm variants: what each change gives, measured in the same run.
 #   realm      the service as deployed (gitlab_core.wsgi)
+#   no-reuse   the realm with REALM_DECISION_CACHE_SECONDS=0: every request resolves the
+#              credential and the permissions (what distinct requests cost)
 #   unprepared the realm with HOT_QUERIES_PREPARED=false (PostgreSQL plans every query)
 #   baseline   the code of --baseline-tree (for example the first measured version,
-#              exported with ``git archive``), under the same gunicorn and database
+#              exported with ``git archive``), under the same server and database
 VARIANTS = {
     "realm": ("gitlab_core.wsgi:application", {}),
+    "no-reuse": ("gitlab_core.wsgi:application", {"REALM_DECISION_CACHE_SECONDS": "0"}),
     "unprepared": ("gitlab_core.wsgi:application", {"HOT_QUERIES_PREPARED": "false"}),
     "baseline": ("gitlab_core.wsgi:application", {}),
 }
@@ -282,7 +295,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--variants", default="realm", help=f"comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument("--variants", default="realm,no-reuse", help=f"comma-separated, of {','.join(VARIANTS)}")
+    parser.add_argument("--server", default="granian", choices=["granian", "gunicorn"])
     parser.add_argument("--baseline-tree", help="source tree for the 'baseline' variant")
     parser.add_argument("--algorithms", default="RS256,ES256")
     args = parser.parse_args()
@@ -327,6 +341,7 @@ def main() -> None:
         pw_basic = base64.b64encode(b"benchdev:bench-password-123").decode()
         query = f"/jwt/auth?service=container_registry&scope={SCOPE}"
         report = {
+            "server": args.server,
             "workers": args.workers,
             "cpus": os.cpu_count(),
             "duration": args.duration,
@@ -336,7 +351,9 @@ def main() -> None:
         for alg, key in keys.items():
             run: dict = {"realm": {}, "paced": {}}
             app_env = {**env, "REGISTRY_KEY_PATH": str(key)}
-            proc, base = stack.gunicorn("gitlab_core.wsgi:application", app_env, args.workers)
+            # The password case without decision reuse: what its hasher costs per decision.
+            no_reuse_env = {**app_env, "REALM_DECISION_CACHE_SECONDS": "0"}
+            proc, base = stack.server("gitlab_core.wsgi:application", no_reuse_env, args.workers, args.server)
             token = requests.get(base + query, headers={"Authorization": f"Basic {pat_basic}"}, timeout=10).json()
             claims = jwt.decode(token["token"], options={"verify_signature": False})
             claims_path = work / f"claims-{alg}.json"
@@ -349,7 +366,7 @@ def main() -> None:
             for variant in variants:
                 app, extra = VARIANTS[variant]
                 root = Path(args.baseline_tree) if variant == "baseline" else ROOT
-                proc, base = stack.gunicorn(app, {**app_env, **extra}, args.workers, root=root)
+                proc, base = stack.server(app, {**app_env, **extra}, args.workers, args.server, root=root)
                 wrk(base + query, pat_basic, 2, 2)  # warm-up
                 pids = [proc.pid, stack.pg_proc.pid, stack.redis_proc.pid]
                 results = [wrk(base + query, pat_basic, c, args.duration, cpu_pids=pids) for c in levels]
@@ -361,7 +378,7 @@ def main() -> None:
                 )
                 stack.stop(proc)
             bare_env = {**env, "BARE_KEY_PATH": str(key), "BARE_CLAIMS_PATH": str(claims_path)}
-            proc, bare_base = stack.gunicorn("bare_signer:app", bare_env, args.workers)
+            proc, bare_base = stack.server("bare_signer:app", bare_env, args.workers, args.server)
             wrk(bare_base + "/", pat_basic, 2, 2)
             pids = [proc.pid, stack.pg_proc.pid, stack.redis_proc.pid]
             run["bare"] = [wrk(bare_base + "/", pat_basic, c, args.duration, cpu_pids=pids) for c in levels]
@@ -409,7 +426,8 @@ def markdown(report: dict) -> str:
                 f"{p['p50']:.1f} | {p['p99']:.1f} |"
             )
         pw = run["password"]
-        lines.append("\npassword: " + ", ".join(f"c={r['c']} {r['rps']:.1f}/s p50 {r['p50']:.0f} ms" for r in pw))
+        rates = ", ".join(f"c={r['c']} {r['rps']:.1f}/s p50 {r['p50']:.0f} ms" for r in pw)
+        lines.append(f"\npassword, decisions not reused: {rates}")
     return "\n".join(lines)
 
 
