@@ -214,6 +214,22 @@ def _forget_cached_dates(pushed: dict[int, set[str]]) -> None:
             logger.warning("could not forget cached tag dates of repository %s: %s", repository_id, exc)
 
 
+def prune_recorded_events(*, older_than: dt.timedelta, batch_size: int = 5_000) -> int:
+    """Delete the recorded ids of events received before ``now - older_than``, in
+    batches (short transactions beside a busy receiver). Returns how many were deleted.
+    A re-sent event whose id was pruned would be counted again, so ``older_than`` must
+    exceed how long the registry may keep re-sending (see
+    ``REGISTRY_EVENT_RETENTION_DAYS``)."""
+    old = RegistryEvent.objects.filter(received_at__lt=timezone.now() - older_than).order_by("id")
+    deleted = 0
+    while True:
+        batch = list(old.values_list("id", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        # No relation or signal points at these rows: Django deletes them with one DELETE.
+        deleted += RegistryEvent.objects.filter(id__in=batch).delete()[0]
+
+
 def _kind(event: Event) -> str | None:
     if event.action == "push" and event.tag:
         return None if event.is_our_dummy_push else "push"

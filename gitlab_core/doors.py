@@ -4,13 +4,19 @@ The registry calls ``/jwt/auth`` for every token and posts one notification per 
 to the event receiver, waiting for each answer. For these two paths Django's request
 handling (middleware, URL resolution, request and response objects) cost more than the
 work itself (``docs/benchmarks.md``), so ``gitlab_core.wsgi`` hands them to a plain
-function of the environ. A door keeps what matters of Django's handling: before and
-after the request the database connection is checked as Django's request signals do
-(closed when broken or older than ``CONN_MAX_AGE``; it is the only resource the doors
-use, and the signal dispatch cost more than the check), a logged 500 in the API's shape
-for an unexpected error, and ``nosniff``. It does not validate ``Host`` against
-``ALLOWED_HOSTS``: neither endpoint builds a URL from it. The same endpoints are also
-Django views (tests, ``runserver``) that call the same decision functions.
+function of the environ. A door keeps what matters of Django's handling:
+
+* before and after the request the database connection is checked as Django's request
+  signals do (closed when broken or older than ``CONN_MAX_AGE``), without the signal
+  dispatch, which cost more than the check. The signals' other work is closing caches,
+  a no-op for the database and Redis backends;
+* an unexpected error is logged and answered 500 in the API's shape;
+* ``X-Content-Type-Options: nosniff``.
+
+It does not validate ``Host`` against ``ALLOWED_HOSTS`` (neither endpoint builds a URL
+from it), and middleware added to the settings does not run for these two paths: give
+such behaviour to the doors as well. The same endpoints are also Django views (tests,
+``runserver``) that call the same decision functions.
 """
 
 from __future__ import annotations

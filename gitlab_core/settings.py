@@ -172,6 +172,10 @@ REGISTRY_CERT_PATH = env_str("REGISTRY_CERT_PATH", "") or None
 REGISTRY_ENABLED = env_bool("REGISTRY_ENABLED", True)
 REGISTRY_NOTIFICATION_SECRET = env_str("REGISTRY_NOTIFICATION_SECRET", "")
 REGISTRY_REQUEST_TIMEOUT = env_int("REGISTRY_REQUEST_TIMEOUT", 15, minimum=1)
+# Recorded event ids (de-duplication of re-sent notifications) are deleted after this
+# many days, daily; 0 keeps them. The registry re-sends an event only while its delivery
+# keeps failing, so this must exceed the longest outage of the receiver you expect.
+REGISTRY_EVENT_RETENTION_DAYS = env_int("REGISTRY_EVENT_RETENTION_DAYS", 14, minimum=0)
 
 # Failed-authentication ban for /jwt/auth (GitLab's packaged defaults).
 AUTH_BAN_ENABLED = env_bool("AUTH_BAN_ENABLED", True)
@@ -230,6 +234,11 @@ CELERY_BEAT_SCHEDULE = {
     "repository-deletion-scheduler": {
         "task": "container_registry.schedule_repository_deletions",
         "schedule": crontab(minute=env_str("DELETION_CRON_MINUTE", "*/5")),
+    },
+    # Recorded event ids past REGISTRY_EVENT_RETENTION_DAYS, daily at a quiet hour.
+    "registry-event-pruning": {
+        "task": "container_registry.prune_registry_events",
+        "schedule": crontab(minute="17", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
     },
 }
 

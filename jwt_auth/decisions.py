@@ -103,13 +103,9 @@ _WATCHED = (
     # A granted push creates the repository row; a deleted row must come back at once.
     "container_registry.ContainerRepository",
 )
-_watched_models: frozenset = frozenset()
 
 
 def _changed(sender, **kwargs) -> None:
-    meta = getattr(sender, "_meta", None)
-    if meta is None or meta.concrete_model not in _watched_models:
-        return
     # Cleared now and again at commit, so that a decision racing the commit is not kept.
     clear()
     transaction.on_commit(clear)
@@ -117,12 +113,15 @@ def _changed(sender, **kwargs) -> None:
 
 def connect_invalidation() -> None:
     """Clear the cache whenever a model a realm decision reads is saved or deleted
-    (``jwt_auth.apps``). Queryset ``update()``/``delete()`` send no signal: those
-    changes wait for the window to pass."""
-    global _watched_models
+    (``jwt_auth.apps``), proxies included (a ``Group`` saves as itself). Connected per
+    model: a receiver for every sender would make Django give up fast bulk deletes of
+    all other models. Queryset ``update()`` sends no signal: those changes wait for the
+    window to pass."""
     from django.apps import apps
 
-    _watched_models = frozenset(apps.get_model(label) for label in _WATCHED)
-    post_save.connect(_changed, dispatch_uid="jwt_auth.decisions.saved")
-    post_delete.connect(_changed, dispatch_uid="jwt_auth.decisions.deleted")
+    watched = {apps.get_model(label) for label in _WATCHED}
+    for model in apps.get_models():
+        if model._meta.concrete_model in watched:
+            for signal in (post_save, post_delete):
+                signal.connect(_changed, sender=model, dispatch_uid=f"jwt_auth.decisions.{model._meta.label}")
     post_migrate.connect(clear, dispatch_uid="jwt_auth.decisions.database_reset")

@@ -245,3 +245,14 @@ def test_personal_namespace_owner_owns_its_projects_and_nobody_else_does(realm, 
     scope = "repository:solo/app:pull,push,delete"
     assert realm.access(scope, creds=("solo", make_token(user))) == {"solo/app": ["pull", "push", "delete"]}
     assert realm.access(scope, creds=("other", make_token(other))) == {}
+
+
+def test_decision_invalidation_listens_only_to_what_a_decision_reads():
+    # A receiver for every sender would turn every bulk delete into row-by-row deletes.
+    from django.db.models.signals import post_delete, post_save
+
+    from container_registry.models import RegistryEvent
+    from projects.models import Group
+
+    assert post_save.has_listeners(Group) and post_delete.has_listeners(PersonalAccessToken)
+    assert not post_delete.has_listeners(RegistryEvent)
