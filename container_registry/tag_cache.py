@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from django.core.cache import cache
+from django.db import connections
 
 from gitlab_core.fast_cache import redis_client
 
@@ -155,6 +156,10 @@ class _Forgetter:
                 _delete(keys)
             except Exception as exc:  # noqa: BLE001 -- any cache fault; the entries expire by their TTL
                 logger.warning("could not forget %d cached tag dates: %s", len(keys), exc)
+            finally:
+                # Only if the cache became a database cache meanwhile: no connection of
+                # this thread may stay open.
+                connections.close_all()
             with self._lock:
                 self._pending -= len(keys)
                 self._wake.notify_all()

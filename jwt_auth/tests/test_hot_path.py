@@ -256,3 +256,17 @@ def test_decision_invalidation_listens_only_to_what_a_decision_reads():
 
     assert post_save.has_listeners(Group) and post_delete.has_listeners(PersonalAccessToken)
     assert not post_delete.has_listeners(RegistryEvent)
+
+
+@pytest.mark.django_db
+def test_a_database_outage_is_a_503_in_the_registry_shape(realm, world):
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    creds = ("developer", make_token(world["users"]["developer"]))
+    with mock.patch("jwt_auth.services.authorize_and_issue", side_effect=OperationalError("gone")):
+        response = realm.get(PUSH, creds=creds)
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
+    assert response["Cache-Control"] == "no-store"
