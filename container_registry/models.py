@@ -156,12 +156,13 @@ class RegistryEvent(models.Model):
     repository = models.CharField(max_length=2048)
     tag = models.CharField(max_length=255, null=True, blank=True)
     digest = models.CharField(max_length=255, null=True, blank=True)
-    # Indexed by migration 0002: BRIN on PostgreSQL (rows arrive in time order, and a
-    # B-tree here cost every event an index insertion), B-tree elsewhere.
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "container_registry_events"
+        # For pruning. Migration 0002 makes it BRIN on PostgreSQL: rows arrive in time
+        # order, and a B-tree cost every event one more index insertion.
+        indexes = [models.Index(fields=["received_at"], name="cr_events_received_at")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.repository} ({self.event_id})"

@@ -67,7 +67,7 @@ def registry_events(request):
     try:
         body = request.body
     except RequestDataTooBig:
-        status, payload = 413, {"message": "413 Content Too Large"}
+        status, payload = 413, {"message": f"413 {HTTPStatus(413).phrase}"}
     else:
         status, payload = receive(
             request.method,
@@ -85,21 +85,23 @@ def _max_body_bytes() -> int:
 
 
 def _read_body(environ) -> bytes | int:
-    """The request body, or the status refusing it (411 for a bad length, 413 too large)."""
+    """The request body, or 413 when it is larger than Django accepts. A missing or
+    unparsable ``Content-Length`` means an empty body, as for Django, unless the server
+    says the input ends by itself (chunked bodies under granian and gunicorn): then it is
+    read to its end."""
     limit = _max_body_bytes()
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return 411
+        length = 0
     if length > limit:
         return 413
-    if length <= 0:
-        # Chunked bodies arrive without a length; gunicorn dechunks them into wsgi.input.
-        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            body = environ["wsgi.input"].read(limit + 1)
-            return 413 if len(body) > limit else body
-        return b""
-    return environ["wsgi.input"].read(length)
+    if length > 0:
+        return environ["wsgi.input"].read(length)
+    if environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        body = environ["wsgi.input"].read(limit + 1)
+        return 413 if len(body) > limit else body
+    return b""
 
 
 def answer_environ(environ) -> doors.Answer:

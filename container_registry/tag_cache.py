@@ -27,8 +27,11 @@ from gitlab_core.fast_cache import redis_client
 DEFAULT_TTL_SECONDS = 24 * 3600
 
 logger = logging.getLogger(__name__)
-# How long the receiver's forgets wait to be sent together (``forget_soon``).
+# How long the receiver's forgets wait to be sent together (``forget_soon``), and how
+# many may wait at most.
 BATCH_DELAY_SECONDS = 0.005
+MAX_QUEUED_KEYS = 100_000
+_fork_lock = threading.Lock()
 
 
 def _key(repository_id: int, name: str) -> str:
@@ -117,7 +120,12 @@ def _delete(keys: list[str]) -> None:
 
 
 class _Forgetter:
-    """One daemon thread per process that deletes the keys queued meanwhile in one DEL."""
+    """One daemon thread per process that deletes the keys queued meanwhile in one DEL.
+
+    At most ``MAX_QUEUED_KEYS`` wait (a Redis that stopped answering must not grow the
+    queue without end: keys beyond it are dropped with a warning, and their entries live
+    until their TTL). A forked child starts afresh; a thread that died is replaced on
+    the next call."""
 
     def __init__(self) -> None:
         self._pid = os.getpid()
@@ -129,12 +137,18 @@ class _Forgetter:
 
     def add(self, keys: list[str]) -> None:
         if self._pid != os.getpid():
-            # A forked child inherits neither the thread nor a usable lock.
-            self.__init__()
+            with _fork_lock:
+                if self._pid != os.getpid():
+                    # A forked child inherits neither the thread nor a usable lock.
+                    self.__init__()
         with self._lock:
+            room = MAX_QUEUED_KEYS - len(self._queued)
+            if room < len(keys):
+                logger.warning("tag-date forget queue full: %d keys dropped", len(keys) - max(room, 0))
+                keys = keys[: max(room, 0)]
             self._queued.extend(keys)
             self._pending += len(keys)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="tag-cache-forget", daemon=True)
                 self._thread.start()
             self._wake.notify_all()
@@ -154,15 +168,15 @@ class _Forgetter:
                 keys, self._queued = self._queued, []
             try:
                 _delete(keys)
-            except Exception as exc:  # noqa: BLE001 -- any cache fault; the entries expire by their TTL
-                logger.warning("could not forget %d cached tag dates: %s", len(keys), exc)
-            finally:
                 # Only if the cache became a database cache meanwhile: no connection of
                 # this thread may stay open.
                 connections.close_all()
-            with self._lock:
-                self._pending -= len(keys)
-                self._wake.notify_all()
+            except Exception as exc:  # noqa: BLE001 -- any cache fault; the entries expire by their TTL
+                logger.warning("could not forget %d cached tag dates: %s", len(keys), exc)
+            finally:
+                with self._lock:
+                    self._pending -= len(keys)
+                    self._wake.notify_all()
 
 
 _forgetter = _Forgetter()

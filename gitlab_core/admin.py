@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from gitlab_core import services
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
+from gitlab_core.signals import send_access_changed
 from projects.models import Namespace
 
 admin.site.site_header = "GitLab container registry administration"
@@ -148,6 +149,7 @@ class PersonalAccessTokenCreateForm(forms.ModelForm):
 @admin.action(description="Revoke selected tokens")
 def revoke_tokens(modeladmin, request, queryset):
     count = queryset.filter(revoked=False).update(revoked=True)
+    send_access_changed(PersonalAccessToken)
     modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 

@@ -10,8 +10,9 @@ function of the environ. A door keeps what matters of Django's handling:
   signals do (closed when broken or older than ``CONN_MAX_AGE``), without the signal
   dispatch, which cost more than the check. The signals' other work is closing caches,
   a no-op for the database and Redis backends;
-* a database error nobody answered is a 503 (the registry retries), any other
-  unexpected error is logged and answered 500, both in the API's shape;
+* a lost database connection nobody answered is a 503 (the registry retries), any
+  other unexpected error is logged and answered 500, both in the API's shape (Django
+  would answer its HTML error page);
 * ``X-Content-Type-Options: nosniff``.
 
 It does not validate ``Host`` against ``ALLOWED_HOSTS`` (neither endpoint builds a URL
@@ -27,7 +28,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
     try:
         check_connection()
         status, headers, content_type, body = handler(environ)
-    except DatabaseError as exc:
-        # Only what the handler did not answer itself (the receiver answers 503 too).
+    except (OperationalError, InterfaceError) as exc:
+        # A lost or refused connection the handler did not answer itself.
         logger.warning("database unavailable answering %s: %s", environ.get("PATH_INFO"), exc.__class__.__name__)
         status, headers, content_type, body = json_answer(503, {"message": "503 Service Unavailable"})
     except Exception:
@@ -59,7 +60,7 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
         status, headers, content_type, body = json_answer(500, {"message": "500 Internal Server Error"})
     try:
         check_connection()
-    except DatabaseError:
+    except (OperationalError, InterfaceError):
         pass  # the next request checks again; this answer is already decided
     start_response(
         f"{status} {HTTPStatus(status).phrase}",

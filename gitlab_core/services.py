@@ -17,6 +17,7 @@ from django.utils import timezone
 from gitlab_core.api.errors import bad_request, conflict, invalid_params
 from gitlab_core.api.params import clean_text
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
+from gitlab_core.signals import send_access_changed
 from projects.models import Namespace
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
@@ -201,6 +202,7 @@ def rotate_personal_access_token(
             reused = PersonalAccessToken.objects.filter(previous=current).exists()
             if reused:
                 PersonalAccessToken.objects.filter(pk__in=_token_family(current)).update(revoked=True)
+                send_access_changed(PersonalAccessToken)
             failure = _already_revoked()
         else:
             failure = None
@@ -228,6 +230,7 @@ def revoke_personal_access_token(*, token: PersonalAccessToken) -> None:
     if not changed:
         raise _already_revoked()
     token.revoked = True
+    send_access_changed(PersonalAccessToken)
 
 
 # --- application settings -----------------------------------------------------------------

@@ -114,7 +114,14 @@ CACHE_URL = env_str("CACHE_URL", "")
 if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
     raise ImproperlyConfigured("CACHE_URL must be empty (database cache) or a redis:// URL")
 if CACHE_URL.startswith("redis"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # A Redis that stops answering must fail a call, not hang a request.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     # A database cache is shared by every process on the embedded default (web, worker).
     CACHES = {
@@ -241,6 +248,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="17", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
     },
 }
+
+# Error pages (DEBUG) and reports hide connection strings too (gitlab_core/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "gitlab_core.error_reports.ReporterFilter"
 
 # --- Logging: one JSON object per line ---------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

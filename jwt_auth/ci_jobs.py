@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from gitlab_core import tokens
 from gitlab_core.models import User
+from gitlab_core.signals import send_access_changed
 from projects.models import CiJob, Project
 
 FINISHED_STATUSES = (CiJob.Status.SUCCESS, CiJob.Status.FAILED, CiJob.Status.CANCELED)
@@ -45,6 +46,7 @@ def finish_ci_job(*, token_or_id: str, status: str = CiJob.Status.SUCCESS) -> Ci
         raise CiJobError("no such CI job")
     # Conditional update: a concurrent finish wins once, the second is a no-op.
     CiJob.objects.filter(pk=job.pk, status=CiJob.Status.RUNNING).update(status=status, finished_at=timezone.now())
+    send_access_changed(CiJob)
     job.refresh_from_db()
     return job
 

@@ -106,7 +106,8 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        # ValueError: characters outside ASCII, which base64 refuses before decoding.
         raise MalformedCredentials
     login, sep, password = decoded.partition(":")
     if not sep:

@@ -12,11 +12,14 @@ and logs its denials again; failures are never kept, so every bad attempt is cou
 by the failed-login throttle.
 
 What this costs: a token revoked, a user blocked or a membership removed in another
-process can still get a token for at most that window. The token the registry already
-holds stays valid for its whole lifetime (5 minutes by default) whatever we do, as in
-GitLab, so the window adds 1 s to a 300 s one. Any change saved through Django in this
-process (tokens, users, memberships, projects, groups, deploy tokens, CI jobs, settings,
-container repositories) clears the cache at once.
+process can still get a token for at most that window, counted from when the decision's
+data was read. The token the registry already holds stays valid for its whole lifetime
+(5 minutes by default) whatever we do, as in GitLab, so the window adds 1 s to 300.
+Any change made in this process through the models (tokens, users, memberships,
+projects, groups, deploy tokens, CI jobs, settings, container repositories) or through
+a service that updates them in bulk
+(``gitlab_core.signals.access_changed``: revocations, finished CI jobs, project
+deletion) clears the cache at once.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_migrate, post_save
 
+from gitlab_core.signals import access_changed
+
 DEFAULT_SECONDS = 1.0
 MAX_ENTRIES = 10_000
 logger = logging.getLogger("jwt_auth.services")
 
 _entries: dict[bytes, tuple[Decision, float]] = {}
 _lock = threading.Lock()
+# Bumped by every clear(): a decision begun before a clear is not kept.
+_state = {"generation": 0}
 
 
 @dataclass(frozen=True)
@@ -69,24 +76,36 @@ def lookup(key: bytes) -> Decision | None:
     return entry[0]
 
 
-def remember(key: bytes, decision: Decision) -> None:
+def begin() -> tuple[int, float]:
+    """Call before reading what a decision is made of; pass the result to ``remember``."""
+    return _state["generation"], time.monotonic()
+
+
+def remember(key: bytes, decision: Decision, started: tuple[int, float]) -> None:
+    """Keep ``decision`` until ``window`` after its data was read (``started``), unless
+    the cache was cleared meanwhile: a change committed while the decision was being
+    made (a slow password hash, a lock wait) must not be outlived."""
     window = _window()
+    generation, read_at = started
     if window <= 0 or transaction.get_connection().in_atomic_block:
         # Inside a transaction (a test case, a caller's atomic block) what was read may
         # never be committed.
         return
     with _lock:
+        if _state["generation"] != generation:
+            return
         if len(_entries) >= MAX_ENTRIES:
             now = time.monotonic()
             for stale in [k for k, (_d, expiry) in _entries.items() if expiry <= now]:
                 del _entries[stale]
             if len(_entries) >= MAX_ENTRIES:
                 _entries.clear()
-        _entries[key] = (decision, time.monotonic() + window)
+        _entries[key] = (decision, read_at + window)
 
 
 def clear(**_kwargs) -> None:
     with _lock:
+        _state["generation"] += 1
         _entries.clear()
 
 
@@ -125,3 +144,5 @@ def connect_invalidation() -> None:
             for signal in (post_save, post_delete):
                 signal.connect(_changed, sender=model, dispatch_uid=f"jwt_auth.decisions.{model._meta.label}")
     post_migrate.connect(clear, dispatch_uid="jwt_auth.decisions.database_reset")
+    # Changes made with queryset updates (revocations, a project marked for deletion).
+    access_changed.connect(clear, dispatch_uid="jwt_auth.decisions.access_changed")

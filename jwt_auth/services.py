@@ -97,8 +97,9 @@ def authorize_and_issue(*, authorization: str, client_ip: str, query: str, scope
     key = decisions.request_key(authorization, query, client_ip)
     decision = decisions.lookup(key)
     if decision is None:
+        started = decisions.begin()
         decision = decide(auth=identify_caller(authorization=authorization, client_ip=client_ip), scopes=scopes)
-        decisions.remember(key, decision)
+        decisions.remember(key, decision, started)
     else:
         decision.log_denials()
     return issue(decision)

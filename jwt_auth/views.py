@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
 
 from gitlab_core import doors
@@ -43,7 +43,7 @@ def answer(method: str, query: str, authorization: str, client_ip: str) -> doors
     except KeyConfigurationError:
         logger.exception("registry token signing key unusable")
         return _error(unavailable("token signing key not configured", status=503), [])
-    except DatabaseError as exc:
+    except (OperationalError, InterfaceError) as exc:
         # The registry shows this to the client, which retries the login.
         logger.warning("token realm: database unavailable: %s", exc.__class__.__name__)
         return _error(unavailable("service temporarily unavailable", status=503), NO_STORE)

@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from gitlab_core.admin import show_secret_once
+from gitlab_core.signals import send_access_changed
 from projects.models import (
     DEPLOY_TOKEN_SCOPES,
     CiJob,
@@ -194,6 +195,7 @@ class DeployTokenCreateForm(forms.ModelForm):
 @admin.action(description="Revoke selected tokens")
 def revoke_deploy_tokens(modeladmin, request, queryset):
     count = queryset.filter(revoked=False).update(revoked=True)
+    send_access_changed(DeployToken)
     modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from gitlab_core.api.errors import bad_request, conflict, forbidden
 from gitlab_core.models import User
 from gitlab_core.services import valid_path
+from gitlab_core.signals import send_access_changed
 from projects import permissions
 from projects.models import (
     AccessLevel,
@@ -237,6 +238,7 @@ def request_project_deletion(*, project: Project) -> None:
     Otherwise the row goes with the last repository.
     """
     Project.objects.filter(pk=project.pk).update(pending_delete=True)
+    send_access_changed(Project)
     project.pending_delete = True
     project_deletion_requested.send(sender=Project, project=project)
     if not project.container_repositories.exists():

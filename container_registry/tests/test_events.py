@@ -344,3 +344,44 @@ def test_an_unreachable_cache_does_not_fail_the_receiver(post_events, captured_w
     assert image_repository(captured_world["project"]).push_count == 1
     assert tag_cache.flush_forgets()
     assert "could not forget" in caplog.text and "cached tag dates" in caplog.text
+
+
+def test_the_wsgi_door_reads_a_body_sent_without_a_length_and_refuses_one_too_large(settings, captured_world):
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    headers = {"CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": SECRET, "wsgi.input_terminated": True}
+    response = call_wsgi("POST", EVENTS_URL, envelope(PUSH_OCI), **headers, CONTENT_LENGTH="")
+    assert response.status_code == 200
+    assert image_repository(captured_world["project"]).push_count == 1
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = call_wsgi("POST", EVENTS_URL, envelope(PUSH_OCI), **headers, CONTENT_LENGTH="")
+    assert response.status_code == 413
+    assert response.json() == {"message": "413 Request Entity Too Large"}
+
+
+def test_an_unparsable_length_is_an_empty_body_as_for_django(settings, captured_world):
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    response = call_wsgi(
+        "POST",
+        EVENTS_URL,
+        envelope(PUSH_OCI),
+        CONTENT_TYPE="application/json",
+        HTTP_AUTHORIZATION=SECRET,
+        CONTENT_LENGTH="many",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"message": "The request body is not valid JSON"}
+
+
+@pytest.mark.django_db
+def test_the_event_table_indexes_are_the_cheap_kind_on_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL index kinds (migration 0002)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'container_registry_events'")
+        indexes = dict(cursor.fetchall())
+    assert "USING brin (received_at)" in indexes["cr_events_received_at"]
+    assert not [name for name in indexes if name.endswith("_like")]

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from django.conf import settings
+
 from container_registry import tag_cache
 
 
@@ -24,3 +27,26 @@ def test_a_cached_date_is_not_used_for_another_digest(db):
 
     assert tag_cache.get_many(7, ["v1"], digests={"v1": "sha256:new"}) == {}
     assert tag_cache.get_many(7, ["v1"], digests={"v1": "sha256:old"}) == {"v1": created}
+
+
+@pytest.mark.skipif(not settings.CACHE_URL, reason="Redis caches only (second pass of scripts/test.sh)")
+def test_forget_soon_deletes_queued_keys_in_the_background_on_redis():
+    created = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    tag_cache.set_many(8, {f"v{i}": created for i in range(20)})
+    for i in range(20):
+        tag_cache.forget_soon(8, [f"v{i}"])
+    assert tag_cache.flush_forgets()
+    assert tag_cache.get_many(8, [f"v{i}" for i in range(20)]) == {}
+
+
+def test_a_full_forget_queue_drops_keys_with_a_warning(monkeypatch, caplog):
+    forgetter = tag_cache._Forgetter()
+    monkeypatch.setattr(tag_cache, "MAX_QUEUED_KEYS", 3)
+    monkeypatch.setattr(tag_cache, "BATCH_DELAY_SECONDS", 0.3)  # nothing drains meanwhile
+    deleted = []
+    monkeypatch.setattr(tag_cache, "_delete", deleted.extend)
+    forgetter.add(["a", "b"])
+    forgetter.add(["c", "d", "e"])
+    assert forgetter.flush(5)
+    assert "2 keys dropped" in caplog.text
+    assert deleted == ["a", "b", "c"]

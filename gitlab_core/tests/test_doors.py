@@ -52,3 +52,13 @@ def test_the_answer_gets_its_length_type_and_extra_headers():
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
     }
+
+
+def test_error_reports_hide_connection_strings_from_the_environment(rf):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    # granian copies the process environment into every request's metadata.
+    request = rf.get("/", DATABASE_URL="postgres://app:hunter2@db/app", CACHE_URL="redis://:pw@r/1", PATH_X="ok")
+    meta = get_default_exception_reporter_filter().get_safe_request_meta(request)
+    assert "hunter2" not in meta["DATABASE_URL"] and "pw@" not in meta["CACHE_URL"]
+    assert meta["PATH_X"] == "ok"

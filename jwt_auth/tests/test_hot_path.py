@@ -50,6 +50,9 @@ def test_a_warm_pat_push_request_costs_two_queries(realm, world, settings):
 @committed
 def test_an_identical_request_within_the_window_reuses_the_decision_and_signs_anew(realm, world):
     creds = ("developer", make_token(world["users"]["developer"]))
+    # The first push grant creates the repository row, and a change made while deciding
+    # keeps that decision out of the cache: the second request is the first one kept.
+    realm.get(PUSH, creds=creds)
     first = realm.claims(realm.get(PUSH, creds=creds))
     with CaptureQueriesContext(connection) as queries:
         second = realm.claims(realm.get(PUSH, creds=creds))
@@ -88,16 +91,62 @@ def test_revoked_token_and_removed_membership_stop_working_on_the_next_request(r
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     ProjectMember.objects.get(user=developer).delete()
     assert realm.access(PUSH, creds=creds) == {}
-    token = PersonalAccessToken.objects.get(user=developer)
-    token.revoked = True
-    token.save()
+    # The API's revocation (a conditional queryset update) clears reused decisions too.
+    core_services.revoke_personal_access_token(token=PersonalAccessToken.objects.get(user=developer))
     assert realm.get(PUSH, creds=creds).status_code == 401
+
+
+@committed
+def test_a_finished_ci_job_and_a_project_deleted_through_the_api_stop_at_once(realm, world, make_ci_job):
+    from jwt_auth.ci_jobs import finish_ci_job
+    from projects.services import request_project_deletion
+
+    job, secret = make_ci_job(world["project"], user=world["users"]["developer"])
+    creds = ("gitlab-ci-token", secret)
+    for _ in range(2):  # the second decision is kept
+        assert realm.get(PUSH, creds=creds).status_code == 200
+    finish_ci_job(token_or_id=secret)
+    assert realm.get(PUSH, creds=creds).status_code == 401
+
+    owner = ("owner", make_token(world["users"]["owner"]))
+    assert realm.access(PUSH, creds=owner) == {f"{SVC}/img": ["pull", "push"]}
+    assert realm.access(PUSH, creds=owner) == {f"{SVC}/img": ["pull", "push"]}  # kept now
+    request_project_deletion(project=world["project"])
+    assert realm.access(PUSH, creds=owner) == {}
+
+
+@committed
+def test_another_credential_with_the_same_scope_and_address_is_decided_afresh(realm, world):
+    assert realm.access(PUSH, creds=("developer", make_token(world["users"]["developer"]))) == {
+        f"{SVC}/img": ["pull", "push"]
+    }
+    assert realm.access(PUSH, creds=("reporter", make_token(world["users"]["reporter"]))) == {f"{SVC}/img": ["pull"]}
+    assert realm.access(PUSH, creds=("outsider", make_token(world["users"]["outsider"]))) == {}
+
+
+@committed
+def test_a_decision_begun_before_a_change_is_not_kept_nor_kept_past_its_window(settings):
+    from jwt_auth import decisions
+
+    decision = decisions.Decision(subject="u", auth_type="personal_access_token", user_info=None, access=())
+    started = decisions.begin()
+    decisions.clear()  # what a revocation committing meanwhile does
+    decisions.remember(b"k1", decision, started)
+    assert decisions.lookup(b"k1") is None
+
+    settings.REALM_DECISION_CACHE_SECONDS = 1
+    generation, _now = decisions.begin()
+    decisions.remember(b"k2", decision, (generation, time.monotonic() - 0.9))  # read 0.9 s ago
+    assert decisions.lookup(b"k2") is decision
+    time.sleep(0.15)
+    assert decisions.lookup(b"k2") is None
 
 
 @committed
 def test_a_revocation_by_another_process_applies_within_the_window(realm, world, settings):
     settings.REALM_DECISION_CACHE_SECONDS = 0.3
     creds = ("developer", make_token(world["users"]["developer"]))
+    repositories.ensure_repository_exists(project=world["project"], name="img")
     assert realm.get(PUSH, creds=creds).status_code == 200
     # A queryset update sends no signal: this is what another process's change looks like.
     PersonalAccessToken.objects.update(revoked=True)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from container_registry.models import ContainerRepository
 from projects.models import AccessLevel, CiJob, ProjectMember, RegistryAccessLevel, Visibility
 from tests_support.factories import make_group, make_project, make_user
+from tests_support.wsgi import call_wsgi
 
 SVC = "acme/platform/svc"
 ALL = f"repository:{SVC}:pull,push,delete,*"
@@ -165,10 +166,16 @@ def test_unknown_secret_is_401_in_registry_shape(realm, world):
     assert response.json()["errors"][0]["message"].startswith("HTTP Basic: Access denied")
 
 
-@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Basic Zm9vYmFy"])
-def test_malformed_basic_header_is_401(client, header):
-    response = client.get("/jwt/auth?service=container_registry", HTTP_AUTHORIZATION=header)
+@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Basic Zm9vYmFy", "Basic é", "Basic \u00ff\u00fe=="])
+@pytest.mark.parametrize("door", ["django-view", "wsgi-door"])
+def test_malformed_basic_header_is_401_in_registry_shape(client, header, door, db):
+    if door == "wsgi-door":
+        # A WSGI environ carries headers as latin-1 text, as a server decodes them.
+        response = call_wsgi("GET", "/jwt/auth", QUERY_STRING="service=container_registry", HTTP_AUTHORIZATION=header)
+    else:
+        response = client.get("/jwt/auth?service=container_registry", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
 
 
 # --- passwords ---------------------------------------------------------------------------
