@@ -28,6 +28,26 @@ def _fresh_realm_decisions():
 
 
 @pytest.fixture
+def gitlab_client():
+    """``gitlab_client(url, token)``: the real python-gitlab client, its HTTP session
+    closed after the test. An idle keep-alive connection keeps a thread of the live
+    server, and its database connection, until the end of the session, and the test
+    database can then not be dropped."""
+    import gitlab
+
+    clients = []
+
+    def make(url: str, token: str):
+        client = gitlab.Gitlab(url, private_token=token)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.session.close()
+
+
+@pytest.fixture
 def admin(db):
     return make_user("root", admin=True)
 

@@ -63,7 +63,7 @@ def digest_of(registry, path: str, tag: str, creds: str) -> str:
 
 
 @pytest.fixture
-def pushed(registry, live_server, tmp_path):
+def pushed(registry, live_server, tmp_path, gitlab_client):
     """Two projects with images in nested paths, pushed by skopeo through our realm."""
     owner = make_user("owner", password=PASSWORD)
     reporter = make_user("reporter", password=PASSWORD)
@@ -88,7 +88,7 @@ def pushed(registry, live_server, tmp_path):
         ),
         message="push events",
     )
-    gl = gitlab.Gitlab(live_server.url, private_token=make_token(owner))
+    gl = gitlab_client(live_server.url, make_token(owner))
     return {
         "owner": owner,
         "reporter": reporter,
@@ -164,8 +164,8 @@ def test_deleting_a_tag_keeps_the_tags_that_share_its_digest(pushed, registry):
     assert ContainerRepository.objects.get(pk=app.id).push_count == 3
 
 
-def test_reporter_cannot_delete_tags_or_repositories(pushed, live_server):
-    gl = gitlab.Gitlab(live_server.url, private_token=make_token(pushed["reporter"]))
+def test_reporter_cannot_delete_tags_or_repositories(pushed, live_server, gitlab_client):
+    gl = gitlab_client(live_server.url, make_token(pushed["reporter"]))
     app = next(r for r in gl.projects.get("acme/alpha").repositories.list() if r.name == "app")
     assert "delete_api_path" not in app.attributes
     with pytest.raises(gitlab.GitlabDeleteError) as tag_error:

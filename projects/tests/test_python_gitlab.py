@@ -13,26 +13,26 @@ from tests_support.factories import make_group, make_token, make_user
 
 
 @pytest.fixture
-def gl(transactional_db, live_server, admin):
-    client = gitlab.Gitlab(live_server.url, private_token=make_token(admin))
+def gl(transactional_db, live_server, admin, gitlab_client):
+    client = gitlab_client(live_server.url, make_token(admin))
     client.auth()
     return client
 
 
-def test_auth_users_and_personal_access_tokens(gl, live_server):
+def test_auth_users_and_personal_access_tokens(gl, live_server, gitlab_client):
     assert gl.user.username == "root" and gl.user.web_url == f"{live_server.url}/root"
     user = gl.users.create({"email": "bob@example.test", "username": "bob", "name": "Bob", "password": "long-enough-1"})
     assert gl.users.list(username="bob")[0].id == user.id
     assert gl.users.get(user.id).username == "bob"
     token = gl.users.get(user.id, lazy=True).personal_access_tokens.create({"name": "ci", "scopes": ["api"]})
-    as_bob = gitlab.Gitlab(live_server.url, private_token=token.token)
+    as_bob = gitlab_client(live_server.url, token.token)
     as_bob.auth()
     assert as_bob.user.username == "bob"
     assert as_bob.personal_access_tokens.get("self").id == token.id
     rotated = as_bob.personal_access_tokens.rotate("self")
     with pytest.raises(gitlab.GitlabAuthenticationError):
         as_bob.auth()
-    as_bob = gitlab.Gitlab(live_server.url, private_token=rotated["token"])
+    as_bob = gitlab_client(live_server.url, rotated["token"])
     assert [t.id for t in as_bob.personal_access_tokens.list()] == [token.id, rotated["id"]]
     as_bob.personal_access_tokens.delete("self")
     with pytest.raises(gitlab.GitlabAuthenticationError):
