@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,28 @@ def registry(live_server, settings, registry_keys, tmp_path) -> Registry:
         yield instance
     finally:
         instance.stop()
+        _wait_for_quiet_database()
+
+
+def _wait_for_quiet_database(timeout: float = 5.0) -> None:
+    """Let the live server finish a notification the registry sent just before it
+    stopped. A transactional test's flush (TRUNCATE of every table) that overlaps the
+    receiver's statement can deadlock on PostgreSQL, and the flush is the one aborted."""
+    from django.db import connection
+
+    time.sleep(0.1)  # a request already read may not have reached the database yet
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
