@@ -7,6 +7,7 @@ looks keys up by, and an ``x5c`` chain for registries that dropped libtrust ids.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -72,11 +73,37 @@ def _settings_changed(sender, **kwargs) -> None:
     transaction.on_commit(_forget_lifetime)
 
 
+_ALGORITHMS = jwt.algorithms.get_default_algorithms()
+# Encoded header segments by (kid, algorithm, with x5c): the header with its certificate
+# chain is a kilobyte of JSON and base64 that never changes for a key.
+_header_segments: dict[tuple[str, str, bool], bytes] = {}
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _header_segment(key: SigningKey, with_x5c: bool) -> bytes:
+    cache_key = (key.kid, key.algorithm, with_x5c)
+    segment = _header_segments.get(cache_key)
+    if segment is None:
+        header = {"alg": key.algorithm, "kid": key.kid, "typ": "JWT"}
+        if with_x5c and key.x5c:
+            header["x5c"] = list(key.x5c)
+        # As PyJWT writes it: compact, keys sorted.
+        segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        if len(_header_segments) > 64:
+            _header_segments.clear()
+        _header_segments[cache_key] = segment
+    return segment
+
+
 def _sign(payload: dict, key: SigningKey, *, with_x5c: bool = True) -> str:
-    headers = {"kid": key.kid}
-    if with_x5c and key.x5c:
-        headers["x5c"] = list(key.x5c)
-    return jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers=headers)
+    """A compact JWS of ``payload``, as ``jwt.encode`` makes it, with the header segment
+    encoded once per key; the signature is PyJWT's algorithm (RS256 or ES256)."""
+    signing_input = _header_segment(key, with_x5c) + b"." + _b64url(json.dumps(payload, separators=(",", ":")).encode())
+    signature = _ALGORITHMS[key.algorithm].sign(signing_input, key.private_key)
+    return (signing_input + b"." + _b64url(signature)).decode()
 
 
 def _base_claims(now: int, lifetime: int) -> dict:

@@ -47,13 +47,18 @@ def answer(method: str, query: str, authorization: str, client_ip: str) -> doors
         # The registry shows this to the client, which retries the login.
         logger.warning("token realm: database unavailable: %s", exc.__class__.__name__)
         return _error(unavailable("service temporarily unavailable", status=503), NO_STORE)
-    body = {
-        "token": issued.token,
-        "access_token": issued.token,
-        "expires_in": issued.expires_in,
-        "issued_at": issued.issued_at,
-    }
-    return doors.json_answer(200, body, NO_STORE)
+    return 200, NO_STORE, "application/json", _token_body(issued)
+
+
+def _token_body(issued: services.IssuedToken) -> bytes:
+    """``{"token", "access_token", "expires_in", "issued_at"}``. Written directly: the
+    token is base64url and dots, the time digits and letters, so nothing needs escaping,
+    and JSON-encoding two copies of a 3 KB token was a tenth of a reused request."""
+    token = issued.token
+    return (
+        f'{{"token": "{token}", "access_token": "{token}", '
+        f'"expires_in": {int(issued.expires_in)}, "issued_at": "{issued.issued_at}"}}'
+    ).encode()
 
 
 def _error(error: RealmError, headers: list[tuple[str, str]]) -> doors.Answer:

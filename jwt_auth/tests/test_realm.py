@@ -469,3 +469,23 @@ def test_denied_actions_are_logged_with_actor_and_without_secrets(realm, world, 
         dumped = repr(record.__dict__)
         assert token not in dumped
         assert "wrong-secret-value" not in dumped
+
+
+def test_token_response_is_json_and_the_token_verifies_as_pyjwt_would_write_it(realm, world, rsa_key):
+    import json
+
+    import jwt as pyjwt
+
+    from jwt_auth.keys import load_key
+
+    response = realm.get(ALL, creds=("developer", "password123"))
+    body = json.loads(response.content)
+    assert set(body) == {"token", "access_token", "expires_in", "issued_at"}
+    assert body["token"] == body["access_token"] and isinstance(body["expires_in"], int)
+    header = pyjwt.get_unverified_header(body["token"])
+    assert header["alg"] == "RS256" and header["typ"] == "JWT" and header["kid"] and header["x5c"]
+    # Byte for byte what PyJWT makes of the same header and claims (RS256 is deterministic).
+    claims = realm.claims(response)
+    private_key = load_key(rsa_key.key_path, rsa_key.cert_path).private_key
+    again = pyjwt.encode(claims, private_key, algorithm="RS256", headers={"kid": header["kid"], "x5c": header["x5c"]})
+    assert again == body["token"]
