@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import re
 import resource
@@ -235,16 +236,19 @@ def wrk(url: str, basic: str, connections: int, duration: int, delay_ms: float =
 
 
 def paced(url: str, basic: str, rate: float, duration: int, p50_ms: float, cpu_pids=()) -> dict:
-    """About ``rate`` requests per second from 4 connections, each pausing between its
-    requests (wrk's ``delay``): the pause is calibrated by a 2-second trial run, since
-    a connection's cycle is the pause plus the latency. Returns the achieved rate."""
-    connections = 4
+    """About ``rate`` requests per second from connections that each pause between
+    their requests (wrk's ``delay``, whole milliseconds): enough connections that a
+    connection's cycle is about 20 ms, so the truncation of the pause to whole
+    milliseconds moves the rate by a few per cent at most. The pause is calibrated by a
+    2-second trial, since a cycle is the pause plus the latency. Returns the achieved
+    rate with the latencies."""
+    connections = max(4, math.ceil(rate * 0.020))
     cycle_ms = connections / rate * 1000
-    delay = max(cycle_ms - p50_ms, 0.1)
-    trial = wrk(url, basic, connections, 2, delay_ms=round(delay, 2))
+    delay = max(round(cycle_ms - p50_ms), 1)
+    trial = wrk(url, basic, connections, 2, delay_ms=delay)
     latency = connections / max(trial["rps"], 1) * 1000 - delay
-    delay = max(cycle_ms - latency, 0.1)
-    result = wrk(url, basic, connections, duration, delay_ms=round(delay, 2), cpu_pids=cpu_pids)
+    delay = max(round(cycle_ms - latency), 1)
+    result = wrk(url, basic, connections, duration, delay_ms=delay, cpu_pids=cpu_pids)
     result["target_rps"] = round(rate, 1)
     return result
 
