@@ -25,6 +25,7 @@ every later event.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -332,26 +333,44 @@ def _apply_in_one_statement(event: Event, *, push: bool) -> tuple[str, int | Non
     (project without a row for the repository: nothing changes), with the repository's
     id when it has a row."""
     splits = _splits(event.repository)
+    params = [*(value for split in splits for value in split), *(project for project, _name in splits)]
+    event_id, action, repository, tag, digest, _received_at = _event_row(event)
+    params += [event_id, action, repository, tag, digest, event.timestamp]
+    row = _fetch_one_prepared(_one_statement_sql(len(splits), push), params)
+    project_id, pending_delete, repository_id, status, recorded = row
+    if recorded:
+        return APPLIED, repository_id
+    if project_id is None or pending_delete or status is not None:
+        return IGNORED, repository_id
+    return (MISSING if repository_id is None else DUPLICATE), repository_id
+
+
+@functools.cache
+def _one_statement_sql(candidates: int, push: bool) -> str:
+    """The statement of ``_apply_in_one_statement`` for an image path with this many
+    candidate project paths (built once per shape: it is on the path of every event).
+    Parameters: (project path, image name) per candidate, the project paths again, the
+    event's id, action, repository, tag and digest, and its time."""
     count_field, stamp_field = _counters(push)
-    cases = " ".join(["WHEN %s THEN %s"] * len(splits))
+    cases = " ".join(["WHEN %s THEN %s"] * candidates)
     # ``target`` is the longest project path that exists (GitLab's rule) with its row
-    # for the image; every later part acts only when the event id was new. GREATEST: a
-    # re-ordered, older event never moves the date back.
+    # for the image; every later part acts only when the event id was new. GREATEST
+    # (which skips NULLs on PostgreSQL): a re-ordered, older event never moves the date
+    # back. received_at is the database's clock.
     sql = [
         f"WITH target AS (SELECT p.id AS project_id, p.pending_delete, r.id AS repository_id, r.status "
         f"FROM {_PROJECTS} p LEFT JOIN {_REPOSITORIES} r ON r.project_id = p.id "
-        f"AND r.name = (CASE p.full_path_lower {cases} END) WHERE p.full_path_lower IN ({_placeholders(splits)}) "
+        f"AND r.name = (CASE p.full_path_lower {cases} END) "
+        f"WHERE p.full_path_lower IN ({', '.join(['%s'] * candidates)}) "
         "ORDER BY length(p.full_path_lower) DESC LIMIT 1), "
         f"recorded AS (INSERT INTO {_EVENTS} (event_id, action, repository, tag, digest, received_at) "
-        "SELECT %s, %s, %s, %s, %s, %s FROM target "
+        "SELECT %s, %s, %s, %s, %s, now() FROM target "
         "WHERE NOT target.pending_delete AND target.repository_id IS NOT NULL AND target.status IS NULL "
         "ON CONFLICT (event_id) DO NOTHING RETURNING 1), "
         f"counted AS (UPDATE {_REPOSITORIES} SET {count_field} = {count_field} + 1, "
-        f"{stamp_field} = GREATEST(COALESCE({stamp_field}, %s), %s) "
+        f"{stamp_field} = GREATEST({stamp_field}, %s) "
         "WHERE id = (SELECT repository_id FROM target) AND status IS NULL AND EXISTS (SELECT 1 FROM recorded))"
     ]
-    params = [*(value for split in splits for value in split), *(project for project, _name in splits)]
-    params += [*_event_row(event), event.timestamp, event.timestamp]
     if push:
         # Only a statistics row not stale yet is written: concurrent pushes of one
         # project then take no lock on it. A missing row is inserted.
@@ -367,12 +386,7 @@ def _apply_in_one_statement(event: Event, *, push: bool) -> tuple[str, int | Non
         " SELECT t.project_id, t.pending_delete, t.repository_id, t.status, EXISTS (SELECT 1 FROM recorded) "
         "FROM (SELECT 1) AS one LEFT JOIN target t ON true"
     )
-    project_id, pending_delete, repository_id, status, recorded = _fetch_one_prepared("".join(sql), params)
-    if recorded:
-        return APPLIED, repository_id
-    if project_id is None or pending_delete or status is not None:
-        return IGNORED, repository_id
-    return (MISSING if repository_id is None else DUPLICATE), repository_id
+    return "".join(sql)
 
 
 def _fetch_one_prepared(sql: str, params: list) -> tuple:
