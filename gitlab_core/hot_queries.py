@@ -1,4 +1,5 @@
-"""Plain SQL for the few read queries that run on every ``/jwt/auth`` request.
+"""Plain SQL for the few queries that run on every ``/jwt/auth`` request or registry
+event (the receiver's one statement writes, in autocommit).
 
 The realm's lookups are simple, but the ORM spent more time compiling them than the
 database spent answering, and PostgreSQL spent more time planning them than running
@@ -8,7 +9,7 @@ per connection. Rows come back through the backend's converters, as ORM results 
 become model instances whose other fields stay deferred (loaded if ever touched).
 
 ``HOT_QUERIES_PREPARED`` (default on) switches the prepared statements off, for a
-transaction-mode connection pooler that does not support them.
+transaction-mode connection pooler that does not support them (PgBouncer < 1.21).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class RowLoader:
 
 
 def fetch_all(sql: str, params: Sequence) -> list[tuple]:
-    """Rows of a read-only query (``%s`` placeholders) on the default database."""
+    """Rows of a query (``%s`` placeholders) on the default database."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql" or not getattr(settings, "HOT_QUERIES_PREPARED", True):
         with db.cursor() as cursor:
