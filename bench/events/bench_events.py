@@ -240,6 +240,18 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def events_lua_env(template: Path, secret: str, repositories: int) -> dict:
+    """The environment ``events.lua`` reads: envelope template, secret, a fresh run id."""
+    return {
+        **os.environ,
+        "BENCH_TEMPLATE": str(template),
+        "BENCH_SECRET": secret,
+        "BENCH_RUN": uuid.uuid4().hex,
+        "BENCH_PREFIX": IMAGE_PREFIX,
+        "BENCH_REPOSITORIES": str(repositories),
+    }
+
+
 def run_wrk(port: int, env: dict, connections: int, threads: int, duration: float) -> dict:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(LUA)]
@@ -279,14 +291,7 @@ def bench_server(server: str, args, env: dict, secret: str, template: Path, post
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
         result: dict = {"server": server, "load_before": load_average()}
         result["raw_rate"] = raw_insert_rate(args.database_url, args.connections, args.duration)
-        wrk_env = {
-            **os.environ,
-            "BENCH_TEMPLATE": str(template),
-            "BENCH_SECRET": secret,
-            "BENCH_RUN": uuid.uuid4().hex,
-            "BENCH_PREFIX": IMAGE_PREFIX,
-            "BENCH_REPOSITORIES": str(args.repositories),
-        }
+        wrk_env = events_lua_env(template, secret, args.repositories)
         cpu_before = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postgres_pid)
         result["wrk"] = run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.duration)
         served = result["wrk"]["requests"]
@@ -339,14 +344,7 @@ def warm_up(args, env: dict, secret: str, template: Path) -> None:
         for i in range(args.repositories):
             body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i}")
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        wrk_env = {
-            **os.environ,
-            "BENCH_TEMPLATE": str(template),
-            "BENCH_SECRET": secret,
-            "BENCH_RUN": uuid.uuid4().hex,
-            "BENCH_PREFIX": IMAGE_PREFIX,
-            "BENCH_REPOSITORIES": str(args.repositories),
-        }
+        wrk_env = events_lua_env(template, secret, args.repositories)
         run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.warmup / 2)
     finally:
         stop_server(proc)
