@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import re
 from dataclasses import dataclass, field, replace
 
+import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
@@ -112,8 +112,10 @@ def parse_envelope(body: bytes) -> list[Event]:
     body is not JSON, has no ``events`` list, or an event lacks ``id``, ``action`` (one
     of push, pull, delete, mount) or ``target.repository`` (a valid repository path)."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        # orjson: a fifth of json's time for an envelope; it also refuses nesting deeper
+        # than 1,024 levels with a decode error instead of a RecursionError.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise InvalidEnvelope("The request body is not valid JSON")
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise InvalidEnvelope("events is missing")
@@ -332,7 +334,7 @@ def _apply_in_one_statement(event: Event, *, push: bool) -> tuple[str, int | Non
     (project without a row for the repository: nothing changes), with the repository's
     id when it has a row."""
     splits = _splits(event.repository)
-    params = [*(value for split in splits for value in split), *(project for project, _name in splits)]
+    params = [value for split in splits for value in split]
     event_id, action, repository, tag, digest, _received_at = _event_row(event)
     params += [event_id, action, repository, tag, digest, event.timestamp]
     row = _fetch_one_prepared(_one_statement_sql(len(splits), push), params)
@@ -348,20 +350,21 @@ def _apply_in_one_statement(event: Event, *, push: bool) -> tuple[str, int | Non
 def _one_statement_sql(candidates: int, push: bool) -> str:
     """The statement of ``_apply_in_one_statement`` for an image path with this many
     candidate project paths (built once per shape: it is on the path of every event).
-    Parameters: (project path, image name) per candidate, the project paths again, the
-    event's id, action, repository, tag and digest, and its time."""
+    Parameters: (project path, image name) per candidate, longest project path first,
+    then the event's id, action, repository, tag and digest, and its time."""
     count_field, stamp_field = _counters(push)
-    cases = " ".join(["WHEN %s THEN %s"] * candidates)
+    splits = ", ".join(f"(%s, %s, {rank})" for rank in range(candidates))
     # ``target`` is the longest project path that exists (GitLab's rule) with its row
-    # for the image; every later part acts only when the event id was new. GREATEST
-    # (which skips NULLs on PostgreSQL): a re-ordered, older event never moves the date
-    # back. received_at is the database's clock.
+    # for the image, both found by their unique indexes; every later part acts only
+    # when the event id was new. GREATEST (which skips NULLs on PostgreSQL): a
+    # re-ordered, older event never moves the date back. received_at is the database's
+    # clock.
     sql = [
         f"WITH target AS (SELECT p.id AS project_id, p.pending_delete, r.id AS repository_id, r.status "
-        f"FROM {_PROJECTS} p LEFT JOIN {_REPOSITORIES} r ON r.project_id = p.id "
-        f"AND r.name = (CASE p.full_path_lower {cases} END) "
-        f"WHERE p.full_path_lower IN ({', '.join(['%s'] * candidates)}) "
-        "ORDER BY length(p.full_path_lower) DESC LIMIT 1), "
+        f"FROM (VALUES {splits}) AS split (project_path, name, rank) "
+        f"JOIN {_PROJECTS} p ON p.full_path_lower = split.project_path "
+        f"LEFT JOIN {_REPOSITORIES} r ON r.project_id = p.id AND r.name = split.name "
+        "ORDER BY split.rank LIMIT 1), "
         f"recorded AS (INSERT INTO {_EVENTS} (event_id, action, repository, tag, digest, received_at) "
         "SELECT %s, %s, %s, %s, %s, now() FROM target "
         "WHERE NOT target.pending_delete AND target.repository_id IS NOT NULL AND target.status IS NULL "
