@@ -120,11 +120,15 @@ def parse_timestamp(value) -> dt.datetime | None:
     """An RFC 3339 timestamp (nanoseconds allowed) as an aware datetime, or None."""
     if not isinstance(value, str) or not value:
         return None
-    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
     try:
-        parsed = dt.datetime.fromisoformat(text)
+        # Python 3.11 reads the registry's own form (nanoseconds, "Z") as it is.
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        return None
+        text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

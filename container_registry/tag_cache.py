@@ -12,6 +12,7 @@ after which a stale date can do no harm (cleanup caches kept tags only until
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -19,8 +20,11 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from gitlab_core.fast_cache import redis_client
 
@@ -98,11 +102,17 @@ def forget_soon(repository_id: int, names: Iterable[str]) -> None:
     keys = [_key(repository_id, name) for name in names]
     if not keys:
         return
-    client, _backend = redis_client()
-    if client is None:
-        _delete(keys)
-    else:
+    if _is_redis(settings.CACHES["default"]["BACKEND"]):
         _forgetter.add(keys)
+    else:
+        _delete(keys)
+
+
+@functools.cache
+def _is_redis(backend_path: str) -> bool:
+    # What redis_client() decides from the cache object, from the setting alone: this
+    # runs for every push event.
+    return issubclass(import_string(backend_path), RedisCache)
 
 
 def flush_forgets(timeout: float = 5.0) -> bool:
