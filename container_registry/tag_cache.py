@@ -33,7 +33,7 @@ DEFAULT_TTL_SECONDS = 24 * 3600
 logger = logging.getLogger(__name__)
 # How long the receiver's forgets wait to be sent together (``forget_soon``), and how
 # many may wait at most.
-BATCH_DELAY_SECONDS = 0.005
+BATCH_DELAY_SECONDS = 0.02
 MAX_QUEUED_KEYS = 100_000
 _fork_lock = threading.Lock()
 
@@ -97,7 +97,8 @@ def forget_soon(repository_id: int, names: Iterable[str]) -> None:
     other events arriving meanwhile, so a push event does not pay a round trip of its
     own (it was about a quarter of an event's cost).
     The registry sends the event after the push, so an entry could already be read in
-    between; a few milliseconds more change nothing. A cache fault is logged and
+    between; 20 milliseconds more change nothing, and under load each DEL then serves
+    dozens of events instead of a handful. A cache fault is logged and
     ignored: the entry then lives until its TTL. Other backends forget at once."""
     keys = [_key(repository_id, name) for name in names]
     if not keys:
