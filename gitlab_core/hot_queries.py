@@ -5,10 +5,9 @@ The realm's lookups are simple, but the ORM spent more time compiling them than 
 database spent answering, and PostgreSQL spent more time planning them than running
 them. Queries run through here are written once as SQL (built from model metadata by
 their callers); on PostgreSQL they run as server-side prepared statements, planned once
-per connection. In autocommit (both endpoints) a statement is prepared and run by
-libpq's own calls, with psycopg's adapters for the values: psycopg's cursor costs about
-twice the Python time for the same round trip. In a transaction psycopg's cursor runs it
-(see ``fetch_all``). Rows come back through the backend's converters, as ORM results
+per connection, prepared and run by libpq's own calls with psycopg's adapters for the
+values (psycopg's cursor cost about twice the Python time for the same round trip; see
+``_run_prepared``). Rows come back through the backend's converters, as ORM results
 do, and become model instances whose other fields stay deferred (loaded if ever touched).
 
 ``HOT_QUERIES_PREPARED`` (default on) switches the prepared statements off, for a
@@ -17,6 +16,7 @@ transaction-mode connection pooler that does not support them (PgBouncer < 1.21)
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import time
@@ -27,10 +27,8 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
-from psycopg import pq
+from psycopg import postgres, pq
 from psycopg.adapt import PyFormat, Transformer
-
-_NEVER = 2**31
 
 
 class RowLoader:
@@ -67,7 +65,9 @@ class RowLoader:
 
 
 def fetch_all(sql: str, params: Sequence) -> list[tuple]:
-    """Rows of a query (``%s`` placeholders) on the default database."""
+    """Rows of a query (``%s`` placeholders) on the default database. Errors are
+    Django's, as from a cursor; a statement that returns no rows gives ``[]``, and a
+    wrong number of parameters is the server's protocol error (``OperationalError``)."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql" or not getattr(settings, "HOT_QUERIES_PREPARED", True):
         with db.cursor() as cursor:
@@ -81,40 +81,23 @@ def fetch_all(sql: str, params: Sequence) -> list[tuple]:
     raw = db.connection
     started = time.monotonic()
     # wrap_database_errors turns psycopg's errors into Django's and marks the connection
-    # unusable on errors, as Django's cursors do.
-    with db.wrap_database_errors:
-        if raw.autocommit:
-            rows = _run_prepared(raw, sql, params)
-        else:
-            # In a transaction (tests, atomic blocks) psycopg's own cursor: it sends the
-            # BEGIN when one is due, and its rollback deallocates every prepared
-            # statement of the connection, which only an autocommit connection can
-            # notice and repair without aborting the transaction.
-            rows = _run_with_cursor(raw, sql, params)
+    # unusable on errors, as Django's cursors do; the lock is the one psycopg's cursors
+    # take (a connection shared between threads, as live-server tests allow).
+    with db.wrap_database_errors, raw.lock:
+        rows = _run_prepared(raw, sql, params)
     if db.queries_logged:
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows
 
 
-def _run_with_cursor(raw: psycopg.Connection, sql: str, params: Sequence) -> list[tuple]:
-    if raw.prepare_threshold is None:
-        # Django leaves psycopg's statement preparation off (None), which also refuses
-        # prepare=True. A threshold that is never reached enables prepare=True without
-        # preparing anything else (Django's client-side binding cursors never prepare).
-        raw.prepare_threshold = _NEVER
-    # Django's own cursors bind parameters client-side and so cannot prepare; a
-    # server-binding cursor on the same connection shares its transaction and adapters.
-    with psycopg.Cursor(raw) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
-
-
 class _Statements:
-    """The statements prepared on one connection, by SQL text, and its transformer."""
+    """The statements prepared on one connection, by SQL text, and a transformer with
+    the connection's adapters (Django's time-zone aware loaders among them). It holds no
+    reference to the connection, so a closed connection is freed as before."""
 
     def __init__(self, raw: psycopg.Connection):
         self.names: dict[str, bytes] = {}
-        self.transformer = Transformer(raw)
+        self.transformer = Transformer(raw.adapters)
 
 
 _statements: weakref.WeakKeyDictionary[psycopg.Connection, _Statements] = weakref.WeakKeyDictionary()
@@ -122,35 +105,71 @@ _PLACEHOLDER = re.compile(r"%([%s])")
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
+# Parameter types declared when a statement is prepared, from the first call's values:
+# the server cannot infer a type where a parameter meets no column (``THEN %s``), and
+# would read it as text. Other values (text, NULL) are left to the server to infer.
+def _type_of(value) -> int:
+    if isinstance(value, bool):
+        return postgres.types["bool"].oid
+    if isinstance(value, int):
+        return postgres.types["int8"].oid
+    if isinstance(value, dt.datetime):
+        return postgres.types["timestamptz" if value.tzinfo else "timestamp"].oid
+    if isinstance(value, dt.date):
+        return postgres.types["date"].oid
+    return 0
+
+
 def _run_prepared(raw: psycopg.Connection, sql: str, params: Sequence) -> list[tuple]:
     """``sql`` as a named prepared statement of this connection, run through libpq's
     blocking call, which releases the GIL while it waits. psycopg's cursor does the same
     over several Python layers that cost about a fifth of a registry event's CPU time;
     its adapters still turn the values into text and the rows back into Python values.
-    Parameter types are left to the server to infer from the statement."""
+
+    psycopg itself never prepares a statement here (Django's cursors bind client-side),
+    so its rollbacks never send ``DEALLOCATE ALL``; and a prepared statement outlives a
+    rolled-back transaction. Inside a transaction the statement is part of it: a
+    transaction psycopg has yet to open is opened as psycopg would."""
     statements = _statements.get(raw)
     if statements is None:
         statements = _statements[raw] = _Statements(raw)
     pgconn = raw.pgconn
+    if not raw.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        _check(raw, pgconn.exec_(_begin_command(raw)))
     name = statements.names.get(sql)
     if name is None:
-        name = statements.names[sql] = _prepare(raw, sql, f"hot_{len(statements.names)}".encode())
+        name = statements.names[sql] = _prepare(raw, sql, f"hot_{len(statements.names)}".encode(), params)
     transformer = statements.transformer
     values = transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
     try:
         result = _check(raw, pgconn.exec_prepared(name, values))
     except psycopg.errors.InvalidSqlStatementName:
-        # Deallocated behind our back (psycopg's DEALLOCATE ALL after a rollback or a
-        # DROP it ran, a DISCARD ALL): prepare it again, once.
-        _prepare(raw, sql, name)
+        if not raw.autocommit:
+            raise  # the transaction is aborted: nothing can be retried in it
+        # Deallocated behind our back (a DEALLOCATE ALL or DISCARD ALL someone ran):
+        # prepare it again, once.
+        _prepare(raw, sql, name, params)
         result = _check(raw, pgconn.exec_prepared(name, values))
     transformer.set_pgresult(result)
     return transformer.load_rows(0, result.ntuples, tuple)
 
 
-def _prepare(raw: psycopg.Connection, sql: str, name: bytes) -> bytes:
-    _check(raw, raw.pgconn.prepare(name, _numbered(sql).encode()))
+def _prepare(raw: psycopg.Connection, sql: str, name: bytes, params: Sequence) -> bytes:
+    types = [_type_of(value) for value in params]
+    _check(raw, raw.pgconn.prepare(name, _numbered(sql).encode(), types))
     return name
+
+
+def _begin_command(raw: psycopg.Connection) -> bytes:
+    """The ``BEGIN`` psycopg sends to open a transaction on this connection."""
+    parts = [b"BEGIN"]
+    if raw.isolation_level is not None:
+        parts.append(b"ISOLATION LEVEL " + raw.isolation_level.name.replace("_", " ").encode())
+    if raw.read_only is not None:
+        parts.append(b"READ ONLY" if raw.read_only else b"READ WRITE")
+    if raw.deferrable is not None:
+        parts.append(b"DEFERRABLE" if raw.deferrable else b"NOT DEFERRABLE")
+    return b" ".join(parts)
 
 
 def _check(raw: psycopg.Connection, result: pq.abc.PGresult) -> pq.abc.PGresult:

@@ -1,12 +1,14 @@
 """gitlab_core.hot_queries: the prepared statements of the realm and the receiver.
 
-On PostgreSQL in autocommit (how both endpoints run) a hot query is a named prepared
-statement run through libpq directly; in a transaction it goes through psycopg's cursor.
-Either way it must answer, fail and recover exactly as a Django cursor would."""
+On PostgreSQL a hot query is a named prepared statement run through libpq directly, in
+autocommit (how both endpoints run) and inside transactions (tests, atomic blocks). It
+must answer, fail and recover exactly as a Django cursor would."""
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import weakref
 
 import psycopg
 import pytest
@@ -94,13 +96,35 @@ def test_a_lost_connection_is_operational_error_and_the_next_request_reconnects(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_a_transaction_the_query_belongs_to_it(postgresql):
+def test_in_a_transaction_the_query_belongs_to_it_and_the_statement_outlives_a_rollback(postgresql):
     stamp = dt.datetime.now(dt.UTC)
+    fetch_all(INSERT, ["before", stamp])  # prepared in autocommit
     with pytest.raises(RuntimeError), transaction.atomic():
+        # The first statement of the block: the transaction is opened for it.
         fetch_all(INSERT, ["rolled-back", stamp])
         assert RegistryEvent.objects.filter(event_id="rolled-back").exists()
         raise RuntimeError("roll back")
     assert not RegistryEvent.objects.filter(event_id="rolled-back").exists()
-    # After psycopg's rollback (which deallocates its statements) the fast path still works.
-    assert fetch_all(INSERT, ["kept", stamp])
-    assert RegistryEvent.objects.filter(event_id="kept").exists()
+    statement = _numbered(INSERT)
+    assert statement in _prepared_here()
+    fetch_all(INSERT, ["after", stamp])
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["after", "before"]
+    generic, custom = _prepared_here()[statement]
+    assert generic + custom == 3  # prepared once, run three times
+
+
+@pytest.mark.django_db
+def test_a_parameter_that_meets_no_column_keeps_its_python_type(postgresql):
+    # The server would read an untyped parameter in "THEN %s" as text ('50', not 50).
+    sql = "SELECT CASE WHEN %s THEN %s ELSE NULL END, %s"
+    assert fetch_all(sql, [True, 50, dt.date(2026, 11, 27)]) == [(50, dt.date(2026, 11, 27))]
+    assert fetch_all(sql, [False, 50, None]) == [(None, None)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_connection_is_freed(postgresql):
+    fetch_all("SELECT %s::int", [1])
+    raw = weakref.ref(connection.connection)
+    connection.close()
+    gc.collect()
+    assert raw() is None
