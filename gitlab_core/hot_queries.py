@@ -102,6 +102,7 @@ class _Statements:
 
 _statements: weakref.WeakKeyDictionary[psycopg.Connection, _Statements] = weakref.WeakKeyDictionary()
 _PLACEHOLDER = re.compile(r"%([%s])")
+_STALE_PLAN = "cached plan must not change result type"
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
@@ -143,11 +144,14 @@ def _run_prepared(raw: psycopg.Connection, sql: str, params: Sequence) -> list[t
     values = transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
     try:
         result = _check(raw, pgconn.exec_prepared(name, values))
-    except psycopg.errors.InvalidSqlStatementName:
-        if not raw.autocommit:
-            raise  # the transaction is aborted: nothing can be retried in it
-        # Deallocated behind our back (a DEALLOCATE ALL or DISCARD ALL someone ran):
-        # prepare it again, once.
+    except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.FeatureNotSupported) as exc:
+        stale_plan = isinstance(exc, psycopg.errors.FeatureNotSupported)
+        if not raw.autocommit or (stale_plan and _STALE_PLAN not in str(exc)):
+            raise  # in a transaction, the error aborted it: nothing can be retried there
+        # Deallocated behind our back (a DEALLOCATE ALL or DISCARD ALL someone ran), or
+        # a migration changed the type of a column it returns: prepare it again, once.
+        if stale_plan:
+            _check(raw, pgconn.exec_(b"DEALLOCATE " + name))
         _prepare(raw, sql, name, params)
         result = _check(raw, pgconn.exec_prepared(name, values))
     transformer.set_pgresult(result)

@@ -72,6 +72,25 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(postgresql):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_statement_whose_result_type_a_migration_changed_is_prepared_again(postgresql):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE hot_query_probe (n integer)")
+        cursor.execute("INSERT INTO hot_query_probe VALUES (7)")
+    try:
+        sql = "SELECT n FROM hot_query_probe WHERE n > %s"
+        assert fetch_all(sql, [0]) == [(7,)]
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE hot_query_probe ALTER COLUMN n TYPE text")
+        assert fetch_all(sql.replace("n > %s", "n <> %s"), ["x"]) == [("7",)]
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE hot_query_probe ALTER COLUMN n TYPE bigint USING n::bigint")
+        assert fetch_all(sql, [0]) == [(7,)]  # the same text, prepared again for bigint
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE hot_query_probe")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_constraint_violation_is_djangos_integrity_error_and_the_connection_goes_on(postgresql):
     stamp = dt.datetime.now(dt.UTC)
     fetch_all(INSERT, ["same-id", stamp])
