@@ -201,8 +201,9 @@ PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENAB
 REALM_DECISION_CACHE_SECONDS = env_int("REALM_DECISION_CACHE_SECONDS", 1, minimum=0)
 REGISTRY_SETTINGS_CACHE_SECONDS = env_int("REGISTRY_SETTINGS_CACHE_SECONDS", 5, minimum=0)
 REGISTRY_REPOSITORY_CACHE_SECONDS = env_int("REGISTRY_REPOSITORY_CACHE_SECONDS", 60, minimum=0)
-# The realm's lookups run as prepared statements on PostgreSQL; switch off behind a
-# transaction-mode pooler without prepared-statement support.
+# The realm's lookups and the event receiver's statement run as prepared statements on
+# PostgreSQL (gitlab_core/hot_queries.py); switch off behind a transaction-mode pooler
+# without prepared-statement support.
 HOT_QUERIES_PREPARED = env_bool("HOT_QUERIES_PREPARED", True)
 
 # --- Celery ---------------------------------------------------------------------------

@@ -115,6 +115,9 @@ def test_an_unexpected_fault_in_the_wsgi_door_is_a_500_in_the_api_shape(settings
         b'{"events": [{"id": "1", "action": "push", "target": {"repository": "Group/UPPER"}}]}',
         b'{"events": [{"id": "1", "action": "push", "target": {"repository": "a//b"}}]}',
         b'{"events": [{"id": 7, "action": "push", "target": {"repository": "group/project"}}]}',
+        # Nested deeper than any parser should follow (it was a RecursionError: a 500).
+        b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"events": [], "n": NaN}',
     ],
 )
 def test_malformed_bodies_are_400_and_change_nothing(post_events, captured_world, body):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
+import pytest
 from django.db import OperationalError
 
 from gitlab_core import doors
@@ -22,25 +23,24 @@ def _serve(handler) -> tuple[str, dict, dict]:
     return seen["status"], seen["headers"], json.loads(body)
 
 
-def test_a_database_error_nobody_answered_is_a_503_the_registry_retries(caplog):
+@pytest.mark.parametrize(
+    ("error", "status", "logged"),
+    [
+        # A database error nobody answered: 503, which the registry retries.
+        (OperationalError("connection refused"), "503 Service Unavailable", "database unavailable answering /jwt/auth"),
+        # Any other error: a logged 500.
+        (KeyError("bug"), "500 Internal Server Error", "unexpected error answering /jwt/auth"),
+    ],
+)
+def test_an_error_the_handler_did_not_answer_is_answered_in_the_api_shape(caplog, error, status, logged):
     def handler(environ):
-        raise OperationalError("connection refused")
+        raise error
 
-    status, headers, body = _serve(handler)
-    assert status == "503 Service Unavailable"
-    assert body == {"message": "503 Service Unavailable"}
+    answered, headers, body = _serve(handler)
+    assert answered == status
+    assert body == {"message": status}
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert "database unavailable answering /jwt/auth" in caplog.text
-
-
-def test_any_other_error_is_a_logged_500(caplog):
-    def handler(environ):
-        raise KeyError("bug")
-
-    status, headers, body = _serve(handler)
-    assert status == "500 Internal Server Error"
-    assert body == {"message": "500 Internal Server Error"}
-    assert "unexpected error answering /jwt/auth" in caplog.text
+    assert logged in caplog.text
 
 
 def test_the_answer_gets_its_length_type_and_extra_headers():
