@@ -1,4 +1,4 @@
-"""#45 POST /api/v4/container_registry_event/events: the registry's notifications.
+"""``POST /api/v4/container_registry_event/events``: the registry's notifications.
 
 One decision function, ``receive``, answers a delivery from its method, ``Authorization``
 header, content type and body. Two doors lead to it:
@@ -11,7 +11,7 @@ header, content type and body. Two doors lead to it:
 
 Answers: 405 for another method, 401 without the configured secret (and always when
 none is configured), 415 for another content type, 400 for a body the registry would
-never send (``events.parse_envelope``), 503 when the database is unavailable (the
+never send (``event_envelopes.parse_envelope``), 503 when the database is unavailable (the
 registry retries, and event ids make the retry apply each event once), else 200 with an
 empty body. Events about unknown projects or repositories being deleted are acknowledged
 with 200 (see ``container_registry.events``).
@@ -30,7 +30,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from container_registry import events
+from container_registry import event_envelopes, events
 from gitlab_core import doors
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def receive(method: str, authorization: str, content_type: str, body: bytes) -> 
     if media_type not in CONTENT_TYPES:
         return 415, {"error": f"The content type {media_type or '(none)'} is not supported"}
     try:
-        parsed = events.parse_envelope(body)
-    except events.InvalidEnvelope as exc:
+        parsed = event_envelopes.parse_envelope(body)
+    except event_envelopes.InvalidEnvelope as exc:
         return 400, {"message": str(exc)}
     try:
         events.apply_events(parsed)

@@ -38,7 +38,7 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
         return
     # Only rows not stale yet are written: concurrent events of one project then take no
     # row lock on its statistics. A missing row is inserted without touching others.
-    if ProjectRegistryStatistics.objects.filter(project_id__in=project_ids, stale=False).update(stale=True) == len(
+    if ProjectRegistryStatistics.objects.filter(project_id__any=project_ids, stale=False).update(stale=True) == len(
         project_ids
     ):
         return

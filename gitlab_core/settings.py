@@ -107,6 +107,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not in-memory) test database, so that a real Celery worker, gunicorn or the
     # registry's notifications reach the same data as the test process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+# The statements on a request path (gitlab_core/db.py) run as prepared statements on
+# PostgreSQL: psycopg prepares them once per connection (Django's own cursors bind on the
+# client and are never prepared). Switch off behind a transaction-mode pooler without
+# prepared-statement support (PgBouncer before 1.21).
+HOT_QUERIES_PREPARED = env_bool("HOT_QUERIES_PREPARED", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5 if HOT_QUERIES_PREPARED else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "gitlab_core.User"
 
@@ -201,10 +208,6 @@ PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENAB
 REALM_DECISION_CACHE_SECONDS = env_int("REALM_DECISION_CACHE_SECONDS", 1, minimum=0)
 REGISTRY_SETTINGS_CACHE_SECONDS = env_int("REGISTRY_SETTINGS_CACHE_SECONDS", 5, minimum=0)
 REGISTRY_REPOSITORY_CACHE_SECONDS = env_int("REGISTRY_REPOSITORY_CACHE_SECONDS", 60, minimum=0)
-# The realm's lookups and the event receiver's statement run as prepared statements on
-# PostgreSQL (gitlab_core/hot_queries.py); switch off behind a transaction-mode pooler
-# without prepared-statement support.
-HOT_QUERIES_PREPARED = env_bool("HOT_QUERIES_PREPARED", True)
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -18,9 +18,8 @@ from django.contrib.auth.hashers import make_password
 from django.db.models import Q
 
 from gitlab_core import tokens
-from gitlab_core.api.authentication import touch_last_used
-from gitlab_core.hot_queries import RowLoader, fetch_all
-from gitlab_core.models import PAT_SCOPES, PersonalAccessToken, User
+from gitlab_core.models import PAT_SCOPES, User
+from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 from projects.models import CiJob, DeployToken
 
 CI_JOB_LOGIN = "gitlab-ci-token"
@@ -144,7 +143,7 @@ def _ci_job(login: str, password: str) -> AuthResult | None:
 
 
 def _personal_access_token(password: str) -> AuthResult | None:
-    token = _find_personal_access_token(password)
+    token = find_personal_access_token(password)
     if token is None or not token.active or not token.user.can_log_in:
         return None
     if not any(scope in PAT_SCOPES for scope in token.scopes):
@@ -176,34 +175,3 @@ def _password(login: str, password: str) -> AuthResult | None:
     if not user.can_log_in or user.two_factor_enabled:
         return None
     return AuthResult(auth_type="gitlab_or_ldap", user=user, abilities=FULL_ABILITIES)
-
-
-# --- The personal access token and its user in one query ---------------------------------
-_TOKEN_FIELDS = frozenset({"id", "user_id", "token_digest", "scopes", "expires_at", "revoked", "last_used_at"})
-_USER_FIELDS = frozenset({"id", "username", "state", "is_superuser", "external"})
-_token_query: tuple[RowLoader, RowLoader, str] | None = None
-
-
-def _find_personal_access_token(secret: str) -> PersonalAccessToken | None:
-    """The token whose digest matches ``secret`` (compared in constant time), with the
-    fields of it and its user that the realm reads, in one query (a hot query: see
-    ``gitlab_core.hot_queries``)."""
-    global _token_query
-    if _token_query is None:
-        token, user = RowLoader(PersonalAccessToken, _TOKEN_FIELDS, "t"), RowLoader(User, _USER_FIELDS, "u")
-        sql = (
-            f"SELECT {token.columns}, {user.columns} FROM {PersonalAccessToken._meta.db_table} t "
-            f"JOIN {User._meta.db_table} u ON u.id = t.user_id WHERE t.token_digest = %s"
-        )
-        _token_query = (token, user, sql)
-    token_loader, user_loader, sql = _token_query
-    wanted = tokens.digest(secret)
-    rows = fetch_all(sql, [wanted])
-    if not rows:
-        return None
-    width = len(token_loader)
-    token = token_loader.load(rows[0][:width])
-    if not hmac.compare_digest(token.token_digest, wanted):
-        return None
-    token.user = user_loader.load(rows[0][width:])
-    return token

@@ -1,4 +1,5 @@
-"""Parsing the ``scope`` parameters of ``/jwt/auth`` and mapping image paths to projects.
+"""Parsing the ``scope`` parameters of ``/jwt/auth`` (image paths are mapped to projects
+by ``projects.image_paths``).
 
 ``repository:<path>:<actions>`` and ``registry:catalog:*`` are understood; anything
 malformed is dropped, never an error (GitLab answers some of them with a 500).
@@ -11,10 +12,6 @@ from urllib.parse import parse_qsl
 
 import re2
 
-from gitlab_core.models import User
-from projects import permissions
-from projects.models import Project
-
 # GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
 # quantifiers of this pattern backtrack exponentially in Python's ``re``.
 PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
@@ -23,8 +20,6 @@ MAX_PATH_LENGTH = 255
 MIN_COMPONENTS = 2
 # Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
 MAX_COMPONENTS = 19
-# LEVELS_SUPPORTED: the project path plus at most two image levels.
-LEVELS_SUPPORTED = 3
 MAX_SCOPES = 50
 
 REPOSITORY = "repository"
@@ -84,43 +79,3 @@ def valid_path(path: str) -> bool:
     if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
         return False
     return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS
-
-
-def candidate_project_paths(path: str) -> list[str]:
-    """Project paths ``path`` may belong to, longest first (at most three)."""
-    parts = path.split("/")
-    longest = len(parts)
-    shortest = max(MIN_COMPONENTS, longest - LEVELS_SUPPORTED + 1)
-    return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
-
-
-@dataclass(frozen=True)
-class ResolvedPath:
-    path: str
-    project: Project
-    repository_name: str
-    root_namespace_id: int | None
-    # The user's effective access level on the project (None: not a member).
-    access_level: int | None
-
-
-def resolve_paths(paths: list[str], *, user: User | None) -> dict[str, ResolvedPath]:
-    """Map each valid lower-cased image path to its project (longest matching candidate
-    wins), with ``user``'s access level and the root namespace id: one query in all."""
-    candidates = {path: candidate_project_paths(path) for path in paths}
-    wanted = sorted({c for cands in candidates.values() for c in cands})
-    found = permissions.projects_with_access_level(user=user, paths=wanted)
-    resolved = {}
-    for path, cands in candidates.items():
-        for candidate in cands:
-            hit = found.get(candidate)
-            if hit is not None:
-                resolved[path] = ResolvedPath(
-                    path=path,
-                    project=hit.project,
-                    repository_name=path[len(candidate) + 1 :],
-                    root_namespace_id=hit.root_namespace_id,
-                    access_level=hit.access_level,
-                )
-                break
-    return resolved

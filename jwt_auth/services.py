@@ -1,8 +1,8 @@
 """The token realm's services: identify the caller, grant scopes, issue the token.
 
-Order of checks follows GitLab's ContainerRegistryAuthenticationService
-(``gitlab-reference.md`` §2.4): registry switched off, no registry ability in the
-credential, scopes granted one by one, anonymous with nothing granted.
+Order of checks follows GitLab's ContainerRegistryAuthenticationService: registry
+switched off, no registry ability in the credential, scopes granted one by one,
+anonymous with nothing granted.
 """
 
 from __future__ import annotations
@@ -17,18 +17,10 @@ from container_registry.repositories import ensure_repository_exists
 from jwt_auth import credentials, decisions, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, unauthorized, unavailable
-from jwt_auth.scopes import (
-    MAX_SCOPES,
-    REGISTRY,
-    REPOSITORY,
-    ResolvedPath,
-    Scope,
-    parse_scope,
-    resolve_paths,
-    valid_path,
-)
+from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, Scope, parse_scope, valid_path
 from jwt_auth.tokens import mint_registry_token
 from projects import permissions
+from projects.image_paths import ImagePath, resolve_image_paths
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -153,7 +145,7 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
         if scope is not None:
             parsed.append(scope)
     paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_path(s.name.lower())]
-    resolved = resolve_paths(list(dict.fromkeys(paths)), user=auth.user)
+    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
     for scope in parsed:
@@ -178,7 +170,7 @@ def _catalog_entry(auth: AuthResult, scope: Scope, denials: list[dict]) -> dict 
 def _repository_entry(
     auth: AuthResult,
     scope: Scope,
-    target: ResolvedPath | None,
+    target: ImagePath | None,
     cache: dict[int, frozenset[str]],
     denials: list[dict],
 ) -> dict | None:

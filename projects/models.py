@@ -194,7 +194,18 @@ class Project(models.Model):
         return self.namespace.root().pk
 
 
+class MembershipQuerySet(models.QuerySet):
+    def active(self) -> MembershipQuerySet:
+        """Memberships in force: no expiry date, or one after today. The hand-written
+        statements of ``projects.permissions`` use the same rule as ``ACTIVE_SQL``."""
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now().date()))
+
+
 class MemberBase(models.Model):
+    # ``MembershipQuerySet.active`` in SQL, for a membership table aliased ``{m}``; its
+    # parameter is today's date. A test checks that both agree.
+    ACTIVE_SQL = "({m}.expires_at IS NULL OR {m}.expires_at > %s)"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     access_level = models.IntegerField(choices=AccessLevel.choices)
     expires_at = models.DateField(null=True, blank=True)
@@ -203,15 +214,13 @@ class MemberBase(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = MembershipQuerySet.as_manager()
+
     class Meta:
         abstract = True
 
     def __str__(self) -> str:
         return f"{self.user_id} ({AccessLevel(self.access_level).label})"
-
-    @property
-    def active(self) -> bool:
-        return self.expires_at is None or self.expires_at > timezone.now().date()
 
 
 class GroupMember(MemberBase):

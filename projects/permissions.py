@@ -4,18 +4,23 @@ An actor is a ``User`` (possibly an instance admin), ``None`` for an anonymous c
 or a ``DeployToken``. The REST API, the token realm and the admin pages ask these
 functions; nothing else checks membership inline.
 
-Abilities follow GitLab's ProjectPolicy/GroupPolicy for the parts this service needs
-(``api-contract.md`` §1.5-1.6, ``gitlab-reference.md`` §2.7).
+Abilities follow GitLab's ProjectPolicy/GroupPolicy for the parts this service needs.
+A user's effective access level on a project or group is computed by one statement
+(``projects_with_access_level`` / ``group_access_level``); an active membership is
+``MembershipQuerySet.active`` (``ACTIVE_SQL`` in those statements).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Max, Q, QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gitlab_core.hot_queries import RowLoader, fetch_all
+from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all
 from gitlab_core.models import User
 from projects.models import (
     AccessLevel,
@@ -78,43 +83,6 @@ _REGISTRY_ABILITIES = frozenset(
     {READ_CONTAINER_IMAGE, CREATE_CONTAINER_IMAGE, DESTROY_CONTAINER_IMAGE, ADMIN_CONTAINER_IMAGE}
 )
 _REGISTRY_WRITE = {CREATE_CONTAINER_IMAGE: 30, DESTROY_CONTAINER_IMAGE: 30, ADMIN_CONTAINER_IMAGE: 40}
-
-
-def _active_members(qs: QuerySet) -> QuerySet:
-    today = timezone.now().date()
-    return qs.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
-
-
-def group_access_level(user: User | None, namespace: Namespace) -> int | None:
-    """Effective access on a group: the maximum over the group and its ancestors."""
-    if user is None or not namespace.is_group:
-        return None
-    ids = namespace.self_and_ancestor_ids()
-    level = _active_members(GroupMember.objects.filter(user=user, group_id__in=ids)).aggregate(m=Max("access_level"))
-    return level["m"]
-
-
-def project_access_level(user: User | None, project: Project) -> int | None:
-    """Effective access on a project: max(direct membership, inherited group membership).
-
-    The owner of a personal namespace is the Owner of its projects.
-    """
-    if user is None:
-        return None
-    levels = []
-    direct = _active_members(ProjectMember.objects.filter(user=user, project=project)).aggregate(m=Max("access_level"))[
-        "m"
-    ]
-    if direct is not None:
-        levels.append(direct)
-    namespace = project.namespace
-    if namespace.is_group:
-        inherited = group_access_level(user, namespace)
-        if inherited is not None:
-            levels.append(inherited)
-    elif namespace.owner_id == user.pk:
-        levels.append(AccessLevel.OWNER)
-    return max(levels) if levels else None
 
 
 def _can_see(user: User | None, visibility: int, level: int | None) -> bool:
@@ -213,8 +181,8 @@ def _member_below(user: User | None, group: Namespace) -> bool:
         return False
     ids = group.self_and_descendant_ids()
     return (
-        _active_members(GroupMember.objects.filter(user=user, group_id__in=ids)).exists()
-        or _active_members(ProjectMember.objects.filter(user=user, project__namespace_id__in=ids)).exists()
+        GroupMember.objects.active().filter(user=user, group_id__in=ids).exists()
+        or ProjectMember.objects.active().filter(user=user, project__namespace_id__in=ids).exists()
     )
 
 
@@ -241,13 +209,14 @@ def can_create_group(user: User | None, parent: Namespace | None) -> bool:
 # --- Selectors: what an actor can see ---------------------------------------------------
 
 
-def _member_namespace_ids(user: User) -> set[int]:
-    """Groups the user is a member of, with all their descendants."""
-    direct = set(_active_members(GroupMember.objects.filter(user=user)).values_list("group_id", flat=True))
-    result = set(direct)
-    frontier = set(direct)
+def member_group_ids(user: User, minimum: int = AccessLevel.GUEST) -> set[int]:
+    """Groups where ``user`` has an active membership of at least ``minimum``, with all
+    their descendants (where that membership is inherited)."""
+    direct = GroupMember.objects.active().filter(user=user, access_level__gte=minimum)
+    result = set(direct.values_list("group_id", flat=True))
+    frontier = set(result)
     while frontier:
-        frontier = set(Namespace.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)) - result
+        frontier = set(Namespace.objects.filter(parent_id__any=frontier).values_list("pk", flat=True)) - result
         result |= frontier
     return result
 
@@ -261,8 +230,8 @@ def visible_projects(user: User | None) -> QuerySet[Project]:
     condition = Q(visibility=Visibility.PUBLIC) | Q(namespace__owner=user)
     if not user.external:
         condition |= Q(visibility=Visibility.INTERNAL)
-    member_projects = _active_members(ProjectMember.objects.filter(user=user)).values("project_id")
-    condition |= Q(pk__in=member_projects) | Q(namespace_id__in=_member_namespace_ids(user))
+    member_projects = ProjectMember.objects.active().filter(user=user).values("project_id")
+    condition |= Q(pk__in=member_projects) | Q(namespace_id__any=member_group_ids(user))
     return qs.filter(condition)
 
 
@@ -275,14 +244,12 @@ def visible_groups(user: User | None) -> QuerySet[Namespace]:
     condition = Q(visibility=Visibility.PUBLIC)
     if not user.external:
         condition |= Q(visibility=Visibility.INTERNAL)
-    ids = _member_namespace_ids(user)
+    ids = member_group_ids(user)
     # Ancestors of groups and projects the user belongs to are visible too.
-    project_ns = set(
-        _active_members(ProjectMember.objects.filter(user=user)).values_list("project__namespace_id", flat=True)
-    )
-    for ns in Namespace.objects.filter(pk__in=ids | project_ns):
+    project_ns = set(ProjectMember.objects.active().filter(user=user).values_list("project__namespace_id", flat=True))
+    for ns in Namespace.objects.filter(pk__any=ids | project_ns):
         ids.update(ns.self_and_ancestor_ids())
-    condition |= Q(pk__in=ids)
+    condition |= Q(pk__any=ids)
     return qs.filter(condition)
 
 
@@ -317,7 +284,7 @@ def ci_job_abilities(job, project: Project, *, access_level: int | None | object
     return frozenset()
 
 
-# --- The token realm's hot path: projects by path with the caller's level, one query ----
+# --- Effective access levels: one statement for the realm, the API and the admin --------
 
 
 @dataclass(frozen=True)
@@ -330,9 +297,12 @@ class ProjectAccess:
     root_namespace_id: int | None
 
 
-_HOT_PROJECT_FIELDS = frozenset(
+# Fields the callers read; the others stay deferred (loaded if ever touched).
+_PROJECT_FIELDS = frozenset(
     {
         "id",
+        "name",
+        "path",
         "namespace_id",
         "visibility",
         "container_registry_access_level",
@@ -341,50 +311,58 @@ _HOT_PROJECT_FIELDS = frozenset(
         "pending_delete",
     }
 )
-_hot_query: tuple[RowLoader, str] | None = None
 
 
-def _hot_sql() -> tuple[RowLoader, str]:
-    """Row loader and SQL template of ``projects_with_access_level``, built once."""
-    global _hot_query
-    if _hot_query is None:
-        loader = RowLoader(Project, _HOT_PROJECT_FIELDS, "p")
-        projects, namespaces = Project._meta.db_table, Namespace._meta.db_table
-        # A group is an ancestor of the project's namespace (or that namespace itself)
-        # exactly when "<group path>/" starts the project's path: full paths are stored
-        # denormalised, so no walk up the parent chain is needed. substr() and not LIKE:
-        # "_" is a LIKE wildcard and is allowed in paths.
-        template = f"""
-SELECT {loader.columns},
+def _inherited_level_sql(path: str) -> str:
+    """The highest active membership of a user in a group that is ``path``'s namespace or
+    one of its ancestors. Parameters: user id, today, the group kind. A group is such an
+    ancestor exactly when "<group path>/" starts ``path``: full paths are stored
+    denormalised, so no walk up the parent chain is needed. substr() and not LIKE: "_"
+    is a LIKE wildcard and is allowed in paths."""
+    active = GroupMember.ACTIVE_SQL.format(m="gm")
+    return (
+        f"(SELECT MAX(gm.access_level) FROM {GroupMember._meta.db_table} gm "
+        f"JOIN {Namespace._meta.db_table} g ON g.id = gm.group_id "
+        f"WHERE gm.user_id = %s AND {active} AND g.kind = %s "
+        f"AND substr({path}, 1, length(g.full_path_lower) + 1) = g.full_path_lower || '/')"
+    )
+
+
+@functools.cache
+def _project_statement(vendor: str) -> tuple[RowLoader, str]:
+    """Row loader and SQL of ``projects_with_access_level`` on this database (a fixed
+    text: the paths are one array parameter)."""
+    loader = RowLoader(Project, _PROJECT_FIELDS, "p")
+    namespaces = Namespace._meta.db_table
+    sql = f"""SELECT {loader.columns},
  (SELECT MAX(pm.access_level) FROM {ProjectMember._meta.db_table} pm
-   WHERE pm.project_id = p.id AND pm.user_id = %s AND (pm.expires_at IS NULL OR pm.expires_at > %s)),
- (SELECT MAX(gm.access_level) FROM {GroupMember._meta.db_table} gm JOIN {namespaces} g ON g.id = gm.group_id
-   WHERE gm.user_id = %s AND (gm.expires_at IS NULL OR gm.expires_at > %s) AND g.kind = %s
-     AND substr(p.full_path_lower, 1, length(g.full_path_lower) + 1) = g.full_path_lower || '/'),
+   WHERE pm.project_id = p.id AND pm.user_id = %s AND {ProjectMember.ACTIVE_SQL.format(m="pm")}),
+ {_inherited_level_sql("p.full_path_lower")},
  CASE WHEN n.kind = %s AND n.owner_id = %s THEN %s ELSE NULL END,
  (SELECT r.id FROM {namespaces} r
-   WHERE r.parent_id IS NULL AND r.full_path_lower IN ({{roots}})
+   WHERE r.parent_id IS NULL AND {any_of("r.full_path_lower", vendor)}
      AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/')
-FROM {projects} p JOIN {namespaces} n ON n.id = p.namespace_id
-WHERE p.full_path_lower IN ({{paths}}) AND p.pending_delete = %s"""
-        _hot_query = (loader, template)
-    return _hot_query
+FROM {Project._meta.db_table} p JOIN {namespaces} n ON n.id = p.namespace_id
+WHERE {any_of("p.full_path_lower", vendor)}"""
+    return loader, sql
 
 
-def projects_with_access_level(*, user: User | None, paths: list[str]) -> dict[str, ProjectAccess]:
-    """Projects (not pending deletion) whose lower-cased full path is in ``paths``, keyed
-    by that path, each with ``user``'s effective access level (as ``project_access_level``
-    computes it) and its root namespace id: one query for all of them. Only the fields
-    the realm reads are loaded; the others stay deferred.
+def projects_with_access_level(*, user: User | None, paths: Iterable[str]) -> dict[str, ProjectAccess]:
+    """Projects (pending deletion too: callers refuse them) whose lower-cased full path is in ``paths``, keyed
+    by that path, each with ``user``'s effective access level and its root namespace id:
+    one query for all of them. The effective level is the highest of the user's active
+    direct membership, active memberships of the project's group and its ancestors, and
+    Owner for the owner of a personal namespace.
 
     Pass the level on to ``project_abilities(..., access_level=...)`` or
     ``ci_job_abilities``.
     """
+    paths = sorted(set(paths))
     if not paths:
         return {}
-    loader, template = _hot_sql()
+    vendor = connection.vendor
+    loader, sql = _project_statement(vendor)
     roots = sorted({path.split("/", 1)[0] for path in paths})
-    sql = template.format(roots=", ".join(["%s"] * len(roots)), paths=", ".join(["%s"] * len(paths)))
     user_id = user.pk if user is not None else None
     today = timezone.now().date()
     params = [
@@ -396,9 +374,8 @@ def projects_with_access_level(*, user: User | None, paths: list[str]) -> dict[s
         Namespace.Kind.USER.value,
         user_id,
         AccessLevel.OWNER.value,
-        *roots,
-        *paths,
-        False,
+        as_list_param(roots, vendor),
+        as_list_param(paths, vendor),
     ]
     width = len(loader)
     result = {}
@@ -409,3 +386,22 @@ def projects_with_access_level(*, user: User | None, paths: list[str]) -> dict[s
             project=project, access_level=max(levels) if levels else None, root_namespace_id=row[width + 3]
         )
     return result
+
+
+def project_access_level(user: User | None, project: Project) -> int | None:
+    """``user``'s effective access level on ``project`` (None: none), as
+    ``projects_with_access_level`` computes it."""
+    if user is None:
+        return None
+    found = projects_with_access_level(user=user, paths=[project.full_path_lower]).get(project.full_path_lower)
+    return found.access_level if found is not None else None
+
+
+def group_access_level(user: User | None, namespace: Namespace) -> int | None:
+    """Effective access on a group: the highest active membership in the group or one of
+    its ancestors (the same rule as a project's inherited level)."""
+    if user is None or not namespace.is_group:
+        return None
+    sql = f"SELECT {_inherited_level_sql('%s')}"
+    params = [user.pk, timezone.now().date(), Namespace.Kind.GROUP.value, namespace.full_path_lower + "/"]
+    return fetch_all(sql, params)[0][0]

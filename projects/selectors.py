@@ -7,21 +7,22 @@ visibility rules themselves live in ``projects.permissions``.
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from gitlab_core.api.errors import not_found
 from gitlab_core.api.params import clean_text
 from gitlab_core.api.views import parse_int_id
 from gitlab_core.models import User
 from projects import permissions
-from projects.models import DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
+from projects.models import AccessLevel, DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
 
 PROJECT_ORDER_FIELDS = ("id", "name", "path", "created_at", "last_activity_at")
 GROUP_ORDER_FIELDS = ("name", "path", "id")
 
 
-def _lookup(qs: QuerySet, raw_id: str):
-    """By numeric id, or by full path (case-insensitive)."""
+def lookup_by_id_or_path(qs: QuerySet, raw_id: str):
+    """The row of ``qs`` (projects or namespaces) that an API ``:id`` names: a numeric
+    id (ASCII digits only: ``²`` is a path, not a number) or a full path, matched
+    case-insensitively. None when there is none."""
     if not clean_text(raw_id):
         return None
     if raw_id.isascii() and raw_id.isdigit():
@@ -33,7 +34,7 @@ def _lookup(qs: QuerySet, raw_id: str):
 def find_project(actor: User | None, raw_id: str) -> Project:
     """The project ``raw_id`` names if ``actor`` may see it; else 404 Project Not Found."""
     qs = Project.objects.select_related("namespace", "namespace__parent", "creator").filter(pending_delete=False)
-    project = _lookup(qs, raw_id)
+    project = lookup_by_id_or_path(qs, raw_id)
     if project is None or not permissions.can(actor, permissions.READ_PROJECT, project):
         raise not_found("Project")
     return project
@@ -41,36 +42,17 @@ def find_project(actor: User | None, raw_id: str) -> Project:
 
 def find_group(actor: User | None, raw_id: str) -> Namespace:
     """The group ``raw_id`` names if ``actor`` may see it; else 404 Group Not Found."""
-    group = _lookup(Namespace.objects.filter(kind=Namespace.Kind.GROUP), raw_id)
+    group = lookup_by_id_or_path(Namespace.objects.filter(kind=Namespace.Kind.GROUP), raw_id)
     if group is None or not permissions.can(actor, permissions.READ_GROUP, group):
         raise not_found("Group")
     return group
 
 
-def _active(qs: QuerySet) -> QuerySet:
-    today = timezone.now().date()
-    return qs.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
-
-
-def _with_descendants(ids: set[int]) -> set[int]:
-    result = set(ids)
-    frontier = set(ids)
-    while frontier:
-        frontier = set(Namespace.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)) - result
-        result |= frontier
-    return result
-
-
-def groups_with_access(user: User, minimum: int) -> set[int]:
-    """Groups where ``user``'s effective access is at least ``minimum`` (inheritance included)."""
-    direct = _active(GroupMember.objects.filter(user=user, access_level__gte=minimum))
-    return _with_descendants(set(direct.values_list("group_id", flat=True)))
-
-
 def projects_with_access(user: User, minimum: int) -> Q:
     """A condition for projects where ``user``'s effective access is at least ``minimum``."""
-    direct = _active(ProjectMember.objects.filter(user=user, access_level__gte=minimum)).values("project_id")
-    return Q(pk__in=direct) | Q(namespace_id__in=groups_with_access(user, minimum)) | Q(namespace__owner=user)
+    direct = ProjectMember.objects.active().filter(user=user, access_level__gte=minimum).values("project_id")
+    groups = permissions.member_group_ids(user, minimum)
+    return Q(pk__in=direct) | Q(namespace_id__any=groups) | Q(namespace__owner=user)
 
 
 def list_projects(
@@ -95,7 +77,7 @@ def list_projects(
         qs = qs.filter(visibility=Visibility.from_name(visibility))
     if viewer is not None:
         if membership:
-            qs = qs.filter(projects_with_access(viewer, 10))
+            qs = qs.filter(projects_with_access(viewer, AccessLevel.GUEST))
         if min_access_level is not None:
             qs = qs.filter(projects_with_access(viewer, min_access_level))
         if owned:
@@ -128,12 +110,12 @@ def list_groups(
     if top_level_only:
         qs = qs.filter(parent__isnull=True)
     if skip_groups:
-        qs = qs.exclude(pk__in=skip_groups)
+        qs = qs.exclude(pk__any=skip_groups)
     if viewer is not None:
         if owned:
-            qs = qs.filter(pk__in=groups_with_access(viewer, 50))
+            qs = qs.filter(pk__any=permissions.member_group_ids(viewer, AccessLevel.OWNER))
         if min_access_level is not None:
-            qs = qs.filter(pk__in=groups_with_access(viewer, min_access_level))
+            qs = qs.filter(pk__any=permissions.member_group_ids(viewer, min_access_level))
     elif owned or min_access_level is not None:
         qs = qs.none()
     prefix = "-" if sort == "desc" else ""
@@ -141,11 +123,11 @@ def list_groups(
 
 
 def _filter_members(qs: QuerySet, query: str | None, user_ids: list[int] | None) -> QuerySet:
-    qs = _active(qs).select_related("user", "created_by")
+    qs = qs.active().select_related("user", "created_by")
     if query:
         qs = qs.filter(Q(user__username__icontains=query) | Q(user__name__icontains=query))
     if user_ids:
-        qs = qs.filter(user_id__in=user_ids)
+        qs = qs.filter(user_id__any=user_ids)
     return qs
 
 

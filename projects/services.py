@@ -11,7 +11,6 @@ import datetime as dt
 import re
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from gitlab_core.api.errors import bad_request, conflict, forbidden
@@ -259,10 +258,9 @@ def _inherited(user: User, source: Project | Namespace) -> GroupMember | None:
     namespace = source.namespace if isinstance(source, Project) else source.parent
     if namespace is None or not namespace.is_group:
         return None
-    today = timezone.now().date()
     return (
-        GroupMember.objects.filter(user=user, group_id__in=namespace.self_and_ancestor_ids())
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=today))
+        GroupMember.objects.active()
+        .filter(user=user, group_id__in=namespace.self_and_ancestor_ids())
         .select_related("group")
         .order_by("-access_level")
         .first()
@@ -288,10 +286,7 @@ def _check_expiry(expires_at: dt.date | None) -> None:
 
 
 def _would_lose_last_owner(group: Namespace, leaving_user_id: int) -> bool:
-    today = timezone.now().date()
-    owners = GroupMember.objects.filter(access_level=AccessLevel.OWNER).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=today)
-    )
+    owners = GroupMember.objects.active().filter(access_level=AccessLevel.OWNER)
     others_here = owners.filter(group=group).exclude(user_id=leaving_user_id).exists()
     # An Owner of an ancestor group owns this group too.
     from_ancestors = owners.filter(group_id__in=[a.pk for a in group.ancestors()]).exists()

@@ -92,8 +92,10 @@ def part_costs() -> None:
     """CPU of the realm's parts, called directly (this code's API; skipped for trees
     that do not have it)."""
     try:
-        from jwt_auth import credentials, services, throttle, tokens, views
-        from jwt_auth.scopes import realm_query, resolve_paths
+        from gitlab_core.token_lookup import find_personal_access_token
+        from jwt_auth import services, throttle, tokens, views
+        from jwt_auth.scopes import realm_query
+        from projects.image_paths import resolve_image_paths
     except ImportError:
         return
     from django.test import RequestFactory
@@ -107,9 +109,9 @@ def part_costs() -> None:
         "view function": lambda: views.auth(view_request),
         "identify_caller": lambda: services.identify_caller(authorization=AUTH, client_ip="127.0.0.1"),
         "  throttle check": lambda: throttle.check(ip="127.0.0.1", login="benchdev"),
-        "  token + user query": lambda: credentials._find_personal_access_token(pat),
+        "  token + user query": lambda: find_personal_access_token(pat),
         "grant_access": lambda: services.grant_access(auth=caller, scopes=scopes),
-        "  projects + access level query": lambda: resolve_paths(["bench/group/app/img"], user=user),
+        "  projects + access level query": lambda: resolve_image_paths(["bench/group/app/img"], user=user),
         "mint_registry_token": lambda: tokens.mint_registry_token(
             access=access, subject="benchdev", auth_type=caller.auth_type, user_info=caller.user_info
         ),

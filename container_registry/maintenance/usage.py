@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from container_registry.client import RegistryClient, get_client
 from container_registry.errors import RegistryNotFound
 from container_registry.models import ContainerRepository
-from container_registry.selectors import projects_for_image_paths
 from container_registry.services import store_registry_size
+from projects.image_paths import resolve_image_paths
 from projects.models import Project
 
 
@@ -58,9 +58,8 @@ def _paths_by_project(client: RegistryClient) -> dict[int, set[str]]:
         paths[repo.project_id].add(repo.path)
     # Images the registry holds without a row (pushed before the row existed) count too.
     catalog = list(client.catalog())
-    for path, (project, _name) in projects_for_image_paths(catalog).items():
-        if not project.pending_delete:
-            paths[project.pk].add(path.lower())
+    for path, target in resolve_image_paths(catalog).items():
+        paths[target.project.pk].add(path.lower())
     return paths
 
 

@@ -8,17 +8,10 @@ enforcement (``read_api`` is read-only, registry scopes have no API access) happ
 
 from __future__ import annotations
 
-import hmac
-
-from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
-from gitlab_core import tokens
 from gitlab_core.api.errors import ApiError, unauthorized
-from gitlab_core.models import PersonalAccessToken
-
-# last_used_at is written at most this often per token, not on every request.
-LAST_USED_RESOLUTION_SECONDS = 600
+from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 
 
 def token_from_request(request) -> str | None:
@@ -31,22 +24,6 @@ def token_from_request(request) -> str | None:
         return value.strip()
     query = request.GET.get("private_token")
     return query.strip() if query else None
-
-
-def find_personal_access_token(secret: str) -> PersonalAccessToken | None:
-    """The token whose digest matches ``secret``, compared in constant time."""
-    wanted = tokens.digest(secret)
-    token = PersonalAccessToken.objects.select_related("user").filter(token_digest=wanted).first()
-    if token is None or not hmac.compare_digest(token.token_digest, wanted):
-        return None
-    return token
-
-
-def touch_last_used(token: PersonalAccessToken) -> None:
-    now = timezone.now()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
-        PersonalAccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
 
 
 class TokenAuthentication(BaseAuthentication):

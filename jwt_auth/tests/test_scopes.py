@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from jwt_auth.scopes import candidate_project_paths, parse_scope, scopes_from_query_string, valid_path
+from jwt_auth.scopes import parse_scope, scopes_from_query_string, valid_path
+from projects.image_paths import candidate_project_paths
 
 
 def test_repeated_and_space_separated_scopes_are_all_collected():

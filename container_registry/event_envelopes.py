@@ -1,0 +1,118 @@
+"""Registry notification envelopes: what the registry sends, parsed and checked.
+
+An envelope is ``{"events": [...]}``; each event has an ``id``, an ``action`` (push,
+pull, delete, mount), a ``target`` (``repository``, ``tag``, ``digest``, ``mediaType``,
+``references``), a ``request`` (``method``) and a ``timestamp``. Anything the registry
+would never send is ``InvalidEnvelope`` (answered 400). What an event changes is
+``container_registry.events``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import orjson
+import re2
+from django.utils import timezone
+
+from container_registry.client import DUMMY_CONFIG_DIGEST, DUMMY_MANIFEST_DIGEST, MANIFEST_TYPES, parse_timestamp
+
+ACTIONS = frozenset({"push", "pull", "delete", "mount"})
+SCHEMA1_TYPES = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+MANIFEST_MEDIA_TYPES = frozenset((*MANIFEST_TYPES, *SCHEMA1_TYPES))
+# distribution's repository name grammar (reference.NameRegexp), lower case only. RE2
+# matches in linear time: Python's ``re`` backtracks exponentially on this pattern's
+# nested quantifiers (a 26-character name took seconds).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+REPOSITORY_PATH = re2.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+MAX_FIELD_LENGTH = 255
+
+
+class InvalidEnvelope(Exception):
+    """The body is not an envelope the registry would send (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    action: str
+    repository: str
+    tag: str | None
+    digest: str | None
+    media_type: str | None
+    method: str | None
+    timestamp: dt.datetime
+    references: tuple[dict, ...] = ()
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.media_type in MANIFEST_MEDIA_TYPES
+
+    @property
+    def is_our_dummy_push(self) -> bool:
+        """The layer-less manifest our tag deletion writes over a tag before deleting it."""
+        if self.digest == DUMMY_MANIFEST_DIGEST:
+            return True
+        # With ``includereferences`` the registry lists the manifest's blobs: only our
+        # 21-byte config and no layers.
+        return bool(self.references) and [r.get("digest") for r in self.references] == [DUMMY_CONFIG_DIGEST]
+
+
+def parse_envelope(body: bytes) -> list[Event]:
+    """The events of an envelope ``{"events": [...]}``. Raises InvalidEnvelope when the
+    body is not JSON, has no ``events`` list, or an event lacks ``id``, ``action`` (one
+    of push, pull, delete, mount) or ``target.repository`` (a valid repository path)."""
+    try:
+        # orjson: a fifth of json's time for an envelope; it also refuses nesting deeper
+        # than 1,024 levels with a decode error instead of a RecursionError.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidEnvelope("The request body is not valid JSON")
+    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
+        raise InvalidEnvelope("events is missing")
+    return [_parse_event(raw, index) for index, raw in enumerate(document["events"])]
+
+
+def _text(value, label: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        raise InvalidEnvelope(f"{label} is {'missing' if value in (None, '') else 'invalid'}")
+    return value
+
+
+def _parse_event(raw, index: int) -> Event:
+    label = f"events[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidEnvelope(f"{label} is invalid")
+    event_id = _text(raw.get("id"), f"{label}.id", required=True)
+    action = _text(raw.get("action"), f"{label}.action", required=True)
+    if action not in ACTIONS:
+        raise InvalidEnvelope(f"{label}.action does not have a valid value")
+    target = raw.get("target")
+    if not isinstance(target, dict):
+        raise InvalidEnvelope(f"{label}.target is missing")
+    repository = _text(target.get("repository"), f"{label}.target.repository", required=True)
+    if not REPOSITORY_PATH.fullmatch(repository):
+        raise InvalidEnvelope("Invalid repository path")
+    tag = _text(target.get("tag"), f"{label}.target.tag", required=False)
+    if tag is not None and len(tag) > MAX_FIELD_LENGTH:
+        raise InvalidEnvelope(f"{label}.target.tag is invalid")
+    request = raw.get("request") if isinstance(raw.get("request"), dict) else {}
+    references = target.get("references")
+    return Event(
+        id=event_id[:MAX_FIELD_LENGTH],
+        action=action,
+        repository=repository,
+        tag=tag,
+        digest=target.get("digest") if isinstance(target.get("digest"), str) else None,
+        media_type=target.get("mediaType") if isinstance(target.get("mediaType"), str) else None,
+        method=request.get("method") if isinstance(request.get("method"), str) else None,
+        # A missing or odd timestamp is not worth a retry loop: the arrival time will do.
+        timestamp=parse_timestamp(raw.get("timestamp")) or timezone.now(),
+        references=tuple(r for r in references if isinstance(r, dict)) if isinstance(references, list) else (),
+    )

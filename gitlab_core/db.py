@@ -1,0 +1,111 @@
+"""Small database helpers for the statements on a request path (the token realm and
+the event receiver).
+
+* ``fetch_all`` runs a fixed SQL text; on PostgreSQL through a server-binding psycopg
+  cursor with ``prepare=True``, so psycopg prepares the statement once per connection
+  and keeps at most ``prepared_max`` (100) of them. ``HOT_QUERIES_PREPARED=false`` sets
+  the connection's ``prepare_threshold`` to None (in ``settings.DATABASES``), which turns
+  preparing off for a transaction-mode pooler (PgBouncer before 1.21).
+* ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
+  given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
+  ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
+  request cannot multiply prepared statements (``IN (%s, %s, ...)`` would).
+* ``RowLoader`` turns a slice of a row into a model instance with only some fields
+  loaded: the realm's lookups are simple, and the ORM spent more time compiling them
+  than the database spent answering.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Field, ForeignObject, Lookup, Model
+
+
+def fetch_all(sql: str, params: Sequence) -> list[tuple]:
+    """Rows of a query (``%s`` placeholders) on the default database. Errors are
+    Django's, as from a cursor; a statement that returns no rows gives ``[]``."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as wrapper:
+        if db.vendor != "postgresql":
+            wrapper.execute(sql, params)
+            return wrapper.fetchall()
+        # Django's cursors bind parameters on the client, which psycopg never prepares.
+        started = time.monotonic()
+        with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            rows = cursor.fetchall() if cursor.description is not None else []
+        if db.queries_logged:
+            db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+        return rows
+
+
+def any_of(column: str, vendor: str) -> str:
+    """SQL that is true when ``column`` equals an element of the next parameter, which
+    must come from ``as_list_param``."""
+    if vendor == "postgresql":
+        return f"{column} = ANY(%s)"
+    return f"{column} IN (SELECT value FROM json_each(%s))"
+
+
+def as_list_param(values: Iterable, vendor: str):
+    """``values`` as the one parameter ``any_of`` reads."""
+    values = list(values)
+    return values if vendor == "postgresql" else json.dumps(values)
+
+
+class AnyOf(Lookup):
+    """``field__any=[...]``: ``any_of`` for the ORM (a fixed text, unlike ``__in``)."""
+
+    lookup_name = "any"
+    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        return [self.lhs.output_field.get_prep_value(value) for value in self.rhs]
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = [self.lhs.output_field.get_db_prep_value(v, connection, prepared=True) for v in self.rhs]
+        return any_of(lhs, connection.vendor), [*lhs_params, as_list_param(values, connection.vendor)]
+
+
+Field.register_lookup(AnyOf)
+ForeignObject.register_lookup(AnyOf)  # foreign keys have their own lookups: ``project_id__any=``
+
+
+class RowLoader:
+    """Turns a slice of a result row into a model instance with only ``fields`` loaded
+    (the others are deferred: loaded if ever touched)."""
+
+    def __init__(self, model: type[Model], fields: frozenset[str], alias: str):
+        self.model = model
+        self._fields = [f for f in model._meta.concrete_fields if f.attname in fields]
+        self.names = [f.attname for f in self._fields]
+        # "t.id, t.user_id, ...": the select list, in the order from_db expects.
+        self.columns = ", ".join(f"{alias}.{f.column}" for f in self._fields)
+        self._converters: list[tuple] | None = None
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def load(self, values: Sequence) -> Model:
+        db = connections[DEFAULT_DB_ALIAS]
+        if self._converters is None:
+            # Only the fields that have converters on this backend (few: JSON, dates on SQLite).
+            converters = []
+            for index, f in enumerate(self._fields):
+                column = f.get_col(self.model._meta.db_table)
+                functions = db.ops.get_db_converters(column) + f.get_db_converters(db)
+                if functions:
+                    converters.append((index, column, functions))
+            self._converters = converters
+        if self._converters:
+            values = list(values)
+            for index, column, functions in self._converters:
+                for function in functions:
+                    values[index] = function(values[index], column, db)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.names, values)

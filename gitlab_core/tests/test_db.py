@@ -1,0 +1,104 @@
+"""gitlab_core.db: statements on a request path have a fixed text, and on PostgreSQL
+psycopg prepares each once per connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from container_registry.models import RegistryEvent
+from gitlab_core.db import any_of, as_list_param, fetch_all
+from projects.models import Namespace
+from tests_support.factories import make_group
+
+EVENTS = RegistryEvent._meta.db_table
+INSERT = f"INSERT INTO {EVENTS} (event_id, action, repository, received_at) VALUES (%s, 'push', 'a/b', %s) RETURNING id"
+
+
+@pytest.fixture
+def postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+
+
+def prepared_statements() -> dict[str, int]:
+    """This connection's prepared statements: text -> times run (generic + custom plans)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_is_prepared_once_per_connection_and_reused(postgresql):
+    sql = "SELECT %s::bigint + 1, %s::timestamptz"
+    stamp = dt.datetime(2026, 11, 27, 12, 30, tzinfo=dt.UTC)
+    for n in range(7):
+        assert fetch_all(sql, [n, stamp]) == [(n + 1, stamp)]
+    runs = [count for text, count in prepared_statements().items() if "::bigint + 1" in text]
+    assert runs == [7]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_prepared_statements_off_nothing_is_prepared(postgresql, settings):
+    # What HOT_QUERIES_PREPARED=false sets, for a transaction-mode pooler.
+    connection.close()
+    options = connection.settings_dict["OPTIONS"]
+    saved = options.get("prepare_threshold")
+    options["prepare_threshold"] = None
+    try:
+        assert fetch_all("SELECT %s::int * 2", [21]) == [(42,)]
+        assert prepared_statements() == {}
+    finally:
+        options["prepare_threshold"] = saved
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_list_parameter_keeps_one_statement_whatever_its_length():
+    make_group("alpha")
+    make_group("beta")
+    vendor = connection.vendor
+    sql = f"SELECT full_path FROM {Namespace._meta.db_table} WHERE {any_of('full_path_lower', vendor)} ORDER BY 1"
+    for size in (1, 2, 50, 500):
+        names = ["alpha", "beta"][:size] + [f"missing-{n}" for n in range(size - 2)]
+        expected = [("alpha",), ("beta",)][:size]
+        assert fetch_all(sql, [as_list_param(names, vendor)]) == expected
+    if vendor == "postgresql":
+        assert len([text for text in prepared_statements() if "full_path_lower" in text]) == 1
+
+
+@pytest.mark.django_db
+def test_the_any_lookup_filters_like_in_with_one_fixed_text():
+    groups = [make_group(f"g{n}") for n in range(5)]
+    wanted = {groups[1].pk, groups[3].pk}
+    assert set(Namespace.objects.filter(pk__any=wanted).values_list("pk", flat=True)) == wanted
+    assert not Namespace.objects.filter(pk__any=[]).exists()
+    texts = {
+        Namespace.objects.filter(full_path_lower__any=names).query.sql_with_params()[0]
+        for names in (["g1"], ["g1", "g2", "g3"])
+    }
+    assert len(texts) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_constraint_violation_is_djangos_integrity_error_and_the_connection_goes_on():
+    stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
+    fetch_all(INSERT, ["same-id", stamp])
+    with pytest.raises(IntegrityError):
+        fetch_all(INSERT, ["same-id", stamp])
+    fetch_all(INSERT, ["other-id", stamp])
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["other-id", "same-id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_a_transaction_the_statement_belongs_to_it():
+    stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
+    fetch_all(INSERT, ["before", stamp])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        fetch_all(INSERT, ["rolled-back", stamp])
+        assert RegistryEvent.objects.filter(event_id="rolled-back").exists()
+        raise RuntimeError("roll back")
+    fetch_all(INSERT, ["after", stamp])
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["after", "before"]

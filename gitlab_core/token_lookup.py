@@ -1,0 +1,55 @@
+"""A personal access token found by its secret, and its use recorded: the one lookup
+that the token realm (``/jwt/auth``) and the API's token authentication share.
+
+Secrets are looked up by digest (never stored) and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+
+from django.utils import timezone
+
+from gitlab_core import tokens
+from gitlab_core.db import RowLoader, fetch_all
+from gitlab_core.models import PersonalAccessToken, User
+
+# last_used_at is written at most this often per token, not on every request.
+LAST_USED_RESOLUTION_SECONDS = 600
+
+
+@functools.cache
+def _statement() -> tuple[RowLoader, RowLoader, str]:
+    """The token and its user in one query (a prepared statement on PostgreSQL)."""
+    token = RowLoader(PersonalAccessToken, frozenset(f.attname for f in PersonalAccessToken._meta.concrete_fields), "t")
+    user = RowLoader(User, frozenset(f.attname for f in User._meta.concrete_fields), "u")
+    sql = (
+        f"SELECT {token.columns}, {user.columns} FROM {PersonalAccessToken._meta.db_table} t "
+        f"JOIN {User._meta.db_table} u ON u.id = t.user_id WHERE t.token_digest = %s"
+    )
+    return token, user, sql
+
+
+def find_personal_access_token(secret: str) -> PersonalAccessToken | None:
+    """The token whose digest matches ``secret``, with its user loaded; None when there
+    is none. Revoked and expired tokens are returned too: callers say why they refuse."""
+    token_loader, user_loader, sql = _statement()
+    wanted = tokens.digest(secret)
+    rows = fetch_all(sql, [wanted])
+    if not rows:
+        return None
+    width = len(token_loader)
+    token = token_loader.load(rows[0][:width])
+    if not hmac.compare_digest(token.token_digest, wanted):
+        return None
+    token.user = user_loader.load(rows[0][width:])
+    return token
+
+
+def touch_last_used(token: PersonalAccessToken) -> None:
+    """Record that ``token`` was used now (at most every ``LAST_USED_RESOLUTION_SECONDS``)."""
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+        PersonalAccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now

@@ -1,0 +1,65 @@
+"""How an image path maps to its project: GitLab's rule, the one every caller uses (the
+token realm, the event receiver, the registry API and maintenance commands).
+
+An image path is a project's full path followed by at most two more components (the
+image name below the project, empty for the project's own image). The longest project
+path that prefixes it wins: ``g/p/a`` belongs to project ``g/p/a`` when it exists, else
+to ``g/p`` (image ``a``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gitlab_core.models import User
+from projects.models import Project
+from projects.permissions import projects_with_access_level
+
+# The project path plus at most two image levels (GitLab's LEVELS_SUPPORTED).
+LEVELS_SUPPORTED = 3
+# A project path has a namespace and a project name at least.
+MIN_PROJECT_COMPONENTS = 2
+
+
+@dataclass(frozen=True)
+class ImagePath:
+    """An image path (lower-cased) resolved to its project."""
+
+    path: str
+    project: Project
+    # The image below the project path ("" for the project's own image).
+    repository_name: str
+    root_namespace_id: int | None
+    # The user's effective access level on the project (None: no membership, or no user).
+    access_level: int | None
+
+
+def candidate_project_paths(path: str) -> list[str]:
+    """Project paths ``path`` may belong to, longest first (at most three)."""
+    parts = path.lower().split("/")
+    longest = len(parts)
+    shortest = max(MIN_PROJECT_COMPONENTS, longest - LEVELS_SUPPORTED + 1)
+    return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
+
+
+def resolve_image_paths(paths: Iterable[str], *, user: User | None = None) -> dict[str, ImagePath]:
+    """Each image path's project (pending deletion too: callers refuse it), keyed by the path as given,
+    with ``user``'s access level and the root namespace id: one query in all. Paths of
+    no project are left out."""
+    candidates = {path: candidate_project_paths(path) for path in paths}
+    found = projects_with_access_level(user=user, paths={c for cands in candidates.values() for c in cands})
+    resolved = {}
+    for path, cands in candidates.items():
+        for candidate in cands:
+            hit = found.get(candidate)
+            if hit is not None:
+                resolved[path] = ImagePath(
+                    path=path.lower(),
+                    project=hit.project,
+                    repository_name=path.lower()[len(candidate) + 1 :],
+                    root_namespace_id=hit.root_namespace_id,
+                    access_level=hit.access_level,
+                )
+                break
+    return resolved
