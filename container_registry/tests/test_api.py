@@ -271,3 +271,11 @@ def test_tag_of_a_missing_repository_is_404(world):
     response = as_user(world["users"]["developer"]).delete(project_url(world, "/424242/tags/v1"))
     assert response.status_code == 404
     assert response.json() == {"message": "404 Not found"}
+
+
+@pytest.mark.parametrize("raw_id", ["%C2%B2", "%D9%A3", "99999999999999999999999", "0"])
+def test_an_id_that_is_not_an_ascii_number_names_no_project(world, repos, raw_id):
+    # "²" and "٣" are digits to str.isdigit() but not numbers; huge ids overflow.
+    response = as_user(world["users"]["reporter"]).get(f"/api/v4/projects/{raw_id}/registry/repositories")
+    assert response.status_code == 404
+    assert response.json() == {"message": "404 Project Not Found"}

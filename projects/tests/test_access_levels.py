@@ -1,0 +1,63 @@
+"""A user's effective access level and the active-membership rule: one statement serves
+the token realm, the API and the admin, and it agrees with the ORM's ``active()``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from projects import permissions
+from projects.models import AccessLevel, GroupMember, ProjectMember
+from tests_support.factories import make_group, make_project, make_user
+
+pytestmark = pytest.mark.django_db
+
+TODAY = timezone.now().date()
+EXPIRIES = {
+    "never": None,
+    "yesterday": TODAY - dt.timedelta(days=1),
+    "today": TODAY,
+    "tomorrow": TODAY + dt.timedelta(days=1),
+}
+
+
+@pytest.mark.parametrize("expiry", list(EXPIRIES))
+def test_a_membership_counts_exactly_when_the_orm_calls_it_active(expiry):
+    owner = make_user("owner")
+    group = make_group("grp", owner=owner)
+    project = make_project(group, "app", creator=owner)
+    direct, inherited = make_user("direct"), make_user("inherited")
+    ProjectMember.objects.create(
+        project=project, user=direct, access_level=AccessLevel.DEVELOPER, expires_at=EXPIRIES[expiry]
+    )
+    GroupMember.objects.create(
+        group=group, user=inherited, access_level=AccessLevel.REPORTER, expires_at=EXPIRIES[expiry]
+    )
+    active = expiry in ("never", "tomorrow")
+    assert ProjectMember.objects.active().filter(user=direct).exists() is active
+    assert GroupMember.objects.active().filter(user=inherited).exists() is active
+    assert permissions.project_access_level(direct, project) == (AccessLevel.DEVELOPER if active else None)
+    assert permissions.project_access_level(inherited, project) == (AccessLevel.REPORTER if active else None)
+    assert permissions.group_access_level(inherited, group) == (AccessLevel.REPORTER if active else None)
+
+
+def test_the_level_is_the_highest_of_direct_inherited_and_personal_ownership():
+    owner = make_user("owner")
+    root = make_group("root", owner=owner)
+    sub = make_group("sub", parent=root, owner=owner)
+    project = make_project(sub, "app", creator=owner)
+    user = make_user("someone")
+    GroupMember.objects.create(group=root, user=user, access_level=AccessLevel.MAINTAINER)
+    ProjectMember.objects.create(project=project, user=user, access_level=AccessLevel.REPORTER)
+    assert permissions.project_access_level(user, project) == AccessLevel.MAINTAINER
+    assert permissions.group_access_level(user, sub) == AccessLevel.MAINTAINER
+    # A group whose path merely starts like an ancestor's ("root2") gives nothing.
+    other = make_group("root2", owner=owner)
+    assert permissions.group_access_level(user, other) is None
+    personal = make_project(user.personal_namespace, "mine", creator=user)
+    assert permissions.project_access_level(user, personal) == AccessLevel.OWNER
+    found = permissions.projects_with_access_level(user=user, paths=[project.full_path_lower])
+    assert found[project.full_path_lower].access_level == AccessLevel.MAINTAINER
+    assert found[project.full_path_lower].root_namespace_id == root.pk
