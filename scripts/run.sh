@@ -16,7 +16,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv"
     "$PYTHON" -m venv .venv
 fi
-echo "==> installing Python packages"
+echo "==> installing Python packages (runtime only: requirements.txt)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 py=.venv/bin/python
 

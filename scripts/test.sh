@@ -2,8 +2,9 @@
 # Set up and run the whole test suite, as CI does:
 #   1. system tools (when root and missing): PostgreSQL, Redis, the registry, skopeo,
 #      umoci, chromium -- installed under a policy-rc.d that keeps their services stopped;
-#   2. .venv with requirements.txt;
-#   3. ruff check, ruff format --check, makemigrations --check;
+#   2. .venv with requirements-dev.txt (the runtime plus tests and tooling);
+#   3. pre-commit run --all-files: ruff check, ruff format --check, makemigrations --check
+#      (.pre-commit-config.yaml, the same hooks a developer's `pre-commit install` runs);
 #   4. pytest on the embedded defaults (SQLite, filesystem broker);
 #   5. pytest again on a private PostgreSQL and Redis started here on free ports.
 # Extra arguments go to both pytest runs (e.g. scripts/test.sh -x -k admin).
@@ -51,16 +52,13 @@ setup_python() {
         "$PYTHON" -m venv .venv
     fi
     log "installing Python packages"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 }
 
 lint() {
-    log "ruff check"
-    .venv/bin/ruff check .
-    log "ruff format --check"
-    .venv/bin/ruff format --check .
-    log "makemigrations --check"
-    .venv/bin/python manage.py makemigrations --check --dry-run
+    # The hooks are local (language: system) and run .venv's tools: nothing is fetched.
+    log "pre-commit run --all-files (ruff check, ruff format --check, makemigrations --check)"
+    .venv/bin/pre-commit run --all-files
 }
 
 run_pytest() {

@@ -4,7 +4,7 @@
 #   WEB_HOST (default 127.0.0.1), PORT (default 8000)
 #   WEB_CONCURRENCY: processes (default: one per CPU; the token realm is CPU-bound, and
 #     one process runs Python on one core at a time: one process of 4 threads gave the
-#     realm 0.65-0.71 of what two gave, docs/bench-jwt.md)
+#     realm 0.65-0.71 of what two gave, docs/performance.md)
 #   WEB_THREADS: request threads per process (default 4; the event receiver spends most
 #     of a request waiting for PostgreSQL's commit)
 #   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
