@@ -17,8 +17,7 @@ from django.utils import timezone
 from gitlab_core.api.errors import bad_request, conflict, invalid_params
 from gitlab_core.api.params import clean_text
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
-from gitlab_core.signals import send_access_changed
-from projects.models import Namespace
+from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
 USERNAME_PROBLEM = (
@@ -40,13 +39,12 @@ def valid_path(value: str) -> bool:
     return bool(USERNAME_RE.match(value)) and not lowered.endswith((".git", ".atom"))
 
 
-def _username_taken(username: str) -> bool:
-    # A personal namespace shares the top level with groups, so a group path blocks it too.
-    lowered = username.lower()
-    return (
-        User.objects.filter(username__iexact=username).exists()
-        or Namespace.objects.filter(full_path_lower=lowered).exists()
-    )
+def username_taken(username: str) -> bool:
+    """Whether a user has ``username`` (in any case), or another app holds it as a top-level
+    path (a personal namespace shares the top level with groups, so a group blocks it too)."""
+    if User.objects.filter(username__iexact=username).exists():
+        return True
+    return any(taken for _, taken in top_level_path_taken.send(sender=User, path=username.lower()))
 
 
 def _check_new_user(*, username: str, email: str, name: str, password: str | None) -> None:
@@ -68,7 +66,7 @@ def _check_new_user(*, username: str, email: str, name: str, password: str | Non
         raise bad_request(problems)
     if User.objects.filter(email__iexact=email).exists():
         raise conflict("Email has already been taken")
-    if _username_taken(username):
+    if username_taken(username):
         raise conflict("Username has already been taken")
 
 
@@ -84,7 +82,8 @@ def create_user(
     external: bool = False,
     note: str | None = None,
 ) -> User:
-    """Create a user and its personal namespace (kind ``user``, path = username).
+    """Create a user; ``projects`` adds its personal namespace (kind ``user``, path =
+    username) in the same transaction, through ``signals.user_created``.
 
     ``password=None`` leaves the account without a usable password (GitLab's
     ``reset_password`` / ``force_random_password``). Raises ``ApiError``: 400 for invalid
@@ -110,7 +109,7 @@ def create_user(
     try:
         with transaction.atomic():
             user.save()
-            Namespace.objects.create(kind=Namespace.Kind.USER, name=name, path=username, owner=user)
+            user_created.send(sender=User, user=user)
     except IntegrityError:
         # A concurrent request took the name between the check and the insert.
         raise conflict("Username has already been taken")

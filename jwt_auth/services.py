@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from container_registry.repositories import ensure_repository_exists
 from jwt_auth import credentials, decisions, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, unauthorized, unavailable
@@ -27,6 +26,7 @@ from jwt_auth.scopes import (
     resolve_paths,
     valid_path,
 )
+from jwt_auth.signals import push_granted
 from jwt_auth.tokens import mint_registry_token
 from projects import permissions
 from projects.models import Project
@@ -194,7 +194,7 @@ def _repository_entry(
     if not granted:
         return None
     if "push" in granted:
-        ensure_repository_exists(project=project, name=target.repository_name)
+        push_granted.send(sender=Project, project=project, name=target.repository_name)
     meta = {"project_path": project.full_path_lower, "project_id": project.pk}
     if target.root_namespace_id is not None:
         meta["root_namespace_id"] = target.root_namespace_id
