@@ -23,9 +23,9 @@ from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.regex import validate_regex
 from container_registry.signals import tag_cleanup_requested
-from gitlab_core.api.errors import bad_request, forbidden
 from gitlab_core.api.format import iso
 from gitlab_core.api.params import Params
+from gitlab_core.errors import bad_request, forbidden
 from gitlab_core.models import ApplicationSettings
 from projects import permissions
 from projects.models import Project

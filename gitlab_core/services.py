@@ -1,7 +1,7 @@
 """Writes to users, personal access tokens and the application settings.
 
 Every service validates its own input (the API and the management commands share the
-rules) and raises ``ApiError`` with GitLab's body shape; nothing is written on failure.
+rules) and raises ``ServiceError`` with GitLab's body shape; nothing is written on failure.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gitlab_core.api.errors import bad_request, conflict, invalid_params
 from gitlab_core.api.params import clean_text
+from gitlab_core.errors import bad_request, conflict, invalid_params
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
 
@@ -86,7 +86,7 @@ def create_user(
     username) in the same transaction, through ``signals.user_created``.
 
     ``password=None`` leaves the account without a usable password (GitLab's
-    ``reset_password`` / ``force_random_password``). Raises ``ApiError``: 400 for invalid
+    ``reset_password`` / ``force_random_password``). Raises ``ServiceError``: 400 for invalid
     values, 409 when the username or email is taken.
     """
     _check_new_user(username=username, email=email, name=name, password=password)
@@ -145,7 +145,7 @@ def create_personal_access_token(
     """Create a token for ``user``; returns it with its secret (shown only this once).
 
     ``expires_at`` defaults to a year from today and may be at most 400 days ahead.
-    Raises ``ApiError`` (400) for a blank name, unknown scopes or a bad date.
+    Raises ``ServiceError`` (400) for a blank name, unknown scopes or a bad date.
     """
     if not name.strip() or len(name) > MAX_NAME_LENGTH or not clean_text(name):
         raise invalid_params("name is missing" if not name.strip() else "name is invalid")
@@ -238,7 +238,7 @@ def revoke_personal_access_token(*, token: PersonalAccessToken) -> None:
 def update_application_settings(*, changes: dict) -> ApplicationSettings:
     """Apply ``changes`` (field -> value, already type-checked) to the settings singleton.
 
-    Raises ``ApiError`` 400 ``{"message": {field: [problems]}}`` when a value breaks a
+    Raises ``ServiceError`` 400 ``{"message": {field: [problems]}}`` when a value breaks a
     model rule (token lifetime must be > 0, limits >= 0); nothing is saved then.
     """
     with transaction.atomic():

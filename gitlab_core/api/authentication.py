@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
 from gitlab_core import tokens
-from gitlab_core.api.errors import ApiError, unauthorized
+from gitlab_core.errors import ServiceError, unauthorized
 from gitlab_core.models import PersonalAccessToken
 
 # last_used_at is written at most this often per token, not on every request.
@@ -56,9 +56,9 @@ class TokenAuthentication(BaseAuthentication):
             return None
         token = find_personal_access_token(secret)
         if token is None:
-            raise ApiError(401, {"error": "invalid_token", "error_description": "Bad Access Token."})
+            raise ServiceError(401, {"error": "invalid_token", "error_description": "Bad Access Token."})
         if token.revoked:
-            raise ApiError(
+            raise ServiceError(
                 401,
                 {
                     "error": "invalid_token",
@@ -66,7 +66,7 @@ class TokenAuthentication(BaseAuthentication):
                 },
             )
         if token.expired:
-            raise ApiError(
+            raise ServiceError(
                 401,
                 {
                     "error": "invalid_token",
@@ -74,7 +74,7 @@ class TokenAuthentication(BaseAuthentication):
                 },
             )
         if not token.user.can_log_in:
-            raise ApiError(403, {"message": "403 Forbidden - Your account has been blocked."})
+            raise ServiceError(403, {"message": "403 Forbidden - Your account has been blocked."})
         touch_last_used(token)
         return token.user, token
 

@@ -132,3 +132,17 @@ def test_a_relative_import_resolves_against_its_package():
     assert imported_modules("from .rules import x", "container_registry.cleanup", is_package=True) == [
         (1, "container_registry.cleanup.rules")
     ]
+
+
+def test_services_and_selectors_take_their_errors_from_outside_the_api_package():
+    offenders = []
+    for path in checked_files():
+        if path.stem not in {"services", "selectors", "policies", "receivers"}:
+            continue
+        module = module_name(path)
+        imports = imported_modules(path.read_text(encoding="utf-8"), module)
+        offenders += [
+            f"{module}:{line} imports {target}" for line, target in imports if target == "gitlab_core.api.errors"
+        ]
+
+    assert offenders == []

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from rest_framework.response import Response
 
-from gitlab_core.api.errors import bad_request, forbidden, invalid_params
 from gitlab_core.api.params import Params, clean_text
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import bad_request, forbidden, invalid_params
 from gitlab_core.models import ApplicationSettings
 from projects import entities, permissions, selectors, services
 from projects.models import Namespace, Project, RegistryAccessLevel, Visibility

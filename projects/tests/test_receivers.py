@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gitlab_core import services as user_services
-from gitlab_core.api.errors import ApiError
+from gitlab_core.errors import ServiceError
 from gitlab_core.models import User
 from projects.models import Namespace
 
@@ -31,7 +31,7 @@ def test_a_group_created_after_the_check_rolls_the_user_back(monkeypatch):
     Namespace.objects.create(kind=Namespace.Kind.GROUP, name="Acme", path="acme")
     monkeypatch.setattr(user_services, "username_taken", lambda username: False)
 
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(ServiceError) as raised:
         user_services.create_user(username="acme", email="a@x.test", name="A", password=None)
 
     assert (raised.value.status, raised.value.body) == (409, {"message": "Username has already been taken"})
