@@ -18,7 +18,8 @@ from rest_framework.response import Response
 
 from container_registry import selectors
 from container_registry.api import RegistryApiView, parse_repository_id, registry_unavailable
-from container_registry.cleanup import CleanupResult, CleanupRules, InvalidCleanupRules, parse_older_than, plan_cleanup
+from container_registry.cleanup import CleanupResult, plan_cleanup
+from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules, parse_older_than
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.regex import validate_regex
@@ -56,12 +57,7 @@ def parse_rule_params(params: Params, *, require_delete_regex: bool) -> CleanupR
     except ValueError:
         params.errors.append("older_than is invalid")
     params.check()
-    return CleanupRules(
-        name_regex_delete=values["name_regex_delete"] or values["name_regex"],
-        name_regex_keep=values["name_regex_keep"],
-        keep_n=keep_n,
-        older_than=older_than or None,
-    )
+    return CleanupRules.from_params({**values, "keep_n": keep_n, "older_than": older_than or None})
 
 
 def _repository(project: Project, repository: ContainerRepository | str | int) -> ContainerRepository:
