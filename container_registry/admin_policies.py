@@ -11,7 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from container_registry.cleanup import CleanupRules, InvalidCleanupRules, plan_cleanup
+from container_registry.cleanup import plan_cleanup
+from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules
 from container_registry.errors import RegistryError
 from container_registry.maintenance import enable_cleanup_policies
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository

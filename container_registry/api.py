@@ -16,8 +16,8 @@ from container_registry.client import get_client
 from container_registry.errors import RegistryError, TransientRegistryError
 from container_registry.maintenance.usage import repository_size
 from container_registry.models import ContainerRepository
-from gitlab_core.api.errors import ApiError, bad_request, forbidden, invalid_params, not_found, unauthorized
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import ServiceError, bad_request, forbidden, invalid_params, not_found, unauthorized
 from projects import permissions
 
 logger = logging.getLogger(__name__)
@@ -26,12 +26,12 @@ logger = logging.getLogger(__name__)
 MAX_ID_DIGITS = 18
 
 
-def registry_unavailable(exc: RegistryError) -> ApiError:
+def registry_unavailable(exc: RegistryError) -> ServiceError:
     """The registry failed us: 503 when it may recover by itself, 502 otherwise."""
     logger.warning("container registry request failed: %s", exc)
     if isinstance(exc, TransientRegistryError):
-        return ApiError(503, {"message": "503 Container registry unavailable"})
-    return ApiError(502, {"message": f"502 Container registry error: {exc}"})
+        return ServiceError(503, {"message": "503 Container registry unavailable"})
+    return ServiceError(502, {"message": f"502 Container registry error: {exc}"})
 
 
 def parse_repository_id(raw: str, label: str = "repository_id") -> int:

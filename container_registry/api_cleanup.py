@@ -18,13 +18,15 @@ from rest_framework.response import Response
 
 from container_registry import selectors
 from container_registry.api import RegistryApiView, parse_repository_id, registry_unavailable
-from container_registry.cleanup import CleanupResult, CleanupRules, InvalidCleanupRules, parse_older_than, plan_cleanup
+from container_registry.cleanup import CleanupResult, plan_cleanup
+from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules, parse_older_than
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.regex import validate_regex
-from gitlab_core.api.errors import bad_request, forbidden
+from container_registry.signals import tag_cleanup_requested
 from gitlab_core.api.format import iso
 from gitlab_core.api.params import Params
+from gitlab_core.errors import bad_request, forbidden
 from gitlab_core.models import ApplicationSettings
 from projects import permissions
 from projects.models import Project
@@ -55,12 +57,7 @@ def parse_rule_params(params: Params, *, require_delete_regex: bool) -> CleanupR
     except ValueError:
         params.errors.append("older_than is invalid")
     params.check()
-    return CleanupRules(
-        name_regex_delete=values["name_regex_delete"] or values["name_regex"],
-        name_regex_keep=values["name_regex_keep"],
-        keep_n=keep_n,
-        older_than=older_than or None,
-    )
+    return CleanupRules.from_params({**values, "keep_n": keep_n, "older_than": older_than or None})
 
 
 def _repository(project: Project, repository: ContainerRepository | str | int) -> ContainerRepository:
@@ -75,15 +72,15 @@ def bulk_delete_tags(*, view: RegistryApiView, project: Project, repository: Con
     ``repository`` may be the raw route value, so that parameters are checked before the
     repository is looked up (api-contract §4.7).
     """
-    from workers.cleanup import cleanup_tags  # the task; tasks sit above the app
-
     rules = parse_rule_params(view.params(), require_delete_regex=True)
     repository = _repository(project, repository)
     if not permissions.can(view.user, permissions.ADMIN_CONTAINER_IMAGE, project):
         raise forbidden()
     if not cache.add(bulk_delete_lease_key(repository.pk), "1", timeout=BULK_DELETE_LEASE_SECONDS):
         raise bad_request(RATE_LIMITED)
-    cleanup_tags.delay_on_commit(view.user.pk, repository.pk, rules.as_params())
+    tag_cleanup_requested.send(
+        sender=ContainerRepository, user_id=view.user.pk, repository_id=repository.pk, params=rules.as_params()
+    )
     return Response({"message": "202 Accepted"}, status=202)
 
 

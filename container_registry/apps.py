@@ -9,4 +9,4 @@ class ContainerRegistryConfig(AppConfig):
 
     def ready(self) -> None:
         import container_registry.deletion_signals  # noqa: F401
-        from container_registry import signals  # noqa: F401
+        from container_registry import receivers  # noqa: F401

@@ -20,8 +20,8 @@ from container_registry.models import (
     ContainerExpirationPolicy,
 )
 from container_registry.regex import validate_regex
-from gitlab_core.api.errors import bad_request, invalid_params
 from gitlab_core.api.params import parse_bool
+from gitlab_core.errors import bad_request, invalid_params
 from projects.models import Project
 
 REQUEST_PREFIX = "container_expiration_policy_attributes"
@@ -108,7 +108,7 @@ def _changes(attributes: dict, problems: _Problems) -> dict[str, Any]:
 
 
 def validate_cleanup_policy_attributes(*, attributes: Any, current: ContainerExpirationPolicy | None) -> dict:
-    """The validated changes ``attributes`` asks for; raises ``ApiError`` (400) otherwise.
+    """The validated changes ``attributes`` asks for; raises ``ServiceError`` (400) otherwise.
 
     ``current`` is the policy the changes apply to (None for a new project: defaults).
     """
@@ -136,7 +136,7 @@ def update_cleanup_policy(*, project: Project, attributes: dict) -> ContainerExp
     """Apply ``container_expiration_policy_attributes`` to ``project``'s policy.
 
     Keys not sent keep their values; unknown keys are ignored. Saving recomputes
-    ``next_run_at``. Raises ``ApiError`` (400, GitLab's shapes) and changes nothing when
+    ``next_run_at``. Raises ``ServiceError`` (400, GitLab's shapes) and changes nothing when
     any attribute is invalid.
     """
     policy, _ = ContainerExpirationPolicy.objects.select_for_update().get_or_create(project=project)

@@ -35,10 +35,9 @@ from container_registry.cleanup import (
     STOP_REGISTRY_ERROR,
     STOP_STALE,
     CleanupResult,
-    CleanupRules,
-    InvalidCleanupRules,
     cleanup_tags,
 )
+from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules
 from container_registry.errors import RegistryError
 from container_registry.models import CADENCE_DURATIONS, ContainerExpirationPolicy, ContainerRepository
 from gitlab_core.models import ApplicationSettings

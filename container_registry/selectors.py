@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from container_registry.models import ContainerRepository
-from gitlab_core.api.errors import forbidden, not_found
+from gitlab_core.errors import forbidden, not_found
 from projects import permissions
 from projects.models import Namespace, Project
 from projects.selectors import lookup_by_id_or_path

@@ -19,7 +19,6 @@ from django.utils import timezone
 from gitlab_core import services
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed
-from projects.models import Namespace
 
 admin.site.site_header = "GitLab container registry administration"
 admin.site.site_title = "Registry admin"
@@ -50,9 +49,7 @@ class UserCreateForm(BaseUserCreationForm):
         username = self.cleaned_data["username"]
         if not services.valid_path(username):
             raise forms.ValidationError(services.USERNAME_PROBLEM)
-        # Personal namespaces share the top level with groups.
-        taken = User.objects.filter(username__iexact=username).exists()
-        if taken or Namespace.objects.filter(full_path_lower=username.lower()).exists():
+        if services.username_taken(username):
             raise forms.ValidationError("has already been taken")
         return username
 

@@ -1,7 +1,7 @@
 """Writes to users, personal access tokens and the application settings.
 
 Every service validates its own input (the API and the management commands share the
-rules) and raises ``ApiError`` with GitLab's body shape; nothing is written on failure.
+rules) and raises ``ServiceError`` with GitLab's body shape; nothing is written on failure.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gitlab_core.api.errors import bad_request, conflict, invalid_params
 from gitlab_core.api.params import clean_text
+from gitlab_core.errors import bad_request, conflict, invalid_params
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
-from gitlab_core.signals import send_access_changed
-from projects.models import Namespace
+from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
 USERNAME_PROBLEM = (
@@ -40,13 +39,12 @@ def valid_path(value: str) -> bool:
     return bool(USERNAME_RE.match(value)) and not lowered.endswith((".git", ".atom"))
 
 
-def _username_taken(username: str) -> bool:
-    # A personal namespace shares the top level with groups, so a group path blocks it too.
-    lowered = username.lower()
-    return (
-        User.objects.filter(username__iexact=username).exists()
-        or Namespace.objects.filter(full_path_lower=lowered).exists()
-    )
+def username_taken(username: str) -> bool:
+    """Whether a user has ``username`` (in any case), or another app holds it as a top-level
+    path (a personal namespace shares the top level with groups, so a group blocks it too)."""
+    if User.objects.filter(username__iexact=username).exists():
+        return True
+    return any(taken for _, taken in top_level_path_taken.send(sender=User, path=username.lower()))
 
 
 def _check_new_user(*, username: str, email: str, name: str, password: str | None) -> None:
@@ -68,7 +66,7 @@ def _check_new_user(*, username: str, email: str, name: str, password: str | Non
         raise bad_request(problems)
     if User.objects.filter(email__iexact=email).exists():
         raise conflict("Email has already been taken")
-    if _username_taken(username):
+    if username_taken(username):
         raise conflict("Username has already been taken")
 
 
@@ -84,10 +82,11 @@ def create_user(
     external: bool = False,
     note: str | None = None,
 ) -> User:
-    """Create a user and its personal namespace (kind ``user``, path = username).
+    """Create a user; ``projects`` adds its personal namespace (kind ``user``, path =
+    username) in the same transaction, through ``signals.user_created``.
 
     ``password=None`` leaves the account without a usable password (GitLab's
-    ``reset_password`` / ``force_random_password``). Raises ``ApiError``: 400 for invalid
+    ``reset_password`` / ``force_random_password``). Raises ``ServiceError``: 400 for invalid
     values, 409 when the username or email is taken.
     """
     _check_new_user(username=username, email=email, name=name, password=password)
@@ -110,7 +109,7 @@ def create_user(
     try:
         with transaction.atomic():
             user.save()
-            Namespace.objects.create(kind=Namespace.Kind.USER, name=name, path=username, owner=user)
+            user_created.send(sender=User, user=user)
     except IntegrityError:
         # A concurrent request took the name between the check and the insert.
         raise conflict("Username has already been taken")
@@ -146,7 +145,7 @@ def create_personal_access_token(
     """Create a token for ``user``; returns it with its secret (shown only this once).
 
     ``expires_at`` defaults to a year from today and may be at most 400 days ahead.
-    Raises ``ApiError`` (400) for a blank name, unknown scopes or a bad date.
+    Raises ``ServiceError`` (400) for a blank name, unknown scopes or a bad date.
     """
     if not name.strip() or len(name) > MAX_NAME_LENGTH or not clean_text(name):
         raise invalid_params("name is missing" if not name.strip() else "name is invalid")
@@ -239,7 +238,7 @@ def revoke_personal_access_token(*, token: PersonalAccessToken) -> None:
 def update_application_settings(*, changes: dict) -> ApplicationSettings:
     """Apply ``changes`` (field -> value, already type-checked) to the settings singleton.
 
-    Raises ``ApiError`` 400 ``{"message": {field: [problems]}}`` when a value breaks a
+    Raises ``ServiceError`` 400 ``{"message": {field: [problems]}}`` when a value breaks a
     model rule (token lifetime must be > 0, limits >= 0); nothing is saved then.
     """
     with transaction.atomic():

@@ -50,7 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "gitlab_core.middleware.RawPathMiddleware",
+    "projects.middleware.RawPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from STATIC_ROOT (collectstatic) under gunicorn.
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -10,6 +10,15 @@ from django.dispatch import Signal
 # they hold (``jwt_auth.decisions``).
 access_changed = Signal()
 
+# Sent with ``path=`` (lower case) before a user is created: a receiver returns True when
+# another app already holds that top-level path (``projects``: a group, since personal
+# namespaces share the top level with groups).
+top_level_path_taken = Signal()
+
+# Sent with ``user=`` inside the transaction of ``services.create_user``: ``projects``
+# creates the personal namespace. An error a receiver raises rolls the user back.
+user_created = Signal()
+
 
 def send_access_changed(sender) -> None:
     """``access_changed`` now and again once the surrounding transaction commits, so

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from container_registry.repositories import ensure_repository_exists
 from jwt_auth import credentials, decisions, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, unauthorized, unavailable
 from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, Scope, parse_scope, valid_path
+from jwt_auth.signals import push_granted
 from jwt_auth.tokens import mint_registry_token
 from projects import permissions
 from projects.image_paths import ImagePath, resolve_image_paths
@@ -186,7 +186,7 @@ def _repository_entry(
     if not granted:
         return None
     if "push" in granted:
-        ensure_repository_exists(project=project, name=target.repository_name)
+        push_granted.send(sender=Project, project=project, name=target.repository_name)
     meta = {"project_path": project.full_path_lower, "project_id": project.pk}
     if target.root_namespace_id is not None:
         meta["root_namespace_id"] = target.root_namespace_id

@@ -1,7 +1,7 @@
 """``/api/v4`` routes of groups, projects, members and deploy tokens.
 
 Project and group ids are captured with ``<str:...>``: a numeric id or a URL-encoded
-full path (``gitlab_core.middleware`` keeps the encoded slashes); views unquote them.
+full path (``projects.middleware`` keeps the encoded slashes); views unquote them.
 """
 
 from __future__ import annotations

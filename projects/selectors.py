@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from gitlab_core.api.errors import not_found
 from gitlab_core.api.params import clean_text
 from gitlab_core.api.views import parse_int_id
+from gitlab_core.errors import not_found
 from gitlab_core.models import User
 from projects import permissions
 from projects.models import AccessLevel, DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility

@@ -1,7 +1,7 @@
 """Writes to groups, projects, memberships and deploy tokens.
 
 Services validate what the request layer cannot (uniqueness, path rules, visibility
-against the parent, the Owner rules of memberships) and raise ``ApiError`` in GitLab's
+against the parent, the Owner rules of memberships) and raise ``ServiceError`` in GitLab's
 shapes. Anything that writes more than once is atomic: on failure nothing changes.
 """
 
@@ -13,7 +13,7 @@ import re
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gitlab_core.api.errors import bad_request, conflict, forbidden
+from gitlab_core.errors import bad_request, conflict, forbidden
 from gitlab_core.models import User
 from gitlab_core.services import valid_path
 from gitlab_core.signals import send_access_changed
@@ -110,7 +110,7 @@ def create_group(
 ) -> Namespace:
     """Create a (sub)group; the creator becomes its direct Owner.
 
-    Raises ``ApiError`` 400 ("Failed to save group ...") for a bad or taken path and for
+    Raises ``ServiceError`` 400 ("Failed to save group ...") for a bad or taken path and for
     a visibility above the parent's.
     """
     if not valid_path(path):
@@ -173,7 +173,7 @@ def create_project(
     """Create a project (and, through ``post_save``, its default cleanup policy).
 
     In a personal namespace the owner becomes a direct Owner member, as in GitLab.
-    Raises ``ApiError`` 400 ``{"message": {field: [...]}}`` for taken or invalid
+    Raises ``ServiceError`` 400 ``{"message": {field: [...]}}`` for taken or invalid
     names/paths and a visibility above the group's. Call inside a transaction when more
     writes follow (the project API does).
     """
@@ -205,7 +205,7 @@ def update_project(*, project: Project, changes: dict) -> Project:
     level) to ``project``.
 
     A project that holds container images cannot change its path (the images live under
-    it in the registry). Raises ``ApiError`` 400 like ``create_project``.
+    it in the registry). Raises ``ServiceError`` 400 like ``create_project``.
     """
     name = changes.get("name", project.name)
     path = changes.get("path", project.path)
@@ -371,7 +371,7 @@ def create_deploy_token(
     """Create a project deploy token; returns it with its ``gldt-`` secret (shown once).
 
     ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project.
-    Raises ``ApiError`` 400 for blank scopes or a bad/taken username.
+    Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
     """
     if not scopes:
         raise bad_request("Scopes can't be blank")

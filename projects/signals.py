@@ -7,3 +7,9 @@ from django.dispatch import Signal
 # Sent with ``project=`` after DELETE /projects/:id marked the project pending deletion,
 # before the row goes: the registry app schedules deletion of its repositories.
 project_deletion_requested = Signal()
+
+# Sent with ``project=`` and ``attributes=`` (the request's
+# ``container_expiration_policy_attributes``, a dict) inside the transaction in which the
+# project API creates or edits a project: the registry app validates and saves the
+# project's cleanup policy. Its ``ServiceError`` rolls the project write back.
+cleanup_policy_submitted = Signal()

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 
+from django.dispatch import receiver
+
 from container_registry.cleanup import bulk_delete_for_user
 from container_registry.errors import TransientRegistryError
 from container_registry.scheduling import repositories_to_start, run_policy_cleanup
 from container_registry.scheduling import schedule_cleanup_policies as schedule
+from container_registry.signals import tag_cleanup_requested
 from gitlab_core.celery import app
 from workers.base import RegistryTask
 
@@ -74,3 +77,8 @@ def cleanup_tags(user_id: int, repository_id: int, params: dict) -> dict:
     if isinstance(result.error, TransientRegistryError):
         raise result.error
     return {"deleted": result.deleted_size, "status": result.status}
+
+
+@receiver(tag_cleanup_requested, dispatch_uid="workers.enqueue_tag_cleanup")
+def enqueue_tag_cleanup(sender, *, user_id: int, repository_id: int, params: dict, **kwargs) -> None:
+    cleanup_tags.delay_on_commit(user_id, repository_id, params)

@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 
 from container_registry import cleanup
-from container_registry.cleanup import CleanupRules, bulk_delete_for_user, cleanup_tags, plan_cleanup
+from container_registry.cleanup import bulk_delete_for_user, cleanup_tags, plan_cleanup
+from container_registry.cleanup_rules import CleanupRules
 from container_registry.errors import TransientRegistryError
 from container_registry.models import ContainerRepository
 from gitlab_core.models import ApplicationSettings

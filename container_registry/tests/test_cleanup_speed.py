@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from container_registry import cleanup
-from container_registry.cleanup import CleanupRules, cleanup_tags
+from container_registry.cleanup import cleanup_tags
+from container_registry.cleanup_rules import CleanupRules
 from container_registry.client import ACCEPT_MANIFESTS, RegistryClient
 from container_registry.models import ContainerRepository
 from jwt_auth.tokens import mint_registry_token

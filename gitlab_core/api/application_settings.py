@@ -6,8 +6,8 @@ from rest_framework.response import Response
 
 from gitlab_core import services
 from gitlab_core.api import entities
-from gitlab_core.api.errors import forbidden, invalid_params
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import forbidden, invalid_params
 from gitlab_core.models import ApplicationSettings
 
 # Writable fields by type. Vendor, version and features come from the registry itself

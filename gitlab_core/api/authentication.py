@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rest_framework.authentication import BaseAuthentication
 
-from gitlab_core.api.errors import ApiError, unauthorized
+from gitlab_core.errors import ServiceError, unauthorized
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 
 
@@ -33,9 +33,9 @@ class TokenAuthentication(BaseAuthentication):
             return None
         token = find_personal_access_token(secret)
         if token is None:
-            raise ApiError(401, {"error": "invalid_token", "error_description": "Bad Access Token."})
+            raise ServiceError(401, {"error": "invalid_token", "error_description": "Bad Access Token."})
         if token.revoked:
-            raise ApiError(
+            raise ServiceError(
                 401,
                 {
                     "error": "invalid_token",
@@ -43,7 +43,7 @@ class TokenAuthentication(BaseAuthentication):
                 },
             )
         if token.expired:
-            raise ApiError(
+            raise ServiceError(
                 401,
                 {
                     "error": "invalid_token",
@@ -51,7 +51,7 @@ class TokenAuthentication(BaseAuthentication):
                 },
             )
         if not token.user.can_log_in:
-            raise ApiError(403, {"message": "403 Forbidden - Your account has been blocked."})
+            raise ServiceError(403, {"message": "403 Forbidden - Your account has been blocked."})
         touch_last_used(token)
         return token.user, token
 

@@ -1,7 +1,8 @@
 """GitLab's error shapes for the REST API, rendered by one DRF exception handler.
 
-Raise ``ApiError`` (or one of its helpers) anywhere below a view; it becomes
-``{"message": ...}`` or ``{"error": ...}`` with the right status.
+A ``ServiceError`` (``gitlab_core.errors``) raised anywhere below a view is answered as it
+is: ``{"message": ...}`` or ``{"error": ...}`` with its status and headers. DRF's and
+Django's own request errors get the same shapes here.
 """
 
 from __future__ import annotations
@@ -13,50 +14,14 @@ from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from gitlab_core.errors import ServiceError
+
 logger = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An expected failure with GitLab's body shape."""
-
-    def __init__(self, status: int, body: dict, headers: dict | None = None):
-        super().__init__(body)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        return Response(self.body, status=self.status, headers=self.headers)
-
-
-def bad_request(message) -> ApiError:
-    """400 ``{"message": ...}`` (a string or a field -> [problems] dict)."""
-    return ApiError(400, {"message": message})
-
-
-def invalid_params(*problems: str) -> ApiError:
-    """400 ``{"error": "a is missing, b is invalid"}`` (request-level validation)."""
-    return ApiError(400, {"error": ", ".join(problems)})
-
-
-def unauthorized() -> ApiError:
-    return ApiError(401, {"message": "401 Unauthorized"})
-
-
-def forbidden(message: str = "403 Forbidden") -> ApiError:
-    return ApiError(403, {"message": message})
-
-
-def not_found(thing: str | None = None) -> ApiError:
-    return ApiError(404, {"message": f"404 {thing} Not Found" if thing else "404 Not found"})
-
-
-def conflict(message: str) -> ApiError:
-    return ApiError(409, {"message": message})
-
-
-def insufficient_scope() -> ApiError:
-    return ApiError(
+def insufficient_scope() -> ServiceError:
+    """403 for a token without the ``api``/``read_api`` scope (API only: it names the scopes)."""
+    return ServiceError(
         403,
         {
             "error": "insufficient_scope",
@@ -72,8 +37,8 @@ def insufficient_scope() -> ApiError:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, ApiError):
-        return exc.response()
+    if isinstance(exc, ServiceError):
+        return Response(exc.body, status=exc.status, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "The request body is too large"}, status=413)
     if isinstance(exc, SuspiciousOperation):

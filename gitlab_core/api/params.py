@@ -6,7 +6,7 @@ request itself are reported together as ``{"error": "a is missing, b is invalid"
     params = Params(request)
     name = params.str("name", required=True, max_length=255)
     admin = params.bool("admin", default=False)
-    params.check()   # raises ApiError(400) when anything above failed
+    params.check()   # raises ServiceError(400) when anything above failed
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
 
-from gitlab_core.api.errors import invalid_params
+from gitlab_core.errors import invalid_params
 
 _TRUE = {"true", "1", "yes", "t", "on", "y"}
 _FALSE = {"false", "0", "no", "f", "off", "n"}

@@ -6,8 +6,9 @@ from rest_framework.response import Response
 
 from gitlab_core import selectors, services
 from gitlab_core.api import entities
-from gitlab_core.api.errors import insufficient_scope, not_found, unauthorized
+from gitlab_core.api.errors import insufficient_scope
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import not_found, unauthorized
 from gitlab_core.models import PersonalAccessToken
 
 SELF = "self"

@@ -6,8 +6,8 @@ from rest_framework.response import Response
 
 from gitlab_core import selectors, services
 from gitlab_core.api import entities
-from gitlab_core.api.errors import forbidden, invalid_params, not_found
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import forbidden, invalid_params, not_found
 from gitlab_core.models import User
 
 MAX_EMAIL_LENGTH = 255

@@ -16,9 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gitlab_core.api.errors import insufficient_scope, unauthorized
+from gitlab_core.api.errors import insufficient_scope
 from gitlab_core.api.pagination import paginate
 from gitlab_core.api.params import MAX_INT, Params
+from gitlab_core.errors import unauthorized
 from gitlab_core.models import PersonalAccessToken, User
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}

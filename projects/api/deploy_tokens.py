@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework.response import Response
 
-from gitlab_core.api.errors import forbidden, invalid_params
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import forbidden, invalid_params
 from projects import entities, permissions, selectors, services
 from projects.models import DEPLOY_TOKEN_SCOPES, Project
 

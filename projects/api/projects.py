@@ -5,16 +5,17 @@ from __future__ import annotations
 from django.db import transaction
 from rest_framework.response import Response
 
-from container_registry.policies import update_cleanup_policy
-from gitlab_core.api.errors import bad_request, forbidden, invalid_params
 from gitlab_core.api.params import Params, clean_text
 from gitlab_core.api.views import ApiView
+from gitlab_core.errors import bad_request, forbidden, invalid_params
 from gitlab_core.models import ApplicationSettings
 from projects import entities, permissions, selectors, services
 from projects.models import Namespace, Project, RegistryAccessLevel, Visibility
+from projects.signals import cleanup_policy_submitted
 
 # The project API composes two apps: the project itself and its cleanup policy, which
-# the container registry app owns. Both writes happen in one transaction.
+# the container registry app owns and saves on ``cleanup_policy_submitted``. Both writes
+# happen in one transaction.
 
 VISIBILITIES = ("private", "internal", "public")
 MAX_LENGTH = 255
@@ -120,7 +121,7 @@ class ProjectsView(ApiView):
                 container_registry_access_level=registry_level or RegistryAccessLevel.ENABLED,
             )
             if policy is not None:
-                update_cleanup_policy(project=project, attributes=policy)
+                cleanup_policy_submitted.send(sender=Project, project=project, attributes=policy)
         return Response(entities.project(_reload(project), request), status=201)
 
 
@@ -159,7 +160,7 @@ class ProjectView(ApiView):
         with transaction.atomic():
             project = services.update_project(project=project, changes=changes)
             if policy is not None:
-                update_cleanup_policy(project=project, attributes=policy)
+                cleanup_policy_submitted.send(sender=Project, project=project, attributes=policy)
         return Response(entities.project(_reload(project), request))
 
     def delete(self, request, project_id: str):

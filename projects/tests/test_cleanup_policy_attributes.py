@@ -7,7 +7,7 @@ import pytest
 from container_registry.models import ContainerExpirationPolicy
 from container_registry.policies import update_cleanup_policy
 from container_registry.regex import compile_anchored, validate_regex
-from gitlab_core.api.errors import ApiError
+from gitlab_core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 
@@ -32,8 +32,8 @@ def test_anchored_match_is_a_full_match_of_the_whole_alternation():
         compile_anchored("(")
 
 
-def policy_error(world, attributes) -> ApiError:
-    with pytest.raises(ApiError) as excinfo:
+def policy_error(world, attributes) -> ServiceError:
+    with pytest.raises(ServiceError) as excinfo:
         update_cleanup_policy(project=world["project"], attributes=attributes)
     return excinfo.value
 

@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from container_registry.cleanup import InvalidCleanupRules
+from container_registry.cleanup_rules import InvalidCleanupRules
 from container_registry.maintenance import run_cleanup_policy
 from projects.models import Project
 

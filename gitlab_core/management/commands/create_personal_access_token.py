@@ -6,12 +6,12 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gitlab_core.api.errors import ApiError
+from gitlab_core.errors import ServiceError
 from gitlab_core.models import User
 from gitlab_core.services import create_personal_access_token
 
 
-def _one_line(error: ApiError) -> str:
+def _one_line(error: ServiceError) -> str:
     body = error.body
     detail = body.get("message") or body.get("error") or body
     if isinstance(detail, dict):
@@ -55,6 +55,6 @@ class Command(BaseCommand):
                 expires_at=expires_at,
                 description=options["description"],
             )
-        except ApiError as exc:
+        except ServiceError as exc:
             raise CommandError(_one_line(exc))
         self.stdout.write(secret)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit
 
+from projects.models import Namespace, Project
+
 API_PREFIX = "/api/v4/"
 _COLLECTIONS = ("projects", "groups")
 
@@ -49,8 +51,6 @@ class RawPathMiddleware:
 
 
 def _longest_existing_path(collection: str, segments: list[str]) -> int:
-    from projects.models import Namespace, Project
-
     candidates = ["/".join(segments[:n]).lower() for n in range(len(segments), 1, -1)]
     if collection == "projects":
         found = set(Project.objects.filter(full_path_lower__in=candidates).values_list("full_path_lower", flat=True))

@@ -1,4 +1,4 @@
-"""The cleanup filters and the plan, as pure functions (no database, no registry)."""
+"""The cleanup rules and the plan, as pure functions (no database, no registry)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from container_registry.cleanup import (
+from container_registry.cleanup_rules import (
     RULE_CREATED_AT_UNKNOWN,
     RULE_KEEP_N,
     RULE_LATEST,
@@ -16,6 +16,8 @@ from container_registry.cleanup import (
     CleanupRules,
     InvalidCleanupRules,
     deletion_order,
+    kept_until,
+    limit_deletions,
     parse_older_than,
     plan_tags,
 )
@@ -193,3 +195,44 @@ def test_deletion_order_is_oldest_first_with_unknown_times_last():
     tags = {"new": days_ago(10), "old": days_ago(50), "mid": days_ago(30)}
     plan = plan_tags({**tags, "undated": None}, CleanupRules(name_regex_delete=".*"), now=NOW)
     assert [d.name for d in deletion_order(plan)] == ["old", "mid", "new", "undated"]
+
+
+@pytest.mark.parametrize(
+    ("max_list_size", "expected"),
+    [(0, (["a", "b", "c"], False)), (2, (["a", "b"], True)), (3, (["a", "b", "c"], False))],
+)
+def test_a_run_deletes_at_most_max_list_size_tags_and_says_when_it_cut(max_list_size, expected):
+    assert limit_deletions(["a", "b", "c"], max_list_size) == expected
+
+
+def test_kept_tags_are_remembered_only_while_older_than_still_keeps_them():
+    compiled = CleanupRules(name_regex_delete=".*", older_than="30d").compile()
+    plan = plan_tags({"young": days_ago(10), "old": days_ago(40), "undated": None}, compiled, now=NOW)
+
+    assert kept_until(plan, compiled, now=NOW) == {20 * 86400: {"young": days_ago(10)}}
+
+
+def test_nothing_is_remembered_without_older_than():
+    compiled = CleanupRules(name_regex_delete=".*", keep_n=1).compile()
+    plan = plan_tags({"a": days_ago(1), "b": days_ago(2)}, compiled, now=NOW)
+
+    assert kept_until(plan, compiled, now=NOW) == {}
+
+
+def test_the_rules_module_reads_no_database_registry_or_cache():
+    import ast
+    from pathlib import Path
+
+    import container_registry.cleanup_rules as rules_module
+
+    tree = ast.parse(Path(rules_module.__file__).read_text(encoding="utf-8"))
+    # Module-level imports only: the model is named for type hints under TYPE_CHECKING.
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+
+    pure = {"__future__", "datetime", "re", "collections.abc", "dataclasses", "typing", "container_registry.regex"}
+    assert imported <= pure

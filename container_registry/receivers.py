@@ -1,0 +1,36 @@
+"""What the registry app does on other apps' signals: every project gets a cleanup
+policy row when it is created (as in GitLab), the project API's policy attributes are
+saved here, and a push the token realm grants creates the repository row."""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from container_registry.models import ContainerExpirationPolicy
+from container_registry.policies import update_cleanup_policy
+from container_registry.repositories import ensure_repository_exists
+from gitlab_core.models import ApplicationSettings
+from jwt_auth.signals import push_granted
+from projects.models import Project
+from projects.signals import cleanup_policy_submitted
+
+
+@receiver(post_save, sender=Project, dispatch_uid="create_default_cleanup_policy")
+def create_default_cleanup_policy(sender, instance: Project, created: bool, raw: bool = False, **kwargs) -> None:
+    if created and not raw:
+        ContainerExpirationPolicy.objects.get_or_create(
+            project=instance,
+            defaults={"enabled": ApplicationSettings.current().container_expiration_policy_enabled_by_default},
+        )
+
+
+@receiver(cleanup_policy_submitted, dispatch_uid="container_registry.save_submitted_cleanup_policy")
+def save_submitted_cleanup_policy(sender, *, project: Project, attributes: dict, **kwargs) -> None:
+    update_cleanup_policy(project=project, attributes=attributes)
+
+
+@receiver(push_granted, dispatch_uid="container_registry.create_pushed_repository")
+def create_pushed_repository(sender, *, project: Project, name: str, **kwargs) -> None:
+    # GitLab creates the repository row when it grants a push, before any event arrives.
+    ensure_repository_exists(project=project, name=name)
