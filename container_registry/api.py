@@ -1,6 +1,6 @@
-"""Registry REST endpoints (#35-#41); the notification receiver (#45) is `receiver.py`.
+"""Registry REST endpoints (repositories and tags); the notification receiver is `receiver.py`.
 
-Project endpoints check in GitLab's order (api-contract §4.7): authenticate, resolve the
+Project endpoints check in GitLab's order: authenticate, resolve the
 project (404), ``read_container_image`` (403), validate parameters (400), resolve the
 repository within the project (404), the action permission (403), then the tag (404).
 """
@@ -55,7 +55,7 @@ class RegistryApiView(ApiView):
 
 
 class ProjectRepositoriesView(RegistryApiView):
-    """#35 GET /projects/:id/registry/repositories"""
+    """GET /projects/:id/registry/repositories"""
 
     def get(self, request, project_id: str):
         project = self.project(project_id)
@@ -79,7 +79,7 @@ class ProjectRepositoriesView(RegistryApiView):
 
 
 class ProjectRepositoryView(RegistryApiView):
-    """#36 DELETE /projects/:id/registry/repositories/:repository_id"""
+    """DELETE /projects/:id/registry/repositories/:repository_id"""
 
     def delete(self, request, project_id: str, repository_id: str):
         project = self.project(project_id)
@@ -91,7 +91,7 @@ class ProjectRepositoryView(RegistryApiView):
 
 
 class RepositoryTagsView(RegistryApiView):
-    """#39 GET .../tags, and #42 DELETE .../tags (bulk, in ``api_cleanup``)."""
+    """GET .../tags, and DELETE .../tags (bulk, in ``api_cleanup``)."""
 
     def get(self, request, project_id: str, repository_id: str):
         project = self.project(project_id)
@@ -102,13 +102,13 @@ class RepositoryTagsView(RegistryApiView):
         from container_registry.api_cleanup import bulk_delete_tags
 
         project = self.project(project_id)
-        # Parameters are validated before the repository is resolved (§4.7 check 4 before
-        # 5), so the raw route value is handed over.
+        # Parameters are validated before the repository is resolved (GitLab's order), so
+        # the raw route value is handed over.
         return bulk_delete_tags(view=self, project=project, repository=repository_id)
 
 
 class RepositoryTagView(RegistryApiView):
-    """#40 GET and #41 DELETE .../tags/:tag_name"""
+    """GET and DELETE .../tags/:tag_name"""
 
     def _resolve(self, project_id: str, repository_id: str):
         project = self.project(project_id)
@@ -145,7 +145,7 @@ class RepositoryTagView(RegistryApiView):
 
 
 class GroupRepositoriesView(RegistryApiView):
-    """#37 GET /groups/:id/registry/repositories (``tags``/``tags_count`` are ignored)."""
+    """GET /groups/:id/registry/repositories (``tags``/``tags_count`` are ignored)."""
 
     def get(self, request, group_id: str):
         group = selectors.group_for_api(actor=self.user, raw_id=self.decode_id(group_id))
@@ -161,7 +161,7 @@ class GroupRepositoriesView(RegistryApiView):
 
 
 class RepositoryView(RegistryApiView):
-    """#38 GET /registry/repositories/:id"""
+    """GET /registry/repositories/:id"""
 
     def get(self, request, repository_id: str):
         if self.user is None:

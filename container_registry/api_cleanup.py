@@ -1,4 +1,4 @@
-"""Bulk tag deletion (#42) and the cleanup dry-run endpoints (our extension).
+"""Bulk tag deletion (``DELETE .../tags``) and the cleanup dry-run endpoints (our extension).
 
 ``DELETE /projects/:id/registry/repositories/:repository_id/tags`` validates its
 parameters, resolves the repository, needs Maintainer (``admin_container_image``), takes
@@ -67,10 +67,10 @@ def _repository(project: Project, repository: ContainerRepository | str | int) -
 
 
 def bulk_delete_tags(*, view: RegistryApiView, project: Project, repository: ContainerRepository | str) -> Response:
-    """#42: validate, authorize, take the hourly lease, enqueue the deletion; 202.
+    """Validate, authorize, take the hourly lease, enqueue the deletion; 202.
 
     ``repository`` may be the raw route value, so that parameters are checked before the
-    repository is looked up (api-contract §4.7).
+    repository is looked up (GitLab's order of checks).
     """
     rules = parse_rule_params(view.params(), require_delete_regex=True)
     repository = _repository(project, repository)

@@ -49,7 +49,7 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST_V2, OCI_INDEX, DOCKER_MANIFEST_L
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
 
-# The tag-deletion recipe (registry-facts.md): a 21-byte config blob (Ruby's
+# The tag-deletion recipe (distribution 2.8 deletes manifests by digest only): a 21-byte config blob (Ruby's
 # JSON.pretty_generate({config: {}})) and a layer-less manifest pointing at it. Both bodies
 # are fixed, so their digests are constants; the event receiver uses them to recognise
 # our own pushes.

@@ -1,6 +1,6 @@
 """Deleting container repositories, asynchronously and with backoff (as GitLab does).
 
-The life of a deletion (``gitlab-reference.md`` §5):
+The life of a deletion:
 
 * Something sets ``delete_scheduled`` (the REST API, a project deletion, an admin).
 * ``schedule_due_deletions`` (every 5 minutes) resets deletions whose worker died

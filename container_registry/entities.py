@@ -1,4 +1,4 @@
-"""Response shapes of the registry API (api-contract §3.7)."""
+"""Response shapes of the registry API, as GitLab renders them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Changing a project's cleanup policy (``container_expiration_policy_attributes``).
 
-Validation follows api-contract #17: type errors of the request are ``{"error": ...}``,
+Validation follows GitLab's project update endpoint: type errors of the request are ``{"error": ...}``,
 values outside the allowed lists and bad regexes are model errors
 ``{"message": {"container_expiration_policy.<field>": [...]}}``. Regexes are checked
 whenever they are sent, enabled or not, and the stored ones again when the resulting

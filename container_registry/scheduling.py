@@ -1,5 +1,5 @@
 """Running cleanup policies on their schedule (GitLab's ContainerExpirationPolicyWorker and
-its limited-capacity cleanup worker, gitlab-reference §7).
+its limited-capacity cleanup worker).
 
 The life of a policy run:
 

@@ -42,9 +42,11 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
         project_ids
     ):
         return
-    ProjectRegistryStatistics.objects.bulk_create(
-        [ProjectRegistryStatistics(project_id=pid, stale=True) for pid in project_ids], ignore_conflicts=True
-    )
+    # One row per statement: the text stays the same whatever the number of projects.
+    for project_id in project_ids:
+        ProjectRegistryStatistics.objects.bulk_create(
+            [ProjectRegistryStatistics(project_id=project_id, stale=True)], ignore_conflicts=True
+        )
 
 
 def store_registry_size(*, project_id: int, size: int) -> None:

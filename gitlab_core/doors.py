@@ -3,7 +3,7 @@
 The registry calls ``/jwt/auth`` for every token and posts one notification per request
 to the event receiver, waiting for each answer. For these two paths Django's request
 handling (middleware, URL resolution, request and response objects) cost more than the
-work itself (``docs/benchmarks.md``), so ``gitlab_core.wsgi`` hands them to a plain
+work itself (``docs/performance.md``), so ``gitlab_core.wsgi`` hands them to a plain
 function of the environ. A door keeps what matters of Django's handling:
 
 * before and after the request the database connection is checked as Django's request

@@ -29,7 +29,7 @@ def list_users(
 ) -> QuerySet[User]:
     """Users matching GitLab's ``GET /users`` filters.
 
-    Without ``order_by`` the order is ``id`` ascending so that pages are stable (contract
+    Without ``order_by`` the order is ``id`` ascending so that pages are stable (our
     decision); with it, ``sort`` defaults to ``desc`` as in GitLab.
     """
     qs = User.objects.select_related("personal_namespace")

@@ -171,8 +171,8 @@ def _token_family(token: PersonalAccessToken) -> list[int]:
     frontier = [token.pk]
     while frontier:
         frontier = list(
-            PersonalAccessToken.objects.filter(previous_id__in=frontier)
-            .exclude(pk__in=ids)
+            PersonalAccessToken.objects.filter(previous_id__any=frontier)
+            .exclude(pk__any=ids)
             .values_list("pk", flat=True)
         )
         ids.update(frontier)
@@ -200,7 +200,7 @@ def rotate_personal_access_token(
         if current.revoked:
             reused = PersonalAccessToken.objects.filter(previous=current).exists()
             if reused:
-                PersonalAccessToken.objects.filter(pk__in=_token_family(current)).update(revoked=True)
+                PersonalAccessToken.objects.filter(pk__any=_token_family(current)).update(revoked=True)
                 send_access_changed(PersonalAccessToken)
             failure = _already_revoked()
         else:

@@ -1,4 +1,4 @@
-"""Response shapes of groups, projects, members and deploy tokens (api-contract §3.3-3.6)."""
+"""Response shapes of groups, projects, members and deploy tokens, as GitLab's API renders them."""
 
 from __future__ import annotations
 

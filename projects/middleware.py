@@ -53,10 +53,10 @@ class RawPathMiddleware:
 def _longest_existing_path(collection: str, segments: list[str]) -> int:
     candidates = ["/".join(segments[:n]).lower() for n in range(len(segments), 1, -1)]
     if collection == "projects":
-        found = set(Project.objects.filter(full_path_lower__in=candidates).values_list("full_path_lower", flat=True))
+        found = set(Project.objects.filter(full_path_lower__any=candidates).values_list("full_path_lower", flat=True))
     else:
         found = set(
-            Namespace.objects.filter(kind="group", full_path_lower__in=candidates).values_list(
+            Namespace.objects.filter(kind="group", full_path_lower__any=candidates).values_list(
                 "full_path_lower", flat=True
             )
         )

@@ -118,7 +118,7 @@ class Namespace(models.Model):
         ids = [self.pk]
         frontier = [self.pk]
         while frontier:
-            frontier = list(Namespace.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+            frontier = list(Namespace.objects.filter(parent_id__any=frontier).values_list("pk", flat=True))
             ids.extend(frontier)
         return ids
 

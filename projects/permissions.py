@@ -181,8 +181,8 @@ def _member_below(user: User | None, group: Namespace) -> bool:
         return False
     ids = group.self_and_descendant_ids()
     return (
-        GroupMember.objects.active().filter(user=user, group_id__in=ids).exists()
-        or ProjectMember.objects.active().filter(user=user, project__namespace_id__in=ids).exists()
+        GroupMember.objects.active().filter(user=user, group_id__any=ids).exists()
+        or ProjectMember.objects.active().filter(user=user, project__namespace_id__any=ids).exists()
     )
 
 

@@ -144,7 +144,7 @@ def all_members(source: Project | Namespace, *, query: str | None = None, user_i
     namespace = source.namespace if isinstance(source, Project) else source.parent
     if namespace is not None and namespace.is_group:
         group_ids = namespace.self_and_ancestor_ids()
-        rows += list(_filter_members(GroupMember.objects.filter(group_id__in=group_ids), query, user_ids))
+        rows += list(_filter_members(GroupMember.objects.filter(group_id__any=group_ids), query, user_ids))
     best: dict[int, object] = {}
     for row in rows:
         current = best.get(row.user_id)

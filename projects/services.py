@@ -260,7 +260,7 @@ def _inherited(user: User, source: Project | Namespace) -> GroupMember | None:
         return None
     return (
         GroupMember.objects.active()
-        .filter(user=user, group_id__in=namespace.self_and_ancestor_ids())
+        .filter(user=user, group_id__any=namespace.self_and_ancestor_ids())
         .select_related("group")
         .order_by("-access_level")
         .first()
@@ -289,7 +289,7 @@ def _would_lose_last_owner(group: Namespace, leaving_user_id: int) -> bool:
     owners = GroupMember.objects.active().filter(access_level=AccessLevel.OWNER)
     others_here = owners.filter(group=group).exclude(user_id=leaving_user_id).exists()
     # An Owner of an ancestor group owns this group too.
-    from_ancestors = owners.filter(group_id__in=[a.pk for a in group.ancestors()]).exists()
+    from_ancestors = owners.filter(group_id__any=[a.pk for a in group.ancestors()]).exists()
     return not (others_here or from_ancestors)
 
 

@@ -1,4 +1,4 @@
-"""Registry REST endpoints #35-#41 without a registry: permissions, order of checks,
+"""Registry REST endpoints (repositories and tags) without a registry: permissions, order of checks,
 shapes. Tag contents are checked against the real registry in test_e2e_registry.py."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def project_url(world, suffix: str = "") -> str:
     return f"/api/v4/projects/{world['project'].pk}/registry/repositories{suffix}"
 
 
-# --- #35 list a project's repositories ---------------------------------------------------
+# --- list a project's repositories -------------------------------------------------------
 
 
 def test_reporter_lists_repositories_with_gitlab_fields(world, repos):
@@ -115,7 +115,7 @@ def test_read_api_token_lists(world, repos):
     assert client.get(project_url(world)).status_code == 200
 
 
-# --- #36 delete a repository --------------------------------------------------------------
+# --- delete a repository ------------------------------------------------------------------
 
 
 def test_maintainer_schedules_repository_deletion(world, repos):
@@ -184,7 +184,7 @@ def test_python_gitlab_empty_json_body_on_delete_is_tolerated(world, repos):
     assert response.status_code == 202
 
 
-# --- #37 group repositories ---------------------------------------------------------------
+# --- group repositories -------------------------------------------------------------------
 
 
 def test_group_owner_lists_repositories_of_subgroups(world, repos):
@@ -210,7 +210,7 @@ def test_group_listing_skips_projects_whose_registry_is_disabled(world, repos):
     assert response.json() == []
 
 
-# --- #38 one repository by id -------------------------------------------------------------
+# --- one repository by id -----------------------------------------------------------------
 
 
 def test_single_repository_needs_authentication(world, repos):
@@ -251,7 +251,7 @@ def test_single_repository_bad_id_is_400(world, raw):
     assert response.status_code == 400
 
 
-# --- #39-#41 tags: checks that come before the registry -----------------------------------
+# --- tags: checks that come before the registry -------------------------------------------
 
 
 def test_tag_routes_of_a_hidden_project_are_404(world, repos):

@@ -1,4 +1,4 @@
-"""#42 DELETE .../registry/repositories/:id/tags (bulk) and the cleanup-plan endpoints:
+"""DELETE .../registry/repositories/:id/tags (bulk) and the cleanup-plan endpoints:
 validation, permissions and the hourly limit. What the task deletes is tested in
 ``test_cleanup_service`` and, against the real registry, in ``test_cleanup_e2e``."""
 

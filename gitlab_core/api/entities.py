@@ -1,5 +1,5 @@
-"""Response shapes of users, personal access tokens and application settings
-(api-contract §3.1, §3.2, §3.8)."""
+"""Response shapes of users, personal access tokens and application settings, as GitLab's
+API renders them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The base class of every ``/api/v4`` view: authentication, token scopes, parameters.
 
-Scope rules (api-contract §1.2): ``api`` may do everything; ``read_api`` only GET/HEAD;
+Scope rules (GitLab's): ``api`` may do everything; ``read_api`` only GET/HEAD;
 ``read_user`` only views that set ``allow_read_user``; registry and repository scopes
 have no REST access. Views call ``self.require_user()`` when anonymous callers are not
 allowed.

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _openssl_kid(cert_path) -> str:
-    """The recipe from registry-facts.md, run with the real openssl."""
+    """libtrust's key id recipe (SHA-256 of the DER public key, first 240 bits, base32 in
+    groups of four), run with the real openssl."""
     recipe = (
         f"openssl x509 -in {cert_path} -pubkey -noout | openssl pkey -pubin -outform DER "
         "| openssl dgst -sha256 -binary | head -c 30 | base32 -w0 | tr -d = | fold -w4 | paste -sd:"
