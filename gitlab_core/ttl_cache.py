@@ -1,10 +1,11 @@
 """Per-process caches with a lifetime and a bound in entries and in bytes.
 
-Every in-process cache of the project is a ``TTLCache``: the realm's decisions, the
+Every in-process cache with a lifetime is a ``TTLCache``: the realm's decisions, the
 token duration setting, nested user tokens, signing keys, known repository rows and the
-registry client's tokens and config dates. Each one is bounded twice, in entries and in
-estimated bytes, so that no request (a refusal, a long scope list) can grow a process
-without end: an entry larger than ``max_item_bytes`` is not kept, and the oldest entries
+registry client's tokens and config dates (values that never change and are few, such
+as an encoded JWS header, use a bounded ``functools.lru_cache``). Each is bounded
+twice, in entries and in estimated bytes, so that no request (a refusal, a long scope
+list) can grow a process without end: an entry larger than ``max_item_bytes`` is not kept, and the oldest entries
 make room for new ones. State shared between processes goes through Django's cache API,
 never through these.
 
