@@ -37,6 +37,7 @@ from container_registry.errors import (
     RegistryUnauthorized,
     TransientRegistryError,
 )
+from gitlab_core.ttl_cache import MISSING, TTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ MAX_PAGES = 2000  # GitLab's MAX_TAGS_PAGES: a guard against a registry that loo
 TOKEN_RESERVED_SECONDS = 5
 # Config blobs whose creation time the client remembers (bounded; about 150 bytes each).
 CONFIG_CACHE_SIZE = 10000
+# Tokens the client keeps: one per access (repository path and actions) it used lately.
+TOKEN_CACHE_SIZE = 1000
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -145,31 +148,26 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "gitlab-registry-side"
-        # Benchmarks report registry requests per tag from this counter.
-        self.request_count = 0
-        self._tokens: dict[tuple, tuple[str, float]] = {}
-        self._config_created: dict[str, dt.datetime | None] = {}
-        self._lock = threading.Lock()
+        self._tokens = TTLCache(ttl=None, max_entries=TOKEN_CACHE_SIZE, max_bytes=8 * 1024 * 1024)
+        # A blob never changes under its digest: its date is kept until evicted.
+        self._config_created = TTLCache(ttl=None, max_entries=CONFIG_CACHE_SIZE, max_bytes=4 * 1024 * 1024)
 
     # --- tokens ------------------------------------------------------------------------
     def _token(self, access: list[dict], *, fresh: bool = False) -> str:
         key = tuple((a["type"], a["name"], tuple(a["actions"])) for a in access)
-        now = time.monotonic()
-        with self._lock:
+        if not fresh:
             cached = self._tokens.get(key)
-            if cached and not fresh and cached[1] > now:
-                return cached[0]
+            if cached is not None:
+                return cached
         from jwt_auth.keys import KeyConfigurationError
         from jwt_auth.tokens import mint_registry_token
 
+        now = time.monotonic()
         try:
             token, expires_in = mint_registry_token(access=access)
         except KeyConfigurationError as exc:
             raise RegistryUnauthorized(f"cannot sign registry tokens: {exc}") from exc
-        with self._lock:
-            if len(self._tokens) > 1000:  # one entry per repository path: keep it bounded
-                self._tokens.clear()
-            self._tokens[key] = (token, now + max(0, int(expires_in) - TOKEN_RESERVED_SECONDS))
+        self._tokens.set(key, token, expires_at=now + max(0, int(expires_in) - TOKEN_RESERVED_SECONDS))
         return token
 
     # --- transport -----------------------------------------------------------------------
@@ -177,7 +175,6 @@ class RegistryClient:
         """Send one request; retry once with a fresh token on 401; map failures to errors."""
         for fresh in (False, True):
             request_headers = {"Authorization": f"Bearer {self._token(access, fresh=fresh)}", **(headers or {})}
-            self.request_count += 1
             try:
                 response = self.session.request(method, url, headers=request_headers, timeout=self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -308,17 +305,14 @@ class RegistryClient:
         """The ``created`` time of an image config blob. A blob never changes under its
         digest, so the answer is remembered: tags sharing an image then cost one read
         (the manifest) instead of two, which halved a cleanup run's reads (bench/cleanup)."""
-        with self._lock:
-            if digest in self._config_created:
-                return self._config_created[digest]
+        created = self._config_created.get(digest, MISSING)
+        if created is not MISSING:
+            return created
         try:
             created = parse_timestamp(self.get_blob_json(path, digest).get("created"))
         except RegistryNotFound:
             return None  # not remembered: the blob may be pushed again
-        with self._lock:
-            if len(self._config_created) >= CONFIG_CACHE_SIZE:
-                self._config_created.clear()
-            self._config_created[digest] = created
+        self._config_created.set(digest, created)
         return created
 
     def tag_created_at(self, path: str, tag: str) -> dt.datetime | None:

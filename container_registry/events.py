@@ -208,7 +208,7 @@ def _forget_cached_dates(pushed: dict[int, set[str]]) -> None:
     (the entry then lives until its TTL, as before), never failing the receiver."""
     for repository_id, tags in pushed.items():
         try:
-            tag_cache.forget_soon(repository_id, sorted(tags))
+            tag_cache.forget(repository_id, sorted(tags))
         except Exception as exc:  # noqa: BLE001 -- any cache backend fault; the envelope is applied
             logger.warning("could not forget cached tag dates of repository %s: %s", repository_id, exc)
 

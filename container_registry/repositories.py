@@ -15,20 +15,25 @@ registry's push event then creates it (``container_registry.events``).
 
 from __future__ import annotations
 
-import threading
-import time
-
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete, post_migrate
 from django.dispatch import receiver
 
 from container_registry.models import ContainerRepository
+from gitlab_core.ttl_cache import TTLCache
 from projects.models import Project
 
 DEFAULT_CACHE_SECONDS = 60
-_known: dict[tuple[int, str], float] = {}
-_known_lock = threading.Lock()
+
+
+def _cache_seconds() -> float:
+    return getattr(settings, "REGISTRY_REPOSITORY_CACHE_SECONDS", DEFAULT_CACHE_SECONDS)
+
+
+# (project id, repository name) of rows seen committed. A name is at most 255 characters:
+# 100,000 of them stay under 64 MiB.
+_known = TTLCache(ttl=_cache_seconds, max_entries=100_000, max_bytes=64 * 1024 * 1024)
 
 DELETION_STATUSES = frozenset(
     {
@@ -67,27 +72,19 @@ def ensure_repository_exists(*, project: Project, name: str) -> None:
     does, but without touching the database when this process saw the row committed less
     than ``REGISTRY_REPOSITORY_CACHE_SECONDS`` ago."""
     key = (project.pk, name)
-    expires = _known.get(key)
-    if expires is not None and expires > time.monotonic():
+    if _known.get(key):
         return
+    generation = _known.generation
     repository = ensure_repository(project=project, name=name)
-    ttl = getattr(settings, "REGISTRY_REPOSITORY_CACHE_SECONDS", DEFAULT_CACHE_SECONDS)
-    if repository is not None and ttl > 0:
+    if repository is not None:
         # Only after commit: a row created in a transaction that rolls back was never there.
-        transaction.on_commit(lambda: _remember(key, ttl))
-
-
-def _remember(key: tuple[int, str], ttl: float) -> None:
-    with _known_lock:
-        if len(_known) > 100_000:
-            _known.clear()
-        _known[key] = time.monotonic() + ttl
+        transaction.on_commit(lambda: _known.set(key, True, generation=generation))
 
 
 @receiver(post_delete, sender=ContainerRepository, dispatch_uid="container_registry.repositories.forget")
 def _forget_deleted(sender, instance: ContainerRepository, **kwargs) -> None:
     # Deletions in this process take effect at once; other processes' after the TTL.
-    _known.pop((instance.project_id, instance.name), None)
+    _known.pop((instance.project_id, instance.name))
 
 
 @receiver(post_migrate, dispatch_uid="container_registry.repositories.database_reset")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from container_registry import tag_cache
 from container_registry.client import RegistryClient, get_client
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics
 from gitlab_core.models import ApplicationSettings
@@ -87,41 +84,3 @@ def record_registry_identity(*, client: RegistryClient | None = None) -> Applica
             ]
         )
     return app_settings
-
-
-def tag_creation_times(
-    *,
-    repository: ContainerRepository,
-    names: list[str],
-    client: RegistryClient | None = None,
-    verify_digests: bool = True,
-    ttl_seconds: int = tag_cache.DEFAULT_TTL_SECONDS,
-) -> dict[str, dt.datetime | None]:
-    """Creation time of each tag (None when unknown), read through the tag cache.
-
-    With ``verify_digests`` each tag's current digest is read first (one HEAD per tag)
-    and a cached date is used only if it was read from that digest: a re-pushed tag is
-    never given its old image's date. Without it cached dates are trusted until they
-    expire, and a warm listing costs no registry request. A tag missing from the registry gets None. Raises the client's
-    errors.
-    """
-    client = client or get_client()
-    path = repository.path
-    digests = {name: client.tag_digest(path, name) for name in names} if verify_digests else None
-    known = tag_cache.get_many(repository.pk, names, digests=digests)
-    result: dict[str, dt.datetime | None] = dict.fromkeys(names)
-    result.update(known)
-    fresh: dict[str, dt.datetime] = {}
-    fresh_digests: dict[str, str] = {}
-    for name in names:
-        if name in known or (digests is not None and digests[name] is None):
-            continue
-        details = client.tag_details(path, name)
-        if details is None:
-            continue
-        result[name] = details.created_at
-        if details.created_at is not None:
-            fresh[name] = details.created_at
-            fresh_digests[name] = details.digest
-    tag_cache.set_many(repository.pk, fresh, ttl_seconds, digests=fresh_digests)
-    return result

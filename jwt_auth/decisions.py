@@ -4,12 +4,16 @@ A registry client asks for the same token many times in a row: every layer pull 
 of ``docker``/``skopeo`` that meets a 401 asks again with the same credentials and
 scopes, and CI fleets do so by the hundred. Resolving the credential and the project
 permissions costs two database round trips; signing the token is the rest. So the
-*decision* (who the caller is and the ``access`` it was granted, with the denials to
-log) of a successful request is kept for ``REALM_DECISION_CACHE_SECONDS`` (default 1,
-0 turns it off), keyed by a digest of the exact request: ``Authorization`` header,
-query string and client address. A hit still signs a new token (fresh ``jti``, times)
-and logs its denials again; failures are never kept, so every bad attempt is counted
-by the failed-login throttle.
+*decision* (who the caller is and the ``access`` it was granted: what the token is
+minted from, nothing more) of a successful request is kept for
+``REALM_DECISION_CACHE_SECONDS`` (default 1, 0 turns it off), keyed by a digest of the
+exact request: ``Authorization`` header, query string and client address. A hit still
+signs a new token (fresh ``jti``, times). The scopes it refused were logged when the
+decision was made and are not kept, so a hit does not log them again: a request's
+refusals must not grow the cache. Failures are never kept, so every bad attempt is
+counted by the failed-login throttle. The cache is bounded in entries and in bytes
+(``MAX_ENTRIES``, ``MAX_BYTES``); a decision larger than ``MAX_DECISION_BYTES`` is
+not kept.
 
 What this costs: a token revoked, a user blocked or a membership removed in another
 process can still get a token for at most that window, counted from when the decision's
@@ -25,8 +29,6 @@ deletion) clears the cache at once.
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -35,15 +37,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_migrate, post_save
 
 from gitlab_core.signals import access_changed
+from gitlab_core.ttl_cache import TTLCache
 
 DEFAULT_SECONDS = 1.0
 MAX_ENTRIES = 10_000
-logger = logging.getLogger("jwt_auth.services")
-
-_entries: dict[bytes, tuple[Decision, float]] = {}
-_lock = threading.Lock()
-# Bumped by every clear(): a decision begun before a clear is not kept.
-_state = {"generation": 0}
+MAX_BYTES = 32 * 1024 * 1024
+# A grant of every scope a request may carry (``MAX_SCOPES``) with long paths fits.
+MAX_DECISION_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,6 @@ class Decision:
     auth_type: str | None
     user_info: dict | None
     access: tuple[dict, ...]
-    denials: tuple[dict, ...] = ()
-
-    def log_denials(self) -> None:
-        for extra in self.denials:
-            logger.warning("Denied container registry permissions", extra=extra)
 
 
 def request_key(authorization: str, query: str, client_ip: str) -> bytes:
@@ -69,16 +64,16 @@ def _window() -> float:
     return float(getattr(settings, "REALM_DECISION_CACHE_SECONDS", DEFAULT_SECONDS))
 
 
+_decisions = TTLCache(ttl=_window, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES, max_item_bytes=MAX_DECISION_BYTES)
+
+
 def lookup(key: bytes) -> Decision | None:
-    entry = _entries.get(key)
-    if entry is None or entry[1] <= time.monotonic():
-        return None
-    return entry[0]
+    return _decisions.get(key)
 
 
 def begin() -> tuple[int, float]:
     """Call before reading what a decision is made of; pass the result to ``remember``."""
-    return _state["generation"], time.monotonic()
+    return _decisions.generation, time.monotonic()
 
 
 def remember(key: bytes, decision: Decision, started: tuple[int, float]) -> None:
@@ -91,22 +86,11 @@ def remember(key: bytes, decision: Decision, started: tuple[int, float]) -> None
         # Inside a transaction (a test case, a caller's atomic block) what was read may
         # never be committed.
         return
-    with _lock:
-        if _state["generation"] != generation:
-            return
-        if len(_entries) >= MAX_ENTRIES:
-            now = time.monotonic()
-            for stale in [k for k, (_d, expiry) in _entries.items() if expiry <= now]:
-                del _entries[stale]
-            if len(_entries) >= MAX_ENTRIES:
-                _entries.clear()
-        _entries[key] = (decision, read_at + window)
+    _decisions.set(key, decision, expires_at=read_at + window, generation=generation)
 
 
 def clear(**_kwargs) -> None:
-    with _lock:
-        _state["generation"] += 1
-        _entries.clear()
+    _decisions.clear()
 
 
 _WATCHED = (

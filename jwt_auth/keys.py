@@ -27,9 +27,9 @@ import hashlib
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -39,6 +39,8 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from gitlab_core.ttl_cache import TTLCache
 
 RSA_KEY_SIZE = 2048
 CERT_VALIDITY = timedelta(days=3650)
@@ -202,11 +204,11 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-_lock = threading.Lock()
-_cache: dict = {"stamp": None, "keys": (), "config": None, "checked": 0.0}
 # Key files are stat'ed at most this often (per process and configuration): a rotated
 # key is picked up within a second, and a request does not pay for three stat calls.
 RECHECK_SECONDS = 1.0
+_checked = TTLCache(ttl=lambda: RECHECK_SECONDS, max_entries=8, max_bytes=64 * 1024)
+_generate_lock = threading.Lock()
 
 
 def configured_keys() -> tuple[SigningKey, ...]:
@@ -216,22 +218,26 @@ def configured_keys() -> tuple[SigningKey, ...]:
         getattr(settings, "REGISTRY_CERT_PATH", None),
         tuple(settings.REGISTRY_EXTRA_KEY_PATHS),
     )
-    if _cache["config"] == config and time.monotonic() - _cache["checked"] < RECHECK_SECONDS:
-        return _cache["keys"]
+    keys = _checked.get(config)
+    if keys is not None:
+        return keys
     pairs = _configured_paths()
     signing_key_path = pairs[0][0]
     if not signing_key_path.exists() and _is_default_key_path(signing_key_path):
-        with _lock:
+        with _generate_lock:
             if not signing_key_path.exists():
                 generate_key_pair(key_path=signing_key_path, cert_path=pairs[0][1])
-    stamp = tuple((key, cert, _stamp(key), _stamp(cert)) for key, cert in pairs)
-    if _cache["stamp"] == stamp:
-        keys = _cache["keys"]
-    else:
-        keys = tuple(load_key(key, cert) for key, cert in pairs)
-    with _lock:
-        _cache.update(stamp=stamp, keys=keys, config=config, checked=time.monotonic())
+    keys = _load_keys(tuple((key, cert, _stamp(key), _stamp(cert)) for key, cert in pairs))
+    # Keys are a few kilobytes of parsed objects each; the entry's size is counted flat.
+    _checked.set(config, keys, size=4096 * len(keys))
     return keys
+
+
+@lru_cache(maxsize=8)
+def _load_keys(stamps: tuple[tuple[Path, Path, tuple[int, int] | None, tuple[int, int] | None], ...]):
+    """The keys of ``stamps`` (paths with their mtime and size): parsed again only when a
+    file changed."""
+    return tuple(load_key(key, cert) for key, cert, _key_stamp, _cert_stamp in stamps)
 
 
 def signing_key() -> SigningKey:

@@ -92,8 +92,6 @@ def authorize_and_issue(*, authorization: str, client_ip: str, query: str, scope
         started = decisions.begin()
         decision = decide(auth=identify_caller(authorization=authorization, client_ip=client_ip), scopes=scopes)
         decisions.remember(key, decision, started)
-    else:
-        decision.log_denials()
     return issue(decision)
 
 
@@ -108,8 +106,7 @@ def decide(*, auth: AuthResult, scopes: list[str]) -> decisions.Decision:
         raise unavailable("registry not enabled")
     if not auth.abilities & credentials.REGISTRY_ABILITIES:
         raise denied()
-    denials: list[dict] = []
-    access = grant_access(auth=auth, scopes=scopes, denials=denials)
+    access = grant_access(auth=auth, scopes=scopes)
     if not access and auth.anonymous:
         raise denied()
     return decisions.Decision(
@@ -117,7 +114,6 @@ def decide(*, auth: AuthResult, scopes: list[str]) -> decisions.Decision:
         auth_type=auth.auth_type,
         user_info=auth.user_info,
         access=tuple(access),
-        denials=tuple(denials),
     )
 
 

@@ -2,9 +2,14 @@
 
 Repeated bad credentials for one (client IP, login) pair are refused for a while, so
 that guessing is slow without locking out the other users behind the same IP (a NAT or
-a CI runner host). State lives in the Django cache (Redis in production). The login is
-hashed in the key: keys may be listed by operators, and a mistyped login can be a
-secret pasted into the wrong field.
+a CI runner host). State lives in the Django cache (Redis in production), used through
+its public API only. The login is hashed in the key: keys may be listed by operators,
+and a mistyped login can be a secret pasted into the wrong field.
+
+Counting is ``add(counter, 0, FIND_TIME)`` then ``incr(counter)``: atomic on Redis, where
+the counter also keeps the window's expiry. Django's database cache implements ``incr``
+as a read then a write with its default timeout: there, concurrent failures can be
+counted once, and each failure re-arms the counter for that timeout (300 s).
 
 Settings: ``AUTH_BAN_ENABLED``, ``AUTH_BAN_MAX_RETRY`` failures within
 ``AUTH_BAN_FIND_TIME`` seconds ban for ``AUTH_BAN_TIME`` seconds;
@@ -22,7 +27,6 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.cache import cache
 
-from gitlab_core.fast_cache import redis_client
 from jwt_auth.credentials import CI_JOB_LOGIN
 
 logger = logging.getLogger(__name__)
@@ -61,17 +65,8 @@ def check(*, ip: str, login: str) -> tuple[bool, bool]:
     if _exempt(ip, login):
         return False, False
     counter, ban = _keys(ip, login)
-    found = _present([counter, ban])
+    found = cache.get_many([counter, ban])
     return ban in found, counter in found
-
-
-def _present(keys: list[str]) -> set[str]:
-    """Which of ``keys`` are in the cache: one round trip."""
-    client, backend = redis_client()
-    if client is None:
-        return set(backend.get_many(keys))
-    values = client.mget([backend.make_and_validate_key(key) for key in keys])
-    return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 def record_failure(*, ip: str, login: str) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
+from functools import lru_cache
 
 import jwt
 from django.conf import settings
@@ -20,6 +20,7 @@ from django.db.models.signals import post_migrate, post_save
 from django.dispatch import receiver
 
 from gitlab_core.models import ApplicationSettings
+from gitlab_core.ttl_cache import TTLCache
 from jwt_auth.keys import SigningKey, signing_key
 
 # GitLab backdates nbf by 5 seconds against clock skew between hosts.
@@ -29,39 +30,34 @@ USER_TOKEN_LIFETIME = 60
 # A nested user token is reused for this long (it stays valid for at least 30 s more):
 # signing it afresh for every request doubled the signing cost of the realm.
 USER_TOKEN_REUSE = 30
-_user_tokens: dict[tuple, tuple[str, float]] = {}
-_user_tokens_lock = threading.Lock()
+_user_tokens = TTLCache(ttl=USER_TOKEN_REUSE, max_entries=10_000, max_bytes=16 * 1024 * 1024, max_item_bytes=64 * 1024)
 
 
 # The token duration is read on every request but changes a few times a year: each
 # process keeps it for REGISTRY_SETTINGS_CACHE_SECONDS (default 5). A change saved in
 # this process applies at once; other processes pick it up within that window.
 DEFAULT_SETTINGS_CACHE_SECONDS = 5
-# {"entry": (seconds, monotonic expiry) or None}; the entry is replaced whole, never
-# mutated, so a thread reading it never sees half an update.
-_lifetime: dict[str, tuple[int, float] | None] = {"entry": None}
+
+
+def _settings_cache_seconds() -> float:
+    return getattr(settings, "REGISTRY_SETTINGS_CACHE_SECONDS", DEFAULT_SETTINGS_CACHE_SECONDS)
+
+
+_lifetime = TTLCache(ttl=_settings_cache_seconds, max_entries=1, max_bytes=1024)
 
 
 def token_lifetime_seconds() -> int:
     """The admin-set token duration (``container_registry_token_expire_delay``, minutes)."""
-    entry = _lifetime["entry"]
-    if entry is not None and entry[1] > time.monotonic():
-        return entry[0]
+    seconds = _lifetime.get("seconds")
+    if seconds is not None:
+        return seconds
+    generation = _lifetime.generation
     seconds = ApplicationSettings.current().container_registry_token_expire_delay * 60
-    ttl = getattr(settings, "REGISTRY_SETTINGS_CACHE_SECONDS", DEFAULT_SETTINGS_CACHE_SECONDS)
-    if ttl > 0:
-        # Kept only once committed: a value read inside a transaction (a test case, an
-        # update that may roll back) may never become the stored one.
-        transaction.on_commit(lambda: _keep_lifetime(seconds, ttl))
+    # Kept only once committed: a value read inside a transaction (a test case, an
+    # update that may roll back) may never become the stored one; nor one read before a
+    # change saved meanwhile (the generation).
+    transaction.on_commit(lambda: _lifetime.set("seconds", seconds, generation=generation))
     return seconds
-
-
-def _keep_lifetime(seconds: int, ttl: float) -> None:
-    _lifetime["entry"] = (seconds, time.monotonic() + ttl)
-
-
-def _forget_lifetime() -> None:
-    _lifetime["entry"] = None
 
 
 @receiver(post_save, sender=ApplicationSettings, dispatch_uid="jwt_auth.tokens.settings_changed")
@@ -69,14 +65,11 @@ def _forget_lifetime() -> None:
 def _settings_changed(sender, **kwargs) -> None:
     # post_migrate: also sent when a database is flushed (between transactional tests).
     # Cleared now and again at commit, so that a read racing the commit is not kept.
-    _forget_lifetime()
-    transaction.on_commit(_forget_lifetime)
+    _lifetime.clear()
+    transaction.on_commit(_lifetime.clear)
 
 
 _ALGORITHMS = jwt.algorithms.get_default_algorithms()
-# Encoded header segments by (kid, algorithm, with x5c): the header with its certificate
-# chain is a kilobyte of JSON and base64 that never changes for a key.
-_header_segments: dict[tuple[str, str, bool], bytes] = {}
 
 
 def _b64url(data: bytes) -> bytes:
@@ -84,18 +77,18 @@ def _b64url(data: bytes) -> bytes:
 
 
 def _header_segment(key: SigningKey, with_x5c: bool) -> bytes:
-    cache_key = (key.kid, key.algorithm, with_x5c)
-    segment = _header_segments.get(cache_key)
-    if segment is None:
-        header = {"alg": key.algorithm, "kid": key.kid, "typ": "JWT"}
-        if with_x5c and key.x5c:
-            header["x5c"] = list(key.x5c)
-        # As PyJWT writes it: compact, keys sorted.
-        segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        if len(_header_segments) > 64:
-            _header_segments.clear()
-        _header_segments[cache_key] = segment
-    return segment
+    return _encoded_header(key.kid, key.algorithm, key.x5c if with_x5c else ())
+
+
+# The header with its certificate chain is a kilobyte of JSON and base64 that never
+# changes for a key: encoded once per (kid, algorithm, chain).
+@lru_cache(maxsize=64)
+def _encoded_header(kid: str, algorithm: str, x5c: tuple[str, ...]) -> bytes:
+    header = {"alg": algorithm, "kid": kid, "typ": "JWT"}
+    if x5c:
+        header["x5c"] = list(x5c)
+    # As PyJWT writes it: compact, keys sorted.
+    return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
 
 
 def _sign(payload: dict, key: SigningKey, *, with_x5c: bool = True) -> str:
@@ -150,17 +143,14 @@ def mint_registry_token(
 
 def _user_token(user_info: dict | None, key: SigningKey, now: int) -> str:
     cache_key = (key.kid, json.dumps(user_info, sort_keys=True))
-    cached = _user_tokens.get(cache_key)
-    if cached is not None and cached[1] > now:
-        return cached[0]
+    token = _user_tokens.get(cache_key)
+    if token is not None:
+        return token
     user_claims = {**_base_claims(now, USER_TOKEN_LIFETIME), "user_info": user_info}
     # Only our own event receiver reads the nested token, and it knows our keys by
     # kid: the certificate chain would double the size of every token for nothing.
     token = _sign(user_claims, key, with_x5c=False)
-    with _user_tokens_lock:
-        if len(_user_tokens) > 10000:
-            _user_tokens.clear()
-        _user_tokens[cache_key] = (token, now + USER_TOKEN_REUSE)
+    _user_tokens.set(cache_key, token)
     return token
 
 

@@ -28,6 +28,21 @@ START_TIMEOUT = 15.0
 SKOPEO_TIMEOUT = 60
 
 
+class RequestCounter:
+    """Counts the HTTP requests a ``RegistryClient`` sends, by wrapping its session
+    (tests and benchmarks: the client keeps no counter of its own)."""
+
+    def __init__(self, client) -> None:
+        self.count = 0
+        send = client.session.request
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return send(*args, **kwargs)
+
+        client.session.request = counted
+
+
 class RegistryError(RuntimeError):
     """The registry could not be started or stopped."""
 

@@ -113,7 +113,6 @@ def test_401_is_retried_once_with_a_fresh_token_then_permanent(fault_server):
         client.ping()
     tokens = [headers["Authorization"] for _method, _path, headers in server.requests]
     assert len(tokens) == 2 and tokens[0] != tokens[1]
-    assert client.request_count == 2
 
 
 def test_401_then_success_recovers(fault_server):

@@ -171,14 +171,34 @@ def test_failures_are_never_reused_so_each_one_is_counted(realm, world, settings
 
 
 @committed
-def test_a_reused_decision_logs_its_denials_again(realm, world, caplog):
+def test_a_reused_decision_keeps_no_refusals_and_does_not_log_them_again(realm, world, caplog):
     creds = ("developer", make_token(world["users"]["developer"]))
+    repositories.ensure_repository_exists(project=world["project"], name="img")
     scope = f"repository:{SVC}/img:pull,push,delete"
     for _ in range(2):
         assert realm.access(scope, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     denials = [r for r in caplog.records if r.getMessage() == "Denied container registry permissions"]
-    assert len(denials) == 2
-    assert {tuple(r.granted_actions) for r in denials} == {("pull", "push")}
+    assert len(denials) == 1
+    assert tuple(denials[0].granted_actions) == ("pull", "push")
+
+
+@committed
+def test_a_kept_decision_does_not_grow_with_the_scopes_it_refused(realm, world):
+    from gitlab_core.ttl_cache import estimate_size
+    from jwt_auth import decisions
+    from jwt_auth.scopes import MAX_SCOPES
+    from jwt_auth.tests.conftest import basic
+
+    creds = ("developer", make_token(world["users"]["developer"]))
+    repositories.ensure_repository_exists(project=world["project"], name="img")
+    refused = [f"repository:{SVC}/{'x' * 200}{i}:delete" for i in range(MAX_SCOPES - 1)]
+    scopes = [f"repository:{SVC}/img:pull", *refused]
+    assert realm.access(*scopes, creds=creds) == {f"{SVC}/img": ["pull"]}
+    query = "service=container_registry&" + "&".join(f"scope={s}" for s in scopes)
+    kept = decisions.lookup(decisions.request_key(basic(*creds), query, "127.0.0.1"))
+    assert kept is not None
+    assert [entry["name"] for entry in kept.access] == [f"{SVC}/img"]
+    assert estimate_size(kept) < 4096
 
 
 @committed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 
 from jwt_auth.throttle import BANNED_MESSAGE
 
@@ -84,3 +85,20 @@ def test_anonymous_requests_are_never_counted(realm, world, api_token):
     for _ in range(5):
         assert realm.get(SCOPE).status_code == 403
     assert realm.get(SCOPE, creds=("reporter", api_token(world["users"]["reporter"]))).status_code == 200
+
+
+@pytest.mark.skipif(not django_settings.CACHE_URL, reason="Redis only: the database cache's incr is not atomic")
+def test_concurrent_failures_are_each_counted_on_redis(settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.cache import cache
+
+    from jwt_auth import throttle
+
+    settings.AUTH_BAN_MAX_RETRY = 1000
+    cache.clear()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: throttle.record_failure(ip="10.9.9.9", login="bob"), range(200)))
+    assert throttle.check(ip="10.9.9.9", login="bob") == (False, True)
+    counter, _ban = throttle._keys("10.9.9.9", "bob")
+    assert cache.get(counter) == 200
