@@ -264,8 +264,9 @@ def ci_job_abilities(job, project: Project, *, access_level: int | None | object
 
     GitLab's build abilities: a job pulls, pushes and deletes in its own project; in
     another project it only pulls, and only when its user is a member there (Guest+, an
-    admin who is not a member gets nothing) or the project's registry is public.
-    ``access_level``: the job user's effective level when already known.
+    admin who is not a member gets nothing) who may read the project's images, or the
+    project's registry is public. ``access_level``: the job user's effective level when
+    already known.
     """
     if project.pending_delete or project.container_registry_access_level == RegistryAccessLevel.DISABLED:
         return frozenset()
@@ -279,7 +280,10 @@ def ci_job_abilities(job, project: Project, *, access_level: int | None | object
         project.visibility == Visibility.PUBLIC
         and project.container_registry_access_level == RegistryAccessLevel.ENABLED
     )
-    if (level or 0) >= AccessLevel.GUEST or public_registry:
+    member_reader = (level or 0) >= AccessLevel.GUEST and READ_CONTAINER_IMAGE in project_abilities(
+        user, project, access_level=level
+    )
+    if member_reader or public_registry:
         return frozenset({BUILD_READ_CONTAINER_IMAGE})
     return frozenset()
 

@@ -310,7 +310,7 @@ def test_ci_job_pulls_pushes_and_deletes_in_its_own_project_but_never_star(realm
 def test_ci_job_only_pulls_from_other_projects_where_its_user_is_a_member(realm, world, make_ci_job):
     team = make_project(world["platform"], "team")
     secret_project = make_project(world["platform"], "secret")
-    ProjectMember.objects.create(project=team, user=world["users"]["developer"], access_level=AccessLevel.GUEST)
+    ProjectMember.objects.create(project=team, user=world["users"]["developer"], access_level=AccessLevel.REPORTER)
     _, secret = make_ci_job(world["project"], user=world["users"]["developer"])
     access = realm.access(
         "repository:acme/platform/team:pull,push",
@@ -319,6 +319,29 @@ def test_ci_job_only_pulls_from_other_projects_where_its_user_is_a_member(realm,
     )
     assert access == {"acme/platform/team": ["pull"]}
     assert secret_project.pk
+
+
+@pytest.mark.parametrize(
+    ("visibility", "registry", "member_level", "pulls"),
+    [
+        ("private", RegistryAccessLevel.ENABLED, AccessLevel.GUEST, False),
+        ("private", RegistryAccessLevel.ENABLED, AccessLevel.REPORTER, True),
+        ("internal", RegistryAccessLevel.PRIVATE, AccessLevel.GUEST, False),
+        ("internal", RegistryAccessLevel.ENABLED, AccessLevel.GUEST, True),
+        ("public", RegistryAccessLevel.ENABLED, None, True),
+    ],
+)
+def test_ci_job_pulls_from_another_project_only_where_its_user_may_read_the_images(
+    realm, world, make_ci_job, visibility, registry, member_level, pulls
+):
+    other = make_project(world["platform"], "other", visibility=visibility)
+    other.container_registry_access_level = registry
+    other.save()
+    if member_level is not None:
+        ProjectMember.objects.create(project=other, user=world["users"]["developer"], access_level=member_level)
+    _, secret = make_ci_job(world["project"], user=world["users"]["developer"])
+    access = realm.access("repository:acme/platform/other:pull", creds=("gitlab-ci-token", secret))
+    assert access == ({"acme/platform/other": ["pull"]} if pulls else {})
 
 
 def test_finished_ci_job_token_no_longer_works(realm, world, make_ci_job):
