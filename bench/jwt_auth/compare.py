@@ -337,8 +337,8 @@ def markdown(report: dict) -> str:
         "",
         "| tree | **distinct: ratio to bare signer** | distinct req/s | p50 / p99 ms | ratio to one-core signing | "
         "repeated: ratio to bare | p99 ms | distinct paced at half rate: p99 ms (goal < 20) | "
-        "server CPU ms/req distinct (PG+Redis) / repeated |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "server CPU ms/req distinct (PG+Redis) / repeated | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in labels:
         s = summary[name]
@@ -348,13 +348,14 @@ def markdown(report: dict) -> str:
             f"{s['distinct_to_one_core']:.2f} | {s['repeated_ratio']:.2f} "
             f"({s['repeated_ratio_min']:.2f}-{s['repeated_ratio_max']:.2f}) | {s['repeated_p99']:.1f} | "
             f"{s['paced_p99']:.1f} (p50 {s['paced_p50']:.1f}, {s['paced_rps']:,.0f}/s) | "
-            f"{s['distinct_cpu']:.2f} ({s['distinct_db_cpu']:.2f}) / {s['repeated_cpu']:.2f} |"
+            f"{s['distinct_cpu']:.2f} ({s['distinct_db_cpu']:.2f}) / {s['repeated_cpu']:.2f} | {s['non2xx']} |"
         )
     bare_rates = [rnd["bare_best"]["rps"] for rnd in rounds]
     lines.append(
         f"| bare signer | 1.00 | {median(bare_rates):,.0f} ({min(bare_rates):,.0f}-{max(bare_rates):,.0f}) | | "
         f"{median(bare_rates) / median(r['sign_rate'] for r in rounds):.2f} | | | | "
-        f"{median(r['bare_best']['server_cpu_ms'] for r in rounds):.2f} |"
+        f"{median(r['bare_best']['server_cpu_ms'] for r in rounds):.2f} | "
+        f"{sum(x['errors'] for r in rounds for x in r['bare'])} |"
     )
     if len(labels) > 1:
         first = labels[0]
@@ -429,6 +430,7 @@ def summarise(rounds: list[dict], labels: list[str]) -> dict:
             "paced_rps": median(t["paced"]["rps"] for t, _, _ in per),
             "paced_p50": median(t["paced"]["p50"] for t, _, _ in per),
             "paced_p99": median(t["paced"]["p99"] for t, _, _ in per),
+            "non2xx": sum(x["errors"] for t, _, _ in per for x in [*t["distinct"], *t["repeated"], t["paced"]]),
         }
     return summary
 
