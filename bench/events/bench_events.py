@@ -19,6 +19,13 @@ that every recorded event id was counted exactly once.
 
     python bench/events/bench_events.py [--database-url postgres://USER@HOST:PORT/DB]
         [--servers granian:2x4,sync:4] [--rounds 3] [--connections 8] [--duration 10] [--rate 500]
+        [--tree DIR [--tree DIR2]]
+
+``--tree`` (repeatable; default: this checkout) serves the code of another checkout
+(with its own ``.venv`` and ``scripts/web.sh``) against the same database: each round
+measures every tree with every server configuration, in the order given, and the
+report compares the trees. The newest tree (whose migrations include the others')
+migrates and seeds.
 
 Without ``--database-url`` a throwaway PostgreSQL cluster is started (``initdb``, needs
 root for ``runuser -u postgres``); with it, use a throwaway database: it is migrated and
@@ -47,13 +54,13 @@ from pathlib import Path
 import psycopg
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import trees as tree_tools  # noqa: E402
 from open_loop import open_loop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "container_registry" / "tests" / "fixtures" / "registry-2.8" / "push-manifest-oci.json"
 LUA = Path(__file__).resolve().parent / "events.lua"
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EVENTS_PATH = "/api/v4/container_registry_event/events"
 CONTENT_TYPE = "application/vnd.docker.distribution.events.v1+json"
@@ -108,9 +115,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def manage(env: dict, *args: str) -> str:
+def manage(env: dict, *args: str, tree: Path = ROOT) -> str:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], env=env, capture_output=True, text=True, check=True
+        [tree_tools.python(tree), str(tree / "manage.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
     )
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
@@ -203,28 +215,30 @@ def http_request(port: int, secret: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def start_server(env: dict, server: str) -> tuple[subprocess.Popen, int]:
+def start_server(env: dict, server: str, tree: Path = ROOT) -> tuple[subprocess.Popen, int]:
     """``granian:NxT`` (the production server, ``scripts/web.sh``: N processes of T
-    threads, access log off), or gunicorn: ``sync:N`` (N processes) or ``gthread:NxT``."""
+    threads, access log off), or gunicorn: ``sync:N`` (N processes) or ``gthread:NxT``;
+    the code, ``scripts/web.sh`` and ``.venv`` of ``tree``."""
     kind, _, size = server.partition(":")
     port = free_port()
-    server_env = env
+    server_env = {**env, "PYTHONPATH": str(tree)}
+    gunicorn = str(tree / ".venv" / "bin" / "gunicorn")
     if kind == "granian":
         workers, _, threads = size.partition("x")
-        args = [str(ROOT / "scripts" / "web.sh")]
-        server_env = {**env, "PORT": str(port), "WEB_CONCURRENCY": workers, "WEB_THREADS": threads or "4"}
+        args = [str(tree / "scripts" / "web.sh")]
+        server_env.update(PORT=str(port), WEB_CONCURRENCY=workers, WEB_THREADS=threads or "4")
         server_env["WEB_ACCESS_LOG"] = "false"
     elif kind == "sync":
-        args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning", f"--workers={size}"]
+        args = [gunicorn, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning", f"--workers={size}"]
     elif kind == "gthread":
         workers, threads = size.split("x")
-        args = [GUNICORN, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning"]
+        args = [gunicorn, "gitlab_core.wsgi", f"--bind=127.0.0.1:{port}", "--log-level=warning"]
         args += ["--worker-class=gthread", f"--workers={workers}", f"--threads={threads}"]
     else:
         raise SystemExit(f"unknown server {server!r}: use granian:NxT, sync:N or gthread:NxT")
     # The warm-up's first pushes log a warning each (the registry is not running).
     log = open(Path(env["VAR_DIR"]) / f"server-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(args, cwd=ROOT, env=server_env, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(args, cwd=tree, env=server_env, stdout=log, stderr=log, start_new_session=True)
     for _ in range(200):
         try:
             requests.get(f"http://127.0.0.1:{port}{EVENTS_PATH}", timeout=5)
@@ -279,8 +293,10 @@ def run_wrk(port: int, env: dict, connections: int, threads: int, duration: floa
     }
 
 
-def bench_server(server: str, args, env: dict, secret: str, template: Path, postgres_pid: int | None) -> dict:
-    proc, port = start_server(env, server)
+def bench_server(
+    server: str, args, env: dict, secret: str, template: Path, postgres_pid: int | None, tree: Path = ROOT
+) -> dict:
+    proc, port = start_server(env, server, tree)
     try:
         session = requests.Session()
         url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
@@ -289,7 +305,7 @@ def bench_server(server: str, args, env: dict, secret: str, template: Path, post
         for i in range(args.repositories * 2):
             body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i % args.repositories}")
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        result: dict = {"server": server, "load_before": load_average()}
+        result: dict = {"server": server, "tree": str(tree), "load_before": load_average()}
         result["raw_rate"] = raw_insert_rate(args.database_url, args.connections, args.duration)
         wrk_env = events_lua_env(template, secret, args.repositories)
         cpu_before = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postgres_pid)
@@ -319,24 +335,24 @@ def bench_server(server: str, args, env: dict, secret: str, template: Path, post
             "max_ms": max(sent.latencies) * 1000,
         }
         # Redelivery of acknowledged envelopes (the registry after a timeout): no effect.
-        before = manage(env, "shell", "-c", COUNTS).split()
+        before = manage(env, "shell", "-c", COUNTS, tree=tree).split()
         for i in sent.acknowledged[:: max(1, len(sent.acknowledged) // 200)]:
             body = envelope(f"{run}-{i}", f"{IMAGE_PREFIX}{i % args.repositories}")
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        result["redelivery_changed_nothing"] = manage(env, "shell", "-c", COUNTS).split() == before
+        result["redelivery_changed_nothing"] = manage(env, "shell", "-c", COUNTS, tree=tree).split() == before
         return result
     finally:
         stop_server(proc)
 
 
-def warm_up(args, env: dict, secret: str, template: Path) -> None:
+def warm_up(args, env: dict, secret: str, template: Path, tree: Path = ROOT) -> None:
     """Untimed load on a fresh cluster: the first measurement of a run used to come out
     10-30 % slower than the same configuration measured again (cold caches, the first
     checkpoint), whichever server it was."""
     if args.warmup <= 0:
         return
     raw_insert_rate(args.database_url, args.connections, args.warmup / 2)
-    proc, port = start_server(env, args.servers.split(",")[0])
+    proc, port = start_server(env, args.servers.split(",")[0], tree)
     try:
         session = requests.Session()
         url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
@@ -348,6 +364,42 @@ def warm_up(args, env: dict, secret: str, template: Path) -> None:
         run_wrk(port, wrk_env, args.connections, args.wrk_threads, args.warmup / 2)
     finally:
         stop_server(proc)
+
+
+def tree_comparison(results: list[dict]) -> list[str]:
+    """With more than one tree: per server configuration, each tree's medians and their
+    ratio to the first tree's."""
+    labels = list(dict.fromkeys(r["tree_label"] for r in results))
+    if len(labels) < 2:
+        return []
+    first = labels[0]
+    lines = [
+        "",
+        f"Trees against {first} (ratio of the medians; > 1 is better for the ratio and rate, < 1 for CPU and latency):",
+        "",
+        "| server | measure | " + " | ".join(labels) + " | " + " | ".join(f"{n} / {first}" for n in labels[1:]) + " |",
+        "|---|---|" + "---|" * (2 * len(labels) - 1),
+    ]
+    measures = [
+        ("ratio to raw INSERT+COMMIT", lambda r: r["ratio"]),
+        ("events/s (wrk)", lambda r: r["wrk"]["rate"]),
+        ("CPU ms/event, server + PG", lambda r: r["server_cpu_ms"] + r["postgres_cpu_ms"]),
+        ("p99 ms at the offered rate", lambda r: r["open_loop"]["p99_ms"]),
+    ]
+    for server in dict.fromkeys(r["server"] for r in results):
+        for title, value in measures:
+            medians = [
+                statistics.median(value(r) for r in results if r["server"] == server and r["tree_label"] == label)
+                for label in labels
+            ]
+            lines.append(
+                f"| {server} | {title} | "
+                + " | ".join(f"{m:,.2f}" for m in medians)
+                + " | "
+                + " | ".join(f"{m / medians[0]:.3f}" for m in medians[1:])
+                + " |"
+            )
+    return lines
 
 
 def report(results: list[dict], args, pushes: int, recorded: int) -> str:
@@ -365,7 +417,7 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         errors += f" (socket errors: {w['socket_errors']})" if w["socket_errors"] else ""
         failed = f" ({o['failed']} failed: {o['failures']})" if o["failed"] else ""
         lines.append(
-            f"| {r['server']} | {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | {r['ratio']:.2f} | "
+            f"| {r['config']} | {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | {r['ratio']:.2f} | "
             f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} | {r['server_cpu_ms']:.2f} + {r['postgres_cpu_ms']:.2f} | "
             f"{o['achieved']:,.0f}{failed}, {o['p50_ms']:.1f} / "
             f"{o['p99_ms']:.1f} / {o['max_ms']:.0f} | {r['load_before']:.1f} / {r['load_after_open_loop']:.1f} |"
@@ -375,8 +427,8 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         "| server | runs | ratio: median (min-max) | events/s: median | p99 at the offered rate: median (max) |",
     ]
     lines.append("|---|---|---|---|---|")
-    for server in dict.fromkeys(r["server"] for r in results):
-        runs = [r for r in results if r["server"] == server]
+    for server in dict.fromkeys(r["config"] for r in results):
+        runs = [r for r in results if r["config"] == server]
         ratios = [r["ratio"] for r in runs]
         p99s = [r["open_loop"]["p99_ms"] for r in runs]
         lines.append(
@@ -384,6 +436,7 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
             f"{statistics.median(r['wrk']['rate'] for r in runs):,.0f} | "
             f"{statistics.median(p99s):.1f} ms ({max(p99s):.1f}) |"
         )
+    lines += tree_comparison(results)
     redelivery = all(r["redelivery_changed_nothing"] for r in results)
     lines += [
         "",
@@ -408,7 +461,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="offered events/s for the open-loop phase")
     parser.add_argument("--repositories", type=int, default=100, help="images the events are spread over")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--tree", action="append", help="source tree to serve (repeatable; default: this checkout)")
+    parser.add_argument("--migrate-tree", help="tree that migrates and seeds (default: the newest)")
     args = parser.parse_args()
+    trees = tree_tools.resolve(args.tree)
+    migrator = tree_tools.migrating_tree(trees, args.migrate_tree)
 
     work = Path(tempfile.mkdtemp(prefix="bench-events-"))
     postgres = None
@@ -435,18 +492,23 @@ def main() -> None:
     template = work / "envelope.json"
     template.write_bytes(envelope("@@ID@@", "@@REPO@@"))
     try:
-        manage(env, "migrate", "--noinput")
-        manage(env, "shell", "-c", SEED)
+        manage(env, "migrate", "--noinput", tree=migrator)
+        manage(env, "shell", "-c", SEED, tree=migrator)
         print(f"load average at start: {load_average():.2f}", file=sys.stderr)
         postgres_pid = postgres.pid if postgres is not None else None
-        warm_up(args, env, secret, template)
+        warm_up(args, env, secret, template, trees[0])
         servers = args.servers.split(",")
-        results = [
-            bench_server(server, args, env, secret, template, postgres_pid)
-            for _round in range(args.rounds)
-            for server in servers
-        ]
-        pushes, recorded = map(int, manage(env, "shell", "-c", COUNTS).split())
+        results = []
+        for _round in range(args.rounds):
+            for tree in trees:
+                label = tree_tools.label(tree, trees)
+                for server in servers:
+                    print(f"round {_round + 1}/{args.rounds}: {label} {server}", file=sys.stderr)
+                    result = bench_server(server, args, env, secret, template, postgres_pid, tree)
+                    result["tree_label"] = label
+                    result["config"] = f"{label} {server}" if len(trees) > 1 else server
+                    results.append(result)
+        pushes, recorded = map(int, manage(env, "shell", "-c", COUNTS, tree=migrator).split())
     finally:
         if postgres is not None:
             postgres.terminate()
