@@ -1,5 +1,5 @@
 """Cheaper indexes on ``container_registry_events``, the one table every counted
-registry event writes (``docs/bench-events.md``).
+registry event writes (measurements in ``docs/performance.md``).
 
 * ``received_at``: BRIN on PostgreSQL. Rows arrive in time order, so a block-range index
   finds old rows (for pruning) as well as a B-tree does, at almost no cost per insert.
