@@ -63,7 +63,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "bench")]
 import trees as tree_tools  # noqa: E402
-from run import Stack, _tree_cpu, free_port, load_average, signing_rate, wait_http  # noqa: E402
+from run import Stack, _tree_cpu, free_port, load_average, server_env, signing_rate, wait_http  # noqa: E402
 
 REPEATED_QUERY = "/jwt/auth?service=container_registry&scope=repository:bench/group/app/img:pull,push"
 REUSE_WINDOW_S = 1.0
@@ -460,17 +460,7 @@ def main() -> None:
     stack = Stack(work)
     started = time.monotonic()
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "PYTHONPATH"}
-        env.update(
-            DATABASE_URL=stack.postgres(),
-            CACHE_URL=stack.redis(),
-            DEBUG="false",
-            SECRET_KEY=secrets.token_urlsafe(48),
-            VAR_DIR=str(work / "var"),
-            LOG_LEVEL="WARNING",
-            DJANGO_SETTINGS_MODULE="gitlab_core.settings",
-            ALLOWED_HOSTS="127.0.0.1",
-        )
+        env = server_env(stack, work)
         key = work / "rs256.key"
         manage = [tree_tools.python(migrator), "manage.py"]
         subprocess.run(

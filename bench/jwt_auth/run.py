@@ -310,17 +310,7 @@ def main() -> None:
     os.chmod(work, 0o755)
     stack = Stack(work)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        env.update(
-            DATABASE_URL=stack.postgres(),
-            CACHE_URL=stack.redis(),
-            DEBUG="false",
-            SECRET_KEY=secrets.token_urlsafe(48),
-            VAR_DIR=str(work / "var"),
-            LOG_LEVEL="WARNING",
-            DJANGO_SETTINGS_MODULE="gitlab_core.settings",
-            ALLOWED_HOSTS="127.0.0.1",
-        )
+        env = server_env(stack, work)
         keys = {alg: work / f"{alg.lower()}.key" for alg in args.algorithms.split(",")}
         for alg, path in keys.items():
             subprocess.run(
@@ -399,6 +389,23 @@ def main() -> None:
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def server_env(stack: Stack, work: Path) -> dict[str, str]:
+    """The environment the servers under test run with: this run's PostgreSQL and Redis,
+    production settings, quiet logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "PYTHONPATH"}
+    env.update(
+        DATABASE_URL=stack.postgres(),
+        CACHE_URL=stack.redis(),
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(48),
+        VAR_DIR=str(work / "var"),
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="gitlab_core.settings",
+        ALLOWED_HOSTS="127.0.0.1",
+    )
+    return env
 
 
 def markdown(report: dict) -> str:
