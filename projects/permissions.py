@@ -305,8 +305,6 @@ class ProjectAccess:
 _PROJECT_FIELDS = frozenset(
     {
         "id",
-        "name",
-        "path",
         "namespace_id",
         "visibility",
         "container_registry_access_level",

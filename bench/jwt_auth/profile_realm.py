@@ -53,7 +53,8 @@ def request() -> None:
 
     result = application(environ, start_response)
     b"".join(result)
-    result.close()
+    if hasattr(result, "close"):
+        result.close()
 
 
 for _ in range(50):
@@ -132,4 +133,4 @@ profiler.enable()
 for _ in range(1000):
     request()
 profiler.disable()
-pstats.Stats(profiler).sort_stats("cumtime").print_stats(40)
+pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumtime")).print_stats(40)
