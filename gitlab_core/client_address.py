@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -105,7 +106,11 @@ class AccessLogClientAddress(logging.Filter):
             forwarded = values.get("_h0", "-")
             peer = str(values["addr"])
             meta = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": "" if forwarded == "-" else str(forwarded)}
-            record.args = {**values, "addr": client_address(meta)}
+            try:
+                address = client_address(meta)
+            except ImproperlyConfigured:  # a process without the service's settings
+                address = peer
+            record.args = {**values, "addr": address}
             record.msg = self.message
             record.peer_address = peer
         return True
