@@ -14,6 +14,8 @@ from gitlab_core.client_address import AccessLogClientAddress, RequestClientAddr
 from gitlab_core.logging import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
+# Settings that start anywhere, whatever the defaults of DEBUG and SECRET_KEY.
+BASE_ENV = {"PATH": "/usr/bin:/bin", "DEBUG": "false", "SECRET_KEY": "k" * 50}
 
 
 def meta(peer: str, forwarded: str | None = None) -> dict:
@@ -69,18 +71,19 @@ def test_a_peer_that_is_not_an_address_is_kept_as_given(settings):
     assert client_address({}) == ""
 
 
+@pytest.mark.parametrize("name", ["TRUSTED_PROXIES", "AUTH_BAN_IP_ALLOWLIST"])
 @pytest.mark.parametrize("value", ["10.0.0.0/33", "proxy.example", "10.0.0.1,,nope"])
-def test_a_bad_trusted_proxies_value_stops_the_start_naming_the_variable(tmp_path, value):
-    env = {"TRUSTED_PROXIES": value, "VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+def test_a_bad_address_list_stops_the_start_naming_the_variable(tmp_path, name, value):
+    env = {**BASE_ENV, name: value, "VAR_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", "import gitlab_core.settings"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr and "TRUSTED_PROXIES" in result.stderr
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
 
 
 def test_trusted_proxies_reads_addresses_and_ranges(tmp_path):
-    env = {"TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.1 ,2001:db8::/32", "VAR_DIR": str(tmp_path), "PATH": "/usr/bin"}
+    env = {**BASE_ENV, "TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.1 ,2001:db8::/32", "VAR_DIR": str(tmp_path)}
     code = "import gitlab_core.settings as s; print(s.TRUSTED_PROXIES)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "['10.0.0.0/8', '192.0.2.1', '2001:db8::/32']", result.stderr
