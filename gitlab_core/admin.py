@@ -16,13 +16,15 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from gitlab_core import services
+from gitlab_core import admin_bans, services
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed
 
 admin.site.site_header = "GitLab container registry administration"
 admin.site.site_title = "Registry admin"
 admin.site.index_title = "Administration"
+# Sign-in lockout per (client address, user); admin_bans also registers the "Login bans" page.
+admin.site.login_form = admin_bans.LockoutAuthenticationForm
 
 
 def show_secret_once(request: HttpRequest, kind: str, secret: str) -> None:

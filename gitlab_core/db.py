@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterable, Sequence
 
 import psycopg
-from psycopg import pq
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, ForeignObject, Lookup, Model
+from psycopg import pq
 
 
 def fetch_all(sql: str, params: Sequence) -> list[tuple]:

@@ -13,7 +13,9 @@ function of the environ. A door keeps what matters of Django's handling:
 * a lost database connection nobody answered is a 503 (the registry retries), any
   other unexpected error is logged and answered 500, both in the API's shape (Django
   would answer its HTML error page);
-* ``X-Content-Type-Options: nosniff``.
+* ``X-Content-Type-Options: nosniff``;
+* logs name the client by ``gitlab_core.client_address`` (``TRUSTED_PROXIES``), as the
+  realm's ban and Django's request logs do.
 
 It does not validate ``Host`` against ``ALLOWED_HOSTS`` (neither endpoint builds a URL
 from it), and middleware added to the settings does not run for these two paths: give
@@ -29,6 +31,8 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+
+from gitlab_core.client_address import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +57,17 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
         status, headers, content_type, body = handler(environ)
     except (OperationalError, InterfaceError) as exc:
         # A lost or refused connection the handler did not answer itself.
-        logger.warning("database unavailable answering %s: %s", environ.get("PATH_INFO"), exc.__class__.__name__)
+        logger.warning(
+            "database unavailable answering %s: %s",
+            environ.get("PATH_INFO"),
+            exc.__class__.__name__,
+            extra={"client_address": client_address(environ)},
+        )
         status, headers, content_type, body = json_answer(503, {"message": "503 Service Unavailable"})
     except Exception:
-        logger.exception("unexpected error answering %s", environ.get("PATH_INFO"))
+        logger.exception(
+            "unexpected error answering %s", environ.get("PATH_INFO"), extra={"client_address": client_address(environ)}
+        )
         status, headers, content_type, body = json_answer(500, {"message": "500 Internal Server Error"})
     try:
         check_connection()

@@ -190,3 +190,35 @@ class ApplicationSettings(models.Model):
     def current(cls) -> ApplicationSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+
+class LoginFailures(models.Model):
+    """Failed sign-ins of one (client address, login) pair within a window, and its ban.
+
+    One row per pair that failed recently: the realm's failed-login ban (``realm``) and
+    the admin sign-in lockout (``admin``) both count here, with the rule in
+    ``gitlab_core.login_failures``. A table rather than the cache: its updates are atomic
+    on every database, and bans can be listed and lifted.
+    """
+
+    class Kind(models.TextChoices):
+        REALM = "realm", "registry login (/jwt/auth)"
+        ADMIN = "admin", "admin sign-in"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    address = models.CharField(max_length=64)
+    # The canonical login: a user's username, otherwise the login as typed, case-folded.
+    login = models.CharField(max_length=255)
+    failures = models.PositiveIntegerField(default=0)
+    window_ends_at = models.DateTimeField()
+    banned_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "login_failures"
+        verbose_name = "login ban"
+        verbose_name_plural = "login bans"
+        constraints = [models.UniqueConstraint(fields=["kind", "address", "login"], name="login_failures_pair")]
+        indexes = [models.Index(fields=["window_ends_at"], name="login_failures_window")]
+
+    def __str__(self) -> str:
+        return f"{self.login} from {self.address}"

@@ -13,7 +13,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from gitlab_core.env import env_bool, env_int, env_list, env_str
+from gitlab_core.env import env_bool, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -31,6 +31,10 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+# The proxies in front of the service (addresses or CIDR ranges): only from them is
+# X-Forwarded-For believed, for the client address of bans, lockouts, caches and logs
+# (gitlab_core/client_address.py). Empty: the peer is the client.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -203,7 +207,13 @@ AUTH_BAN_ENABLED = env_bool("AUTH_BAN_ENABLED", True)
 AUTH_BAN_MAX_RETRY = env_int("AUTH_BAN_MAX_RETRY", 30, minimum=1)
 AUTH_BAN_FIND_TIME = env_int("AUTH_BAN_FIND_TIME", 180, minimum=1)
 AUTH_BAN_TIME = env_int("AUTH_BAN_TIME", 3600, minimum=1)
-AUTH_BAN_IP_ALLOWLIST = env_list("AUTH_BAN_IP_ALLOWLIST", [])
+AUTH_BAN_IP_ALLOWLIST = env_networks("AUTH_BAN_IP_ALLOWLIST")
+# Admin sign-in lockout per (client address, user), GitLab's numbers: 10 failures lock
+# the sign-in for 10 minutes, the right password included.
+ADMIN_LOCKOUT_ENABLED = env_bool("ADMIN_LOCKOUT_ENABLED", True)
+ADMIN_LOCKOUT_MAX_FAILURES = env_int("ADMIN_LOCKOUT_MAX_FAILURES", 10, minimum=1)
+ADMIN_LOCKOUT_FIND_TIME = env_int("ADMIN_LOCKOUT_FIND_TIME", 600, minimum=1)
+ADMIN_LOCKOUT_TIME = env_int("ADMIN_LOCKOUT_TIME", 600, minimum=1)
 
 # Password logins to /jwt/auth (GitLab: "password authentication for Git").
 PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = env_bool("PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT", True)
@@ -269,7 +279,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "gitlab_core.logging.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "filters": {"client_address": {"()": "gitlab_core.client_address.RequestClientAddress"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["client_address"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.server": {"level": "WARNING"}},
 }

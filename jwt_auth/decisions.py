@@ -7,7 +7,8 @@ permissions costs two database round trips; signing the token is the rest. So th
 *decision* (who the caller is and the ``access`` it was granted: what the token is
 minted from, nothing more) of a successful request is kept for
 ``REALM_DECISION_CACHE_SECONDS`` (default 1, 0 turns it off), keyed by a digest of the
-exact request: ``Authorization`` header, query string and client address. A hit still
+exact request: ``Authorization`` header, query string and client address
+(``gitlab_core.client_address``, the ban's address). A hit still
 signs a new token (fresh ``jti``, times). The scopes it refused were logged when the
 decision was made and are not kept, so a hit does not log them again: a request's
 refusals must not grow the cache. Failures are never kept, so every bad attempt is

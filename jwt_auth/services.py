@@ -55,13 +55,13 @@ class IssuedToken:
 def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     """The caller behind an ``Authorization`` header (anonymous without Basic credentials).
 
-    Raises ``Banned`` while this (IP, login) is banned, ``RealmError`` 401 for bad
+    Raises ``Banned`` while this (client address, canonical login) is banned, ``RealmError`` 401 for bad
     credentials (and counts the failure). A success clears earlier failures.
     """
     try:
         basic = credentials.basic_credentials(authorization)
     except credentials.MalformedCredentials:
-        logger.warning("JWT authentication failed", extra={"login": None, "client_ip": client_ip})
+        logger.warning("JWT authentication failed", extra={"login": None, "client_address": client_ip})
         raise unauthorized()
     if basic is None:
         return credentials.ANONYMOUS
@@ -72,7 +72,7 @@ def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     result = credentials.authenticate(login, password)
     if result is None:
         throttle.record_failure(ip=client_ip, login=login)
-        logger.warning("JWT authentication failed", extra={"login": login, "client_ip": client_ip})
+        logger.warning("JWT authentication failed", extra={"login": login, "client_address": client_ip})
         raise unauthorized()
     if has_failures:
         throttle.record_success(ip=client_ip, login=login)

@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
 
 from gitlab_core import doors
+from gitlab_core.client_address import client_address
 from jwt_auth import services
 from jwt_auth.errors import Banned, RealmError, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
@@ -70,7 +71,7 @@ def answer_environ(environ) -> doors.Answer:
         environ.get("REQUEST_METHOD", ""),
         environ.get("QUERY_STRING", ""),
         environ.get("HTTP_AUTHORIZATION", ""),
-        environ.get("REMOTE_ADDR", ""),
+        client_address(environ),
     )
 
 

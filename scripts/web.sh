@@ -8,11 +8,13 @@
 #   WEB_THREADS: request threads per process (default 4; the event receiver spends most
 #     of a request waiting for PostgreSQL's commit)
 #   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
+#   The access log names the client by TRUSTED_PROXIES and X-Forwarded-For, which granian
+#   reads for gitlab_core.client_address.AccessLogClientAddress (granian-logging.json).
 # Run from anywhere; expects the virtualenv of scripts/run.sh in .venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-access=(--access-log)
+access=(--access-log --access-log-fmt '%(addr)s %(method)s %(path)s %(status)d %(dt_ms).3f %(header{x-forwarded-for})s')
 case "${WEB_ACCESS_LOG:-true}" in
     false | 0 | no | off) access=(--no-access-log) ;;
 esac

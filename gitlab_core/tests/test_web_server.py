@@ -10,6 +10,8 @@ decodes before the application sees it.
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -32,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def web(tmp_path, settings, registry_keys):
+@contextlib.contextmanager
+def running_web(tmp_path, settings, registry_keys, extra_env: dict[str, str] | None = None):
+    """``scripts/web.sh`` serving the test database; yields its base URL."""
     if not (ROOT / ".venv" / "bin" / "granian").exists() or shutil.which("nproc") is None:
         pytest.fail("scripts/web.sh needs granian in .venv (pip install -r requirements.txt)")
     settings.REGISTRY_KEY_PATH = str(registry_keys.key_path)
@@ -52,6 +55,7 @@ def web(tmp_path, settings, registry_keys):
             "LOG_LEVEL": "WARNING",
             # Nothing listens there: a push event for a repository without a row is trusted.
             "REGISTRY_API_URL": f"http://127.0.0.1:{free_port()}",
+            **(extra_env or {}),
         },
     )
     log = (tmp_path / "web.log").open("wb")
@@ -75,6 +79,12 @@ def web(tmp_path, settings, registry_keys):
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def web(tmp_path, settings, registry_keys):
+    with running_web(tmp_path, settings, registry_keys) as base:
+        yield base
 
 
 @pytest.fixture
@@ -144,3 +154,54 @@ def test_the_api_finds_a_project_by_its_encoded_path(web, world):
         ).status_code
         == 404
     )
+
+
+BAN = {"AUTH_BAN_MAX_RETRY": "3", "AUTH_BAN_FIND_TIME": "180", "AUTH_BAN_TIME": "3600"}
+
+
+def _realm(base: str, login: str, secret: str, forwarded: str) -> int:
+    query = {"service": "container_registry", "scope": "repository:acme/svc/img:pull"}
+    headers = {"Authorization": _basic(login, secret), "X-Forwarded-For": forwarded}
+    return requests.get(f"{base}/jwt/auth", params=query, headers=headers, timeout=10).status_code
+
+
+def test_forged_forwarded_for_from_an_untrusted_peer_neither_dodges_nor_places_a_ban(
+    tmp_path, settings, registry_keys, world
+):
+    from gitlab_core.models import LoginFailures
+
+    # The test client (127.0.0.1) is not one of the proxies.
+    with running_web(tmp_path, settings, registry_keys, {**BAN, "TRUSTED_PROXIES": "10.0.0.0/8"}) as base:
+        for forged in ("203.0.113.1", "203.0.113.2", "10.0.0.9, 203.0.113.3"):
+            assert _realm(base, "webowner", "wrong", forged) == 401
+        # Every failure was counted on the peer: a fresh forged address does not help.
+        assert _realm(base, "webowner", world["token"], "203.0.113.4") == 403
+    assert list(LoginFailures.objects.values_list("address", "login", "failures")) == [("127.0.0.1", "webowner", 3)]
+
+
+def test_behind_a_trusted_proxy_bans_are_per_real_client_in_the_ban_and_the_access_log(
+    tmp_path, settings, registry_keys, world
+):
+    from gitlab_core.models import LoginFailures
+
+    with running_web(tmp_path, settings, registry_keys, {**BAN, "TRUSTED_PROXIES": "127.0.0.1"}) as base:
+        for _ in range(3):
+            assert _realm(base, "WebOwner", "wrong", "203.0.113.7") == 401
+        assert _realm(base, "webowner", world["token"], "203.0.113.7") == 403
+        # A client writing an address before the proxy's entry is still the proxy's entry.
+        assert _realm(base, "webowner", world["token"], "203.0.113.8, 203.0.113.7") == 403
+        # Everyone else behind the same proxy signs in.
+        assert _realm(base, "webowner", world["token"], "203.0.113.8") == 200
+        assert _realm(base, "webowner", world["token"], "6.6.6.6, 203.0.113.9") == 200
+    assert list(LoginFailures.objects.values_list("address", "login")) == [("203.0.113.7", "webowner")]
+
+    lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "granian.access" and "/jwt/auth" in line["message"]]
+    assert [line["message"].split(" ")[0] for line in access] == [
+        *["203.0.113.7"] * 5,
+        "203.0.113.8",
+        "203.0.113.9",
+    ]
+    assert {line["peer_address"] for line in access} == {"127.0.0.1"}
+    started = [line for line in lines if line["message"] == "login ban started"]
+    assert [(line["client_address"], line["login"]) for line in started] == [("203.0.113.7", "webowner")]

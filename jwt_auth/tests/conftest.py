@@ -124,8 +124,8 @@ def fast_password_hasher(settings):
 
 @pytest.fixture(autouse=True)
 def _empty_cache(settings):
-    # The throttle state lives in the cache. A database cache rolls back with the test,
-    # Redis (CI) does not: without this a ban from one test leaks into the next.
+    # Redis (CI) does not roll back with the test: nothing cached by one test (tag
+    # creation times, leases) leaks into the next. Login bans live in a table.
     yield
     if settings.CACHE_URL:
         from django.core.cache import cache

@@ -1,4 +1,4 @@
-"""The realm's fast path: two queries per request, per-process caches with short,
+"""The realm's fast path: three queries per request, per-process caches with short,
 documented windows, and a successful decision reused for an identical request within
 one second (``jwt_auth.decisions``), cleared by any change saved in this process.
 
@@ -35,16 +35,17 @@ def _expires_in(realm, creds) -> int:
 
 
 @committed
-def test_a_warm_pat_push_request_costs_two_queries(realm, world, settings):
+def test_a_warm_pat_push_request_costs_three_queries(realm, world, settings):
     settings.REALM_DECISION_CACHE_SECONDS = 0
     creds = ("developer", make_token(world["users"]["developer"]))
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
-    # The token with its user; the projects with the access level and root namespace.
-    # (The throttle state lives in the cache: Redis in production, a table here.)
-    sql = [q["sql"] for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]
-    assert len(sql) == 2, sql
+    # This client's failed-login state (the login made canonical in the same statement);
+    # the token with its user; the projects with the access level and root namespace.
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 3, sql
+    assert "login_failures" in sql[0]
 
 
 @committed
@@ -78,10 +79,10 @@ def test_another_scope_or_client_address_is_decided_afresh(realm, world, client)
     realm.get(PUSH, creds=creds)
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(f"repository:{SVC}/img:pull", creds=creds) == {f"{SVC}/img": ["pull"]}
-    assert len([q for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]) == 2
+    assert len(queries.captured_queries) == 3
     with CaptureQueriesContext(connection) as queries:
         assert realm.get(PUSH, creds=creds, REMOTE_ADDR="10.1.2.3").status_code == 200
-    assert len([q for q in queries.captured_queries if "gitlab_cache" not in q["sql"]]) == 2
+    assert len(queries.captured_queries) == 3
 
 
 @committed
@@ -157,17 +158,11 @@ def test_a_revocation_by_another_process_applies_within_the_window(realm, world,
 
 @committed
 def test_failures_are_never_reused_so_each_one_is_counted(realm, world, settings):
-    from django.core.cache import cache
-
     settings.AUTH_BAN_MAX_RETRY = 2
-    cache.clear()
-    try:
-        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
-        # The second identical failure is counted too, and bans the next attempt.
-        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
-        assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 403
-    finally:
-        cache.clear()  # committed tests: the ban would outlive this one
+    assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
+    # The second identical failure is counted too, and bans the next attempt.
+    assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 401
+    assert realm.get(PUSH, creds=("developer", "wrong-password")).status_code == 403
 
 
 @committed
