@@ -8,9 +8,14 @@
 #   WEB_THREADS: request threads per process (default 4; the event receiver spends most
 #     of a request waiting for PostgreSQL's commit)
 #   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
+#   WEB_STATEMENT_TIMEOUT: seconds after which PostgreSQL cancels a web request's
+#     statement and the request answers 503 (default 30; 0: never). Set here, for the web
+#     server only: workers, beat and migrations run without a statement timeout.
 # Run from anywhere; expects the virtualenv of scripts/run.sh in .venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export DATABASE_STATEMENT_TIMEOUT="${WEB_STATEMENT_TIMEOUT:-30}"
 
 access=(--access-log)
 case "${WEB_ACCESS_LOG:-true}" in
