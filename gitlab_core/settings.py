@@ -27,9 +27,10 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = env_str("SECRET_KEY") or (SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else "")
 SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
-if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+# 50: what `manage.py check --deploy` asks of a key.
+if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
-        "SECRET_KEY must be set to a random value of at least 32 characters when DEBUG is off "
+        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off "
         "(the development key is refused; scripts/run.sh writes one to VAR_DIR/secret_key)."
     )
 
