@@ -13,8 +13,10 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from gitlab_core import admin_bans, services
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
@@ -27,9 +29,38 @@ admin.site.index_title = "Administration"
 admin.site.login_form = admin_bans.LockoutAuthenticationForm
 
 
-def show_secret_once(request: HttpRequest, kind: str, secret: str) -> None:
-    """Show a freshly created secret on the next page; it is not stored anywhere readable."""
-    messages.warning(request, f"Your new {kind}: {secret} -- copy it now, it will not be shown again.")
+class ShowsNewSecretOnce:
+    """Admin mixin: the page that answers the creation shows the new secret, once.
+
+    ``save_model`` hands the secret to ``keep_new_secret``; ``response_add`` then answers
+    with a page that shows it, instead of redirecting with a message: Django's messages
+    travel in a signed, not encrypted, cookie (or the session), and the secret must not be
+    stored anywhere readable. The page may not be cached (``no-store``).
+    """
+
+    secret_kind = "token"
+
+    def keep_new_secret(self, request: HttpRequest, secret: str) -> None:
+        request._new_secret = secret
+
+    def response_add(self, request: HttpRequest, obj, post_url_continue=None):
+        secret = getattr(request, "_new_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        opts = obj._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"New {self.secret_kind}",
+            "opts": opts,
+            "object": obj,
+            "kind": self.secret_kind,
+            "secret": secret,
+            "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+            "list_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        }
+        response = TemplateResponse(request, "admin/new_secret.html", context)
+        add_never_cache_headers(response)  # includes no-store
+        return response
 
 
 # --- Users ---------------------------------------------------------------------------------
@@ -153,7 +184,8 @@ def revoke_tokens(modeladmin, request, queryset):
 
 
 @admin.register(PersonalAccessToken)
-class PersonalAccessTokenAdmin(admin.ModelAdmin):
+class PersonalAccessTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
+    secret_kind = "personal access token"
     list_display = ("name", "user", "scope_list", "expires_at", "revoked", "created_at", "last_used_at")
     list_filter = ("revoked",)
     search_fields = ("name", "user__username")
@@ -193,7 +225,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         )
         # The admin goes on with ``obj`` (log entry, redirect): make it the created row.
         obj.pk, obj._state.adding, obj._state.db = token.pk, False, token._state.db
-        show_secret_once(request, "personal access token", secret)
+        self.keep_new_secret(request, secret)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Revocation keeps the audit trail (last use, rotation chain); deleting would lose it.

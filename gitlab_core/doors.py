@@ -10,7 +10,8 @@ function of the environ. A door keeps what matters of Django's handling:
   signals do (closed when broken or older than ``CONN_MAX_AGE``), without the signal
   dispatch, which cost more than the check. The signals' other work is closing caches,
   a no-op for the database and Redis backends;
-* a lost database connection nobody answered is a 503 (the registry retries), any
+* a lost database connection or a database timeout nobody answered is a 503 (the
+  registry retries; ``gitlab_core.errors.DATABASE_UNAVAILABLE``), any
   other unexpected error is logged and answered 500, both in the API's shape (Django
   would answer its HTML error page);
 * ``X-Content-Type-Options: nosniff``;
@@ -30,9 +31,10 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from gitlab_core.client_address import client_address
+from gitlab_core.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,8 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
     try:
         check_connection()
         status, headers, content_type, body = handler(environ)
-    except (OperationalError, InterfaceError) as exc:
-        # A lost or refused connection the handler did not answer itself.
+    except DATABASE_UNAVAILABLE as exc:
+        # A lost or refused connection, or a timeout, the handler did not answer itself.
         logger.warning(
             "database unavailable answering %s: %s",
             environ.get("PATH_INFO"),
@@ -71,7 +73,7 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
         status, headers, content_type, body = json_answer(500, {"message": "500 Internal Server Error"})
     try:
         check_connection()
-    except (OperationalError, InterfaceError):
+    except DATABASE_UNAVAILABLE:
         pass  # the next request checks again; this answer is already decided
     start_response(
         f"{status} {HTTPStatus(status).phrase}",

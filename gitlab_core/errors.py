@@ -7,6 +7,13 @@ is (``gitlab_core.api.errors.exception_handler``); commands print its message.
 
 from __future__ import annotations
 
+from django.db import InterfaceError, OperationalError
+
+# Database errors that mean "unavailable, try again": a lost or refused connection, a
+# connect timeout, a statement cancelled by its timeout (PostgreSQL's query_canceled is an
+# OperationalError). The doors and the Django views answer them 503, never 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
 
 class ServiceError(Exception):
     """An expected failure: the status and GitLab's body to answer with."""

@@ -20,12 +20,18 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+# Off unless asked for: the debug page shows settings, source and local variables to anyone.
+DEBUG = env_bool("DEBUG", False)
+# SECRET_KEY, else the key scripts/run.sh keeps in VAR_DIR/secret_key (so that manage.py
+# on the same installation signs with it too), else the development key.
+SECRET_KEY_FILE = VAR_DIR / "secret_key"
+SECRET_KEY = env_str("SECRET_KEY") or (SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else "")
+SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
+# 50: what `manage.py check --deploy` asks of a key.
+if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
-        "SECRET_KEY must be set to a random value of at least 32 characters when DEBUG is off "
-        "(the development key is refused)."
+        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off "
+        "(the development key is refused; scripts/run.sh writes one to VAR_DIR/secret_key)."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -37,6 +43,19 @@ USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- HTTPS: every setting `manage.py check --deploy` asks for, under its Django name --------
+# Off by default so that scripts/run.sh serves plain http://127.0.0.1; the README lists the
+# production values. The two WSGI doors (/jwt/auth, the event receiver) are not redirected:
+# the registry may call them over an internal network.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe the health check over plain HTTP.
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", [r"^-/health$"])
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -125,6 +144,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # array parameter), costing 0.5 ms of its CPU per request instead of 0.15 ms;
         # the generic plan uses the same indexes.
         _options["options"] = "-c plan_cache_mode=force_generic_plan"
+
+# --- PostgreSQL timeouts: a stalled database answers 503 instead of holding a thread ------
+# Seconds to open a connection, in every process (libpq's minimum is 2). Statements are
+# cancelled after DATABASE_STATEMENT_TIMEOUT seconds; 0 (the default) never cancels them.
+# scripts/web.sh sets it for the web server only (WEB_STATEMENT_TIMEOUT, default 30):
+# workers, beat and manage.py (migrations, maintenance commands) keep no statement
+# timeout, since Celery's time limits bound the tasks and a migration must not be cut.
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=2)
+DATABASE_STATEMENT_TIMEOUT = env_int("DATABASE_STATEMENT_TIMEOUT", 0, minimum=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _pg_options = DATABASES["default"]["OPTIONS"]
+    _pg_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    if DATABASE_STATEMENT_TIMEOUT:
+        _timeout = f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT * 1000}"
+        _pg_options["options"] = f"{_pg_options.get('options', '')} {_timeout}".strip()
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "gitlab_core.User"
 
@@ -270,11 +305,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Error pages (DEBUG) and reports hide connection strings too (gitlab_core/error_reports.py).
+# Error pages (DEBUG) and reports hide connection strings and tokens too (gitlab_core/error_reports.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "gitlab_core.error_reports.ReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "gitlab_core.error_reports.Reporter"
 
 # --- Logging: one JSON object per line ---------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# Installs the redaction of secrets in every record before applying LOGGING.
+LOGGING_CONFIG = "gitlab_core.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -11,3 +11,4 @@ urlpatterns = [
 ]
 
 handler404 = "gitlab_core.api.errors.page_not_found"
+handler500 = "gitlab_core.api.errors.server_error"

@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from gitlab_core.admin import show_secret_once
+from gitlab_core.admin import ShowsNewSecretOnce
 from gitlab_core.signals import send_access_changed
 from projects.models import (
     DEPLOY_TOKEN_SCOPES,
@@ -200,7 +200,8 @@ def revoke_deploy_tokens(modeladmin, request, queryset):
 
 
 @admin.register(DeployToken)
-class DeployTokenAdmin(admin.ModelAdmin):
+class DeployTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
+    secret_kind = "deploy token"
     list_display = ("name", "username", "project", "scope_list", "expires_at", "revoked", "created_at")
     list_filter = ("revoked",)
     search_fields = ("name", "username", "project__full_path")
@@ -232,7 +233,7 @@ class DeployTokenAdmin(admin.ModelAdmin):
             return
         secret = obj.set_secret()
         super().save_model(request, obj, form, change)
-        show_secret_once(request, "deploy token", secret)
+        self.keep_new_secret(request, secret)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -4,6 +4,9 @@
 # Celery beat. Ctrl-C stops all three.
 #   PORT (default 8000), WEB_HOST (default 127.0.0.1), PYTHON (default python3)
 #   DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD: create this administrator if missing.
+#   SECRET_KEY: unset, a random key is made once and kept in $VAR_DIR/secret_key (mode 0600),
+#     which the settings read (manage.py included).
+# DEBUG stays off (the settings' default) unless DEBUG=true is set.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +22,16 @@ fi
 echo "==> installing Python packages (runtime only: requirements.txt)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 py=.venv/bin/python
+
+# The settings read this file when SECRET_KEY is not set (manage.py too).
+secret_file="${VAR_DIR:-var}/secret_key"
+if [ -z "${SECRET_KEY:-}" ] && [ ! -s "$secret_file" ]; then
+    echo "==> writing a random SECRET_KEY to $secret_file"
+    mkdir -p "$(dirname "$secret_file")"
+    # umask: readable by its owner only; mv: never read half-written.
+    (umask 077 && $py -c 'import secrets; print(secrets.token_urlsafe(64))' >"$secret_file.tmp")
+    mv "$secret_file.tmp" "$secret_file"
+fi
 
 echo "==> migrating the database"
 $py manage.py migrate --noinput

@@ -10,11 +10,17 @@
 #   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
 #   The access log names the client by TRUSTED_PROXIES and X-Forwarded-For, which granian
 #   reads for gitlab_core.client_address.AccessLogClientAddress (granian-logging.json).
+#   WEB_STATEMENT_TIMEOUT: seconds after which PostgreSQL cancels a web request's
+#     statement and the request answers 503 (default 30; 0: never). Set here, for the web
+#     server only: workers, beat and migrations run without a statement timeout.
 # Run from anywhere; expects the virtualenv of scripts/run.sh in .venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+export DATABASE_STATEMENT_TIMEOUT="${WEB_STATEMENT_TIMEOUT:-30}"
+
 access=(--access-log --access-log-fmt '%(addr)s %(method)s %(path)s %(status)d %(dt_ms).3f %(header{x-forwarded-for})s')
+
 case "${WEB_ACCESS_LOG:-true}" in
     false | 0 | no | off) access=(--no-access-log) ;;
 esac

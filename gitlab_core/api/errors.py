@@ -8,13 +8,15 @@ Django's own request errors get the same shapes here.
 from __future__ import annotations
 
 import logging
+import sys
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
-from gitlab_core.errors import ServiceError
+from gitlab_core.errors import DATABASE_UNAVAILABLE, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +71,13 @@ def api_not_found(request, *args, **kwargs):
 
 def page_not_found(request, exception=None):
     return JsonResponse({"error": "404 Not Found"}, status=404)
+
+
+def server_error(request):
+    """``handler500``: an unavailable or stalled database (lost connection, connect or
+    statement timeout) is a 503 in GitLab's shape, wherever it was raised (middleware
+    included); anything else is Django's 500. Django calls it while handling the
+    exception, so ``sys.exc_info()`` holds it."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return JsonResponse({"message": "503 Service Unavailable"}, status=503)
+    return defaults.server_error(request)

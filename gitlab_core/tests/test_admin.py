@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.urls import reverse
 from django.utils import timezone
 
@@ -122,22 +123,39 @@ def test_a_non_number_token_duration_is_refused_on_the_page(admin_client):
     assert "Enter a whole number." in response.content.decode()
 
 
+def _secret_is_nowhere_but_on_the_page(client, response, secret: str) -> None:
+    """The creation's answer shows the secret once; no cookie, session or later page has it."""
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.count(secret) == 1
+    assert "no-store" in response["Cache-Control"]
+    assert all(secret not in morsel.value for morsel in response.cookies.values())
+    assert all(secret not in morsel.value for morsel in client.cookies.values())
+    # Messages fall back to the session when the cookie is full: it holds nothing either.
+    assert not any(
+        secret in session.session_data or secret in str(session.get_decoded()) for session in Session.objects.all()
+    )
+
+
 def test_creating_a_token_shows_the_secret_once_and_stores_only_its_digest(admin_client, db):
     alice = make_user("alice")
 
     response = admin_client.post(
         "/admin/gitlab_core/personalaccesstoken/add/",
         {"user": alice.pk, "name": "ci", "scopes": ["api", "read_registry"], "expires_at": ""},
-        follow=True,
     )
 
-    page = response.content.decode()
-    secret = re.search(r"glpat-[A-Za-z0-9_-]{20,}", page).group(0)
+    secret = re.search(r"glpat-[A-Za-z0-9_-]{20,}", response.content.decode()).group(0)
+    _secret_is_nowhere_but_on_the_page(admin_client, response, secret)
     token = PersonalAccessToken.objects.get(user=alice, name="ci")
     assert token.scopes == ["api", "read_registry"]
     assert token.token_digest == tokens.digest(secret)
-    # The next page view no longer carries the secret.
-    assert secret not in admin_client.get(f"/admin/gitlab_core/personalaccesstoken/{token.pk}/change/").content.decode()
+    # The next page views no longer carry the secret.
+    for url in (
+        f"/admin/gitlab_core/personalaccesstoken/{token.pk}/change/",
+        "/admin/gitlab_core/personalaccesstoken/",
+    ):
+        assert secret not in admin_client.get(url).content.decode()
 
 
 def test_token_pages_never_show_the_digest(admin_client, db):
@@ -185,15 +203,16 @@ def test_creating_a_deploy_token_shows_the_secret_once(admin_client, world):
     response = admin_client.post(
         "/admin/projects/deploytoken/add/",
         {"project": project.pk, "name": "pull", "username": "", "scopes": ["read_registry"]},
-        follow=True,
     )
 
     secret = re.search(r"gldt-[A-Za-z0-9_-]{20,}", response.content.decode()).group(0)
+    _secret_is_nowhere_but_on_the_page(admin_client, response, secret)
     token = DeployToken.objects.get(project=project)
     assert token.token_digest == tokens.digest(secret)
     assert token.username == f"gitlab+deploy-token-{token.pk}"
     change_page = admin_client.get(f"/admin/projects/deploytoken/{token.pk}/change/").content.decode()
     assert token.token_digest not in change_page
+    assert secret not in change_page
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ print(json.dumps({
     "broker": app.conf.broker_url,
     "cache": settings.CACHES["default"]["BACKEND"],
     "allowed_hosts": settings.ALLOWED_HOSTS,
+    "db_options": db.get("OPTIONS", {}),
+    "secret_key": settings.SECRET_KEY,
 }))
 """
 
@@ -35,9 +38,11 @@ print(json.dumps({
 def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "CACHE_"))}
     clean.update({"DJANGO_SETTINGS_MODULE": "gitlab_core.settings", "VAR_DIR": str(tmp_path), **env})
-    for name in ("DEBUG", "SECRET_KEY"):
-        if name not in env:
-            clean.pop(name, None)
+    # DEBUG is off by default, and then a real key is needed: each case gets a random one
+    # unless it passes its own (SECRET_KEY="" for none).
+    clean.pop("DEBUG", None)
+    clean["SECRET_KEY"] = secrets.token_urlsafe(64)
+    clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", PROBE], cwd=BASE_DIR, env=clean, capture_output=True, text=True, timeout=60
     )
@@ -78,8 +83,45 @@ def test_redis_urls_select_the_redis_broker_and_cache(tmp_path):
     assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
 
 
+def test_debug_is_off_by_default(tmp_path):
+    assert loaded(tmp_path)["debug"] is False
+
+
+def test_without_a_key_the_settings_refuse_to_start_unless_debug_is_asked_for(tmp_path):
+    refused = load_settings(tmp_path, SECRET_KEY="")
+    debugging = loaded(tmp_path, SECRET_KEY="", DEBUG="true")
+
+    assert refused.returncode != 0
+    assert "SECRET_KEY must be set" in refused.stderr
+    assert debugging["debug"] is True
+
+
+def test_the_key_file_that_run_sh_writes_is_the_secret_key(tmp_path):
+    (tmp_path / "secret_key").write_text("k" * 20 + secrets.token_urlsafe(48) + "\n")
+
+    values = loaded(tmp_path, SECRET_KEY="")
+
+    assert values["debug"] is False
+    assert values["secret_key"] == (tmp_path / "secret_key").read_text().strip()
+
+
+def test_postgresql_connections_get_a_connect_timeout_and_no_statement_timeout_by_default(tmp_path):
+    plain = loaded(tmp_path, DATABASE_URL="postgres://u@db:5432/registry")
+    limited = loaded(
+        tmp_path,
+        DATABASE_URL="postgres://u@db:5432/registry",
+        DATABASE_STATEMENT_TIMEOUT="7",
+        DATABASE_CONNECT_TIMEOUT="3",
+    )
+
+    assert plain["db_options"]["connect_timeout"] == 5
+    assert "statement_timeout" not in plain["db_options"].get("options", "")
+    assert limited["db_options"]["connect_timeout"] == 3
+    assert limited["db_options"]["options"] == "-c statement_timeout=7000"
+
+
 def test_debug_off_refuses_the_development_secret_key(tmp_path):
-    result = load_settings(tmp_path, DEBUG="false")
+    result = load_settings(tmp_path, DEBUG="false", SECRET_KEY="")
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
@@ -105,6 +147,9 @@ def test_debug_off_starts_with_a_real_secret_key(tmp_path):
     ("name", "value"),
     [
         ("DEBUG", "maybe"),
+        ("SECURE_HSTS_SECONDS", "a year"),
+        ("SESSION_COOKIE_SECURE", "sometimes"),
+        ("DATABASE_CONNECT_TIMEOUT", "1"),
         ("REGISTRY_REQUEST_TIMEOUT", "fast"),
         ("REGISTRY_REQUEST_TIMEOUT", "0"),
         ("DATABASE_CONN_MAX_AGE", "-1"),
