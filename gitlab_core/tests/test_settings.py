@@ -117,7 +117,17 @@ def test_postgresql_connections_get_a_connect_timeout_and_no_statement_timeout_b
     assert plain["db_options"]["connect_timeout"] == 5
     assert "statement_timeout" not in plain["db_options"].get("options", "")
     assert limited["db_options"]["connect_timeout"] == 3
-    assert limited["db_options"]["options"] == "-c statement_timeout=7000"
+    assert "-c statement_timeout=7000" in limited["db_options"]["options"]
+
+
+def test_request_path_statements_are_prepared_with_generic_plans_unless_switched_off(tmp_path):
+    prepared = loaded(tmp_path, DATABASE_URL="postgres://u@db:5432/registry")
+    unprepared = loaded(tmp_path, DATABASE_URL="postgres://u@db:5432/registry", HOT_QUERIES_PREPARED="false")
+
+    assert prepared["db_options"]["prepare_threshold"] == 5
+    assert "plan_cache_mode=force_generic_plan" in prepared["db_options"]["options"]
+    assert unprepared["db_options"]["prepare_threshold"] is None
+    assert "plan_cache_mode" not in unprepared["db_options"].get("options", "")
 
 
 def test_debug_off_refuses_the_development_secret_key(tmp_path):
