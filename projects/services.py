@@ -69,13 +69,25 @@ def slugify_path(name: str) -> str:
 
 def personal_namespace(user: User) -> Namespace:
     """The user's personal namespace, created on first use (e.g. for a user made by
-    ``createsuperuser``). Raises 400 when a group already holds that path."""
+    ``createsuperuser``). Raises 400 when a group already holds that path.
+
+    Two first uses at the same time (two project creations) both get the one namespace:
+    the second INSERT waits for the first and fails on the unique owner, and the row the
+    first one committed is read again."""
     existing = Namespace.objects.filter(owner=user, kind=Namespace.Kind.USER).first()
     if existing is not None:
         return existing
     if Namespace.objects.filter(full_path_lower=user.username.lower()).exists():
         raise bad_request({"namespace": ["is not valid"]})
-    return Namespace.objects.create(kind=Namespace.Kind.USER, name=user.name, path=user.username, owner=user)
+    try:
+        with transaction.atomic():
+            return Namespace.objects.create(kind=Namespace.Kind.USER, name=user.name, path=user.username, owner=user)
+    except IntegrityError:
+        existing = Namespace.objects.filter(owner=user, kind=Namespace.Kind.USER).first()
+        if existing is None:
+            # A group took the path in between.
+            raise bad_request({"namespace": ["is not valid"]})
+        return existing
 
 
 def _full_path_taken(full_path: str, *, exclude_project: int | None = None) -> bool:
