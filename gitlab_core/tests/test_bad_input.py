@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from urllib.parse import quote
 
 import pytest
@@ -319,3 +320,77 @@ def test_odd_registry_events_never_get_a_5xx(bad_input_world, repository, tag, e
         headers={"Authorization": SECRET},
     )
     assert_api_answer(response, f"event {raw[:300]!r}")
+
+
+# --- the findings, one example each --------------------------------------------------------
+
+
+def _basic(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("pair", [("a\x00b", "c"), ("root", "pass\x00word"), ("\x00", "\x00")])
+def test_a_nul_in_basic_credentials_is_a_401_not_a_500(bad_input_world, pair):
+    query = "service=container_registry&scope=repository:acme/platform/svc/app:pull"
+    response = api_call("GET", "/jwt/auth", query=query, headers={"Authorization": _basic(*pair)})
+    assert response.status_code == 401
+    assert [set(e) for e in response.json()["errors"]] == [{"code", "message"}]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["id", "tag", "digest", "mediaType", "method"])
+def test_a_nul_in_an_event_field_is_a_400_and_changes_nothing(bad_input_world, field):
+    event = _event("acme/platform/svc/app", "v1", "event-1", "push", "application/json")
+    event["target"]["digest"] = "sha256:" + "0" * 64
+    where = event["request"] if field == "method" else event if field == "id" else event["target"]
+    where[field] = "a\x00b"
+    body = json.dumps({"events": [event]}).encode()
+    response = api_call("POST", EVENTS, body=body, headers={"Authorization": SECRET})
+    assert response.status_code == 400
+    assert "message" in response.json()
+    assert bad_input_world["repository"].__class__.objects.count() == 1
+
+
+# --- linear-time matching ----------------------------------------------------------------
+# A long run of letters then one character the grammar refuses: a backtracking matcher of
+# the repository grammar (whose separators may be empty) tries every way to split the run,
+# doubling its work with each letter (26 letters took seconds).
+ADVERSARIAL_NAME = "a" * 4999 + "!"
+RECEIVER_MAX_NAME = 2048  # longer fields are refused before any pattern runs
+
+
+def test_the_repository_grammar_refuses_the_adversarial_name_in_linear_time():
+    from container_registry.event_envelopes import REPOSITORY_PATH
+    from jwt_auth.scopes import valid_path
+
+    started = time.perf_counter()
+    assert REPOSITORY_PATH.fullmatch(ADVERSARIAL_NAME) is None
+    assert valid_path(ADVERSARIAL_NAME) is False
+    assert time.perf_counter() - started < 0.1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", [ADVERSARIAL_NAME, ADVERSARIAL_NAME[-RECEIVER_MAX_NAME:]])
+def test_an_adversarial_repository_name_is_answered_fast_by_the_receiver(bad_input_world, name):
+    event = _event(name, "v1", "event-1", "push", "application/json")
+    body = json.dumps({"events": [event]}).encode()
+    started = time.perf_counter()
+    response = api_call("POST", EVENTS, body=body, headers={"Authorization": SECRET})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 400
+    expected = "Invalid repository path" if len(name) <= RECEIVER_MAX_NAME else "events[0].target.repository is invalid"
+    assert response.json() == {"message": expected}
+    assert elapsed < 0.5
+
+
+@pytest.mark.django_db
+def test_an_adversarial_repository_name_is_answered_fast_by_the_realm(bad_input_world):
+    query = f"service=container_registry&scope=repository:{ADVERSARIAL_NAME}:pull"
+    auth = {"Authorization": _basic("owner", "password123")}
+    started = time.perf_counter()
+    response = api_call("GET", "/jwt/auth", query=query, headers=auth)
+    elapsed = time.perf_counter() - started
+    # The malformed scope is dropped: a token granting nothing.
+    assert response.status_code == 200
+    assert elapsed < 0.5
