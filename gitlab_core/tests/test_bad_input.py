@@ -394,3 +394,21 @@ def test_an_adversarial_repository_name_is_answered_fast_by_the_realm(bad_input_
     # The malformed scope is dropped: a token granting nothing.
     assert response.status_code == 200
     assert elapsed < 0.5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v4/projects/a\x00b/members/all",
+        "/api/v4/groups/acme/\x00/subgroups",
+        "/api/v4/projects/" + "/".join(["a"] * 3000) + "/members",
+    ],
+)
+def test_odd_full_paths_in_the_url_are_404_not_500(bad_input_world, path):
+    headers = {"PRIVATE-TOKEN": bad_input_world["admin_token"]}
+    started = time.perf_counter()
+    response = api_call("GET", path, headers=headers)
+    assert response.status_code == 404
+    assert response.json() in ({"error": "404 Not Found"}, {"message": "404 Project Not Found"})
+    assert time.perf_counter() - started < 0.5
