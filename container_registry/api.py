@@ -8,12 +8,13 @@ repository within the project (404), the action permission (403), then the tag (
 from __future__ import annotations
 
 import logging
+import re
 
 from rest_framework.response import Response
 
 from container_registry import entities, selectors, services, tag_cache
 from container_registry.client import get_client
-from container_registry.errors import RegistryError, TransientRegistryError
+from container_registry.errors import RegistryError, TooManyTags, TransientRegistryError
 from container_registry.maintenance.usage import repository_size
 from container_registry.models import ContainerRepository
 from gitlab_core.api.views import ApiView
@@ -24,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 # Route ids beyond this cannot be rows (64-bit keys) and must not reach the database.
 MAX_ID_DIGITS = 18
+# Tag names a request may read from the registry, over all the repositories it lists
+# (``tags=true`` on a page of 100 repositories included): ten registry pages. Beyond it
+# the request is refused rather than held in memory; a tag list is read whole because
+# GitLab pages it by offset and counts it (``X-Total``).
+MAX_TAGS_PER_REQUEST = 10_000
+# The registry's tag grammar: anything else is not a tag there, and is never put in a
+# registry URL.
+TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def registry_unavailable(exc: RegistryError) -> ServiceError:
@@ -47,11 +56,22 @@ class RegistryApiView(ApiView):
     def abilities(self, project) -> frozenset[str]:
         return permissions.project_abilities(self.user, project)
 
+    tags_read = 0
+
     def list_tags(self, repository: ContainerRepository) -> list[str]:
+        """The repository's tags, counted against this request's ``MAX_TAGS_PER_REQUEST``
+        (400 beyond it)."""
         try:
-            return get_client().list_tags(repository.path)
+            names = get_client().list_tags(repository.path, limit=MAX_TAGS_PER_REQUEST - self.tags_read)
+        except TooManyTags:
+            raise bad_request(
+                f"400 Bad request - more than {MAX_TAGS_PER_REQUEST} tags to list in one request: "
+                "list fewer repositories per page, or without their tags"
+            )
         except RegistryError as exc:
             raise registry_unavailable(exc)
+        self.tags_read += len(names)
+        return names
 
 
 class ProjectRepositoriesView(RegistryApiView):
@@ -115,8 +135,14 @@ class RepositoryTagView(RegistryApiView):
         repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
         return project, repository
 
+    @staticmethod
+    def _check_tag_name(tag_name: str) -> None:
+        if not TAG_NAME.fullmatch(tag_name):
+            raise not_found("Tag")
+
     def get(self, request, project_id: str, repository_id: str, tag_name: str):
         _project, repository = self._resolve(project_id, repository_id)
+        self._check_tag_name(tag_name)
         try:
             details = get_client().tag_details(repository.path, tag_name)
         except RegistryError as exc:
@@ -129,6 +155,7 @@ class RepositoryTagView(RegistryApiView):
         project, repository = self._resolve(project_id, repository_id)
         if permissions.DESTROY_CONTAINER_IMAGE not in self.abilities(project):
             raise forbidden()
+        self._check_tag_name(tag_name)
         client = get_client()
         try:
             if client.tag_digest(repository.path, tag_name) is None:

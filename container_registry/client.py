@@ -35,6 +35,7 @@ from container_registry.errors import (
     RegistryError,
     RegistryNotFound,
     RegistryUnauthorized,
+    TooManyTags,
     TransientRegistryError,
 )
 from gitlab_core.ttl_cache import MISSING, TTLCache
@@ -212,9 +213,11 @@ class RegistryClient:
         response = self._send("GET", self._url("/v2/"), access=[])
         return {k.lower(): v for k, v in response.headers.items()}
 
-    def list_tags(self, path: str) -> list[str]:
+    def list_tags(self, path: str, *, limit: int | None = None) -> list[str]:
         """Every tag of ``path``, sorted by name. A repository the registry does not know
-        (never pushed, or all tags deleted) has no tags."""
+        (never pushed, or all tags deleted) has no tags. With ``limit``, reading stops
+        with ``TooManyTags`` as soon as more than ``limit`` names were read (at most one
+        registry page beyond it is held)."""
         access = _repository_access(path, ["pull"])
         url = self._url(f"/v2/{path}/tags/list?n={TAGS_PAGE_SIZE}")
         tags: set[str] = set()
@@ -224,6 +227,8 @@ class RegistryClient:
             except RegistryNotFound:
                 break
             tags.update(t for t in (_json(response).get("tags") or []) if isinstance(t, str))
+            if limit is not None and len(tags) > limit:
+                raise TooManyTags(path, limit)
             url = _next_link(response, self.base_url)
             if url is None:
                 break

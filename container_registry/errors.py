@@ -34,3 +34,11 @@ class RegistryDeleteDisabled(PermanentRegistryError):
 
 class RegistryUnauthorized(PermanentRegistryError):
     """401 even with a freshly minted token: our key or issuer is not trusted."""
+
+
+class TooManyTags(PermanentRegistryError):
+    """A tag list is longer than the caller's limit (``RegistryClient.list_tags(limit=)``)."""
+
+    def __init__(self, path: str, limit: int):
+        super().__init__(f"{path} has more than {limit} tags")
+        self.limit = limit

@@ -17,6 +17,7 @@ import re2
 from django.utils import timezone
 
 from container_registry.client import DUMMY_CONFIG_DIGEST, DUMMY_MANIFEST_DIGEST, MANIFEST_TYPES, parse_timestamp
+from gitlab_core.text import clean_text
 
 ACTIONS = frozenset({"push", "pull", "delete", "mount"})
 SCHEMA1_TYPES = (
@@ -30,6 +31,9 @@ MANIFEST_MEDIA_TYPES = frozenset((*MANIFEST_TYPES, *SCHEMA1_TYPES))
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
 REPOSITORY_PATH = re2.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 MAX_FIELD_LENGTH = 255
+MAX_TEXT_LENGTH = 2048
+# RFC 3339 with nanoseconds and an offset is 35 characters.
+MAX_TIMESTAMP_LENGTH = 64
 
 
 class InvalidEnvelope(Exception):
@@ -80,9 +84,28 @@ def parse_envelope(body: bytes) -> list[Event]:
 def _text(value, label: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value or len(value) > 2048:
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT_LENGTH or not clean_text(value):
         raise InvalidEnvelope(f"{label} is {'missing' if value in (None, '') else 'invalid'}")
     return value
+
+
+def _optional_text(value, label: str) -> str | None:
+    """A field the registry may leave out: anything but text is ignored (as before), text
+    that no database can hold (a NUL, say) is refused."""
+    if not isinstance(value, str) or not value:
+        return None
+    return _text(value, label, required=False)
+
+
+def _timestamp(value) -> dt.datetime | None:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
+        return None
+    parsed = parse_timestamp(value)
+    try:
+        # Stored in UTC: an offset that moves the time out of range is no time at all.
+        return parsed.astimezone(dt.UTC) if parsed is not None else None
+    except (OverflowError, ValueError):
+        return None
 
 
 def _parse_event(raw, index: int) -> Event:
@@ -109,10 +132,10 @@ def _parse_event(raw, index: int) -> Event:
         action=action,
         repository=repository,
         tag=tag,
-        digest=target.get("digest") if isinstance(target.get("digest"), str) else None,
-        media_type=target.get("mediaType") if isinstance(target.get("mediaType"), str) else None,
-        method=request.get("method") if isinstance(request.get("method"), str) else None,
+        digest=_optional_text(target.get("digest"), f"{label}.target.digest"),
+        media_type=_optional_text(target.get("mediaType"), f"{label}.target.mediaType"),
+        method=_optional_text(request.get("method"), f"{label}.request.method"),
         # A missing or odd timestamp is not worth a retry loop: the arrival time will do.
-        timestamp=parse_timestamp(raw.get("timestamp")) or timezone.now(),
+        timestamp=_timestamp(raw.get("timestamp")) or timezone.now(),
         references=tuple(r for r in references if isinstance(r, dict)) if isinstance(references, list) else (),
     )

@@ -57,13 +57,8 @@ def project_repositories(*, project: Project) -> QuerySet[ContainerRepository]:
 def group_repositories(*, actor: permissions.Actor, group: Namespace) -> QuerySet[ContainerRepository]:
     """Repositories of the projects in ``group`` and its subgroups whose registry the
     actor may read, by id."""
-    projects = Project.objects.filter(namespace_id__any=group.self_and_descendant_ids(), pending_delete=False)
-    readable = [
-        p.pk
-        for p in projects.select_related("namespace")
-        if permissions.can(actor, permissions.READ_CONTAINER_IMAGE, p)
-    ]
-    return ContainerRepository.objects.filter(project_id__any=readable).select_related("project").order_by("id")
+    readable = permissions.group_registry_projects(actor, group).values("pk")
+    return ContainerRepository.objects.filter(project__in=readable).select_related("project").order_by("id")
 
 
 def repository_by_id(*, repository_id: int) -> ContainerRepository | None:

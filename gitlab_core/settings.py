@@ -36,6 +36,8 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Under /api/v4 a CSRF failure is answered in JSON (the admin keeps Django's page).
+CSRF_FAILURE_VIEW = "gitlab_core.api.errors.csrf_failure"
 USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 # The proxies in front of the service (addresses or CIDR ranges): only from them is
 # X-Forwarded-For believed, for the client address of bans, lockouts, caches and logs

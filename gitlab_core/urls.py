@@ -11,4 +11,7 @@ urlpatterns = [
 ]
 
 handler404 = "gitlab_core.api.errors.page_not_found"
-handler500 = "gitlab_core.api.errors.server_error"
+# HTML for the admin, GitLab's JSON under /api/v4.
+handler400 = "gitlab_core.api.errors.bad_request_page"
+handler403 = "gitlab_core.api.errors.permission_denied_page"
+handler500 = "gitlab_core.api.errors.server_error_page"

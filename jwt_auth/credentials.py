@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from gitlab_core import tokens
 from gitlab_core.models import PAT_SCOPES, User
+from gitlab_core.text import clean_text
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 from projects.models import CiJob, DeployToken
 
@@ -109,7 +110,8 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         # ValueError: characters outside ASCII, which base64 refuses before decoding.
         raise MalformedCredentials
     login, sep, password = decoded.partition(":")
-    if not sep:
+    # A NUL cannot be in any login or secret, and PostgreSQL refuses it in a query.
+    if not sep or not clean_text(decoded):
         raise MalformedCredentials
     return login, password
 

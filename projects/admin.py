@@ -25,6 +25,7 @@ from projects.models import (
     ProjectMember,
     Visibility,
 )
+from projects.paths import path_problems
 
 
 def _visibility_label(value: int) -> str:
@@ -42,6 +43,10 @@ class GroupForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         visibility, parent = cleaned.get("visibility"), cleaned.get("parent")
+        if self.instance.pk is None and cleaned.get("path") is not None:
+            # The API's rule (paths are fixed once created: only new groups are checked).
+            for problem in path_problems(cleaned["path"], parent=parent):
+                self.add_error("path", problem)
         if visibility is None:
             return cleaned
         if parent is not None and visibility > parent.visibility:
@@ -104,6 +109,9 @@ class ProjectForm(forms.ModelForm):
         cleaned = super().clean()
         namespace = cleaned.get("namespace") or getattr(self.instance, "namespace", None)
         visibility = cleaned.get("visibility")
+        if self.instance.pk is None and namespace is not None and cleaned.get("path") is not None:
+            for problem in path_problems(cleaned["path"], parent=namespace):
+                self.add_error("path", problem)
         if namespace is not None and visibility is not None and namespace.is_group:
             if visibility > namespace.visibility:
                 self.add_error(

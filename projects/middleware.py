@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit
 
+from gitlab_core.text import clean_text
 from projects.models import Namespace, Project
 
 API_PREFIX = "/api/v4/"
+# GitLab nests groups 20 deep below a top-level group: 21 group levels and a project.
+MAX_PATH_SEGMENTS = 22
 _COLLECTIONS = ("projects", "groups")
 
 
@@ -51,7 +54,13 @@ class RawPathMiddleware:
 
 
 def _longest_existing_path(collection: str, segments: list[str]) -> int:
-    candidates = ["/".join(segments[:n]).lower() for n in range(len(segments), 1, -1)]
+    # A full path has at most MAX_PATH_SEGMENTS parts, so longer candidates are never
+    # looked up (a URL of thousands of segments made thousands of long ones), nor is
+    # text no database can hold.
+    segments = segments[:MAX_PATH_SEGMENTS]
+    candidates = [c for n in range(len(segments), 1, -1) if clean_text(c := "/".join(segments[:n]).lower())]
+    if not candidates:
+        return 0
     if collection == "projects":
         found = set(Project.objects.filter(full_path_lower__any=candidates).values_list("full_path_lower", flat=True))
     else:

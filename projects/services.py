@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from gitlab_core.errors import bad_request, conflict, forbidden
 from gitlab_core.models import User
-from gitlab_core.services import valid_path
 from gitlab_core.signals import send_access_changed
 from projects import permissions
 from projects.models import (
@@ -27,12 +26,9 @@ from projects.models import (
     ProjectMember,
     Visibility,
 )
+from projects.paths import path_problems
 from projects.signals import project_deletion_requested
 
-PATH_PROBLEM = (
-    "can contain only letters, digits, '_', '-' and '.'. Cannot start or end with '-' or '.', "
-    "end in '.git' or end in '.atom'"
-)
 DEPLOY_USERNAME_RE = re.compile(r"\A[A-Za-z0-9._+-]+\Z")
 LAST_OWNER = "A group must have at least one owner"
 
@@ -69,22 +65,25 @@ def slugify_path(name: str) -> str:
 
 def personal_namespace(user: User) -> Namespace:
     """The user's personal namespace, created on first use (e.g. for a user made by
-    ``createsuperuser``). Raises 400 when a group already holds that path."""
+    ``createsuperuser``). Raises 400 when a group already holds that path.
+
+    Two first uses at the same time (two project creations) both get the one namespace:
+    the second INSERT waits for the first and fails on the unique owner, and the row the
+    first one committed is read again."""
     existing = Namespace.objects.filter(owner=user, kind=Namespace.Kind.USER).first()
     if existing is not None:
         return existing
     if Namespace.objects.filter(full_path_lower=user.username.lower()).exists():
         raise bad_request({"namespace": ["is not valid"]})
-    return Namespace.objects.create(kind=Namespace.Kind.USER, name=user.name, path=user.username, owner=user)
-
-
-def _full_path_taken(full_path: str, *, exclude_project: int | None = None) -> bool:
-    # Projects and namespaces share one path space (GitLab's routes table).
-    lowered = full_path.lower()
-    projects = Project.objects.filter(full_path_lower=lowered)
-    if exclude_project is not None:
-        projects = projects.exclude(pk=exclude_project)
-    return projects.exists() or Namespace.objects.filter(full_path_lower=lowered).exists()
+    try:
+        with transaction.atomic():
+            return Namespace.objects.create(kind=Namespace.Kind.USER, name=user.name, path=user.username, owner=user)
+    except IntegrityError:
+        existing = Namespace.objects.filter(owner=user, kind=Namespace.Kind.USER).first()
+        if existing is None:
+            # A group took the path in between.
+            raise bad_request({"namespace": ["is not valid"]})
+        return existing
 
 
 # --- groups -------------------------------------------------------------------------------
@@ -113,11 +112,8 @@ def create_group(
     Raises ``ServiceError`` 400 ("Failed to save group ...") for a bad or taken path and for
     a visibility above the parent's.
     """
-    if not valid_path(path):
-        raise bad_request(f'Failed to save group {{:path=>["{PATH_PROBLEM}"]}}')
-    full_path = f"{parent.full_path}/{path}" if parent else path
-    if _full_path_taken(full_path):
-        raise bad_request('Failed to save group {:path=>["has already been taken"]}')
+    for problem in path_problems(path, parent=parent):
+        raise bad_request(f'Failed to save group {{:path=>["{problem}"]}}')
     problem = _group_visibility_problem(visibility, parent)
     if problem:
         raise bad_request({"visibility_level": [problem]})
@@ -145,10 +141,9 @@ def _project_problems(
 ) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     exclude = project.pk if project else None
-    if not valid_path(path):
-        problems["path"] = [PATH_PROBLEM]
-    elif _full_path_taken(f"{namespace.full_path}/{path}", exclude_project=exclude):
-        problems["path"] = ["has already been taken"]
+    path_problem = path_problems(path, parent=namespace, exclude_project=exclude)
+    if path_problem:
+        problems["path"] = path_problem
     if not name.strip():
         problems["name"] = ["can't be blank"]
     elif namespace.projects.filter(name__iexact=name, pending_delete=False).exclude(pk=exclude).exists():

@@ -374,3 +374,29 @@ def test_database_outage_answers_503_and_every_event_is_applied_once_after(
     time.sleep(2)  # anything applied twice would show up by now
     assert ContainerRepository.objects.get(pk=app.pk).pull_count == 4
     assert ContainerRepository.objects.get(pk=outage_repo.pk).push_count == 1
+
+
+def test_a_request_reads_a_bounded_number_of_tags(pushed, live_server, monkeypatch):
+    """Tag names a request reads from the registry are counted over all the repositories
+    it lists; past the bound the answer is GitLab's 400, not a list held in memory."""
+    from container_registry import api
+
+    monkeypatch.setattr(api, "MAX_TAGS_PER_REQUEST", 4)
+    headers = {"PRIVATE-TOKEN": make_token(pushed["owner"])}
+    base = f"{live_server.url}/api/v4/projects/{pushed['alpha'].pk}/registry/repositories"
+    # app (3 tags) and tools/cli (2 tags) on one page: 5 names to read.
+    response = requests.get(base, params={"tags": "true"}, headers=headers, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("400 Bad request - more than 4 tags to list in one request")
+    # One repository per page stays within the bound.
+    response = requests.get(base, params={"tags": "true", "per_page": 1}, headers=headers, timeout=30)
+    assert response.status_code == 200
+    assert [t["name"] for t in response.json()[0]["tags"]] == ["gone", "latest", "v1"]
+    app = ContainerRepository.objects.get(project=pushed["alpha"], name="app")
+    monkeypatch.setattr(api, "MAX_TAGS_PER_REQUEST", 2)
+    response = requests.get(f"{base}/{app.pk}/tags", headers=headers, timeout=30)
+    assert response.status_code == 400
+    monkeypatch.setattr(api, "MAX_TAGS_PER_REQUEST", 3)
+    response = requests.get(f"{base}/{app.pk}/tags", params={"per_page": 1000}, headers=headers, timeout=30)
+    assert response.status_code == 200
+    assert (response.headers["X-Per-Page"], response.headers["X-Total"]) == ("100", "3")

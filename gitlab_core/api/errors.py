@@ -12,7 +12,8 @@ import sys
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -65,7 +66,17 @@ def exception_handler(exc, context):
     return None
 
 
+API_PREFIX = "/api/v4/"
+
+
+def is_api_request(request) -> bool:
+    return request.path_info.startswith(API_PREFIX) or request.path.startswith(API_PREFIX)
+
+
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
+    """Any method on an unknown ``/api/v4`` path: GitLab's 404 (the API authenticates by
+    token, so Django's CSRF check, which would answer an HTML 403, does not apply)."""
     return JsonResponse({"error": "404 Not Found"}, status=404)
 
 
@@ -73,11 +84,34 @@ def page_not_found(request, exception=None):
     return JsonResponse({"error": "404 Not Found"}, status=404)
 
 
-def server_error(request):
+# Django's own error pages are HTML; an ``/api/v4`` client gets GitLab's JSON instead.
+def bad_request_page(request, exception=None):
+    if is_api_request(request):
+        return JsonResponse({"message": "400 Bad request"}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied_page(request, exception=None):
+    if is_api_request(request):
+        return JsonResponse({"message": "403 Forbidden"}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def server_error_page(request):
     """``handler500``: an unavailable or stalled database (lost connection, connect or
     statement timeout) is a 503 in GitLab's shape, wherever it was raised (middleware
-    included); anything else is Django's 500. Django calls it while handling the
-    exception, so ``sys.exc_info()`` holds it."""
+    included); anything else is a 500, in GitLab's JSON under ``/api/v4``. Django calls
+    it while handling the exception, so ``sys.exc_info()`` holds it."""
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
         return JsonResponse({"message": "503 Service Unavailable"}, status=503)
+    if is_api_request(request):
+        return JsonResponse({"message": "500 Internal Server Error"}, status=500)
     return defaults.server_error(request)
+
+
+def csrf_failure(request, reason: str = ""):
+    """``CSRF_FAILURE_VIEW``: no API view needs the check, but should one ever fail it the
+    answer is still JSON."""
+    if is_api_request(request):
+        return JsonResponse({"message": "403 Forbidden"}, status=403)
+    return csrf.csrf_failure(request, reason)

@@ -18,6 +18,7 @@ from typing import Any
 from django.utils.dateparse import parse_date, parse_datetime
 
 from gitlab_core.errors import invalid_params
+from gitlab_core.text import clean_text
 
 _TRUE = {"true", "1", "yes", "t", "on", "y"}
 _FALSE = {"false", "0", "no", "f", "off", "n"}
@@ -26,16 +27,7 @@ _MISSING = object()
 # database overflow.
 MAX_INT = 2**63 - 1
 
-
-def clean_text(value: str) -> bool:
-    """False for text no database can store: NUL characters or lone surrogates."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+__all__ = ["MAX_INT", "Params", "clean_text", "parse_bool"]
 
 
 def parse_bool(value: Any) -> bool | None:
