@@ -27,15 +27,15 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from container_registry import tag_cache
 from container_registry.errors import RegistryError
 from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
-from container_registry.services import mark_registry_size_stale
-from gitlab_core.db import fetch_all
+from container_registry.services import mark_registry_size_stale, stale_statement
+from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
 from projects.image_paths import resolve_image_paths
 
 logger = logging.getLogger(__name__)
@@ -119,10 +119,10 @@ def resolve_targets(paths: set[str]) -> dict[str, Target]:
     images = resolve_image_paths(paths)
     if not images:
         return {}
-    rows = ContainerRepository.objects.filter(
-        project_id__any={image.project.pk for image in images.values()},
-        name__any={image.repository_name for image in images.values()},
-    ).values_list("project_id", "name", "id", "status")
+    vendor = connection.vendor
+    project_ids = sorted({image.project.pk for image in images.values()})
+    names = sorted({image.repository_name for image in images.values()})
+    rows = fetch_all(_repositories_sql(vendor), [as_list_param(project_ids, vendor), as_list_param(names, vendor)])
     repositories = {(project_id, name): (pk, status) for project_id, name, pk, status in rows}
     result = {}
     for path, image in images.items():
@@ -133,26 +133,37 @@ def resolve_targets(paths: set[str]) -> dict[str, Target]:
     return result
 
 
+@functools.cache
+def _repositories_sql(vendor: str) -> str:
+    """The repository rows of the given projects and names (every pair, then matched)."""
+    return (
+        f"SELECT project_id, name, id, status FROM {ContainerRepository._meta.db_table} "
+        f"WHERE {any_of('project_id', vendor)} AND {any_of('name', vendor)}"
+    )
+
+
 def _apply_counted(event: Event, target: Target, *, push: bool) -> str:
-    """Record the event's id and count the push or pull on the repository (and for a
-    push mark the project's registry size stale), in one transaction. DUPLICATE when the
-    id was recorded before: nothing changes."""
+    """Count the push or pull on the repository, record the event's id (and for a push
+    mark the project's registry size stale): one transaction. The id's unique index
+    decides between deliveries, concurrent ones too: a known id fails the insert, which
+    rolls the count back (DUPLICATE: nothing changes)."""
     if target.repository_id is None or target.repository_status is not None:
         return IGNORED
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
-    insert, update = _counting_sql(count_field, stamp_field)
+    update, insert = _counting_sql(count_field, stamp_field)
     adapt = connection.ops.adapt_datetimefield_value
-    with transaction.atomic():
-        recorded = fetch_all(
-            insert,
-            [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())],
-        )
-        if not recorded:
-            return DUPLICATE
-        stamp = adapt(event.timestamp)
-        fetch_all(update, [stamp, stamp, target.repository_id])
-        if push:
-            mark_registry_size_stale(project_ids={target.project_id})
+    stamp = adapt(event.timestamp)
+    statements = [
+        (update, [stamp, stamp, target.repository_id]),
+        (insert, [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())]),
+    ]
+    if push:
+        statements.append(stale_statement(target.project_id))
+    try:
+        with transaction.atomic():
+            execute_all(statements)
+    except IntegrityError:
+        return DUPLICATE
     return APPLIED
 
 
@@ -163,19 +174,18 @@ def _digest(event: Event) -> str | None:
 @functools.cache
 def _counting_sql(count_field: str, stamp_field: str) -> tuple[str, str]:
     """The two statements of ``_apply_counted``, the same on SQLite and PostgreSQL: the
-    event id recorded unless known (its unique index decides, also between concurrent
-    deliveries), and the repository's counter and date moved. A re-ordered, older event
-    never moves the date back."""
-    insert = (
-        f"INSERT INTO {RegistryEvent._meta.db_table} (event_id, action, repository, tag, digest, received_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING id"
-    )
+    repository's counter and date moved (a re-ordered, older event never moves the date
+    back), and the event id recorded."""
     update = (
         f"UPDATE {ContainerRepository._meta.db_table} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
         "WHERE id = %s AND status IS NULL"
     )
-    return insert, update
+    insert = (
+        f"INSERT INTO {RegistryEvent._meta.db_table} (event_id, action, repository, tag, digest, received_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s)"
+    )
+    return update, insert
 
 
 def _create_for_push(event: Event, target: Target) -> Target:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from container_registry.client import RegistryClient, get_client
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics
+from gitlab_core.db import execute_all
 from gitlab_core.models import ApplicationSettings
 
 Status = ContainerRepository.Status
@@ -31,19 +32,18 @@ def schedule_repository_deletion(*, repository: ContainerRepository) -> Containe
 
 def mark_registry_size_stale(*, project_ids: set[int]) -> None:
     """Flag the projects' registry sizes for recomputation (events changed them)."""
-    if not project_ids:
-        return
-    # Only rows not stale yet are written: concurrent events of one project then take no
-    # row lock on its statistics. A missing row is inserted without touching others.
-    if ProjectRegistryStatistics.objects.filter(project_id__any=project_ids, stale=False).update(stale=True) == len(
-        project_ids
-    ):
-        return
-    # One row per statement: the text stays the same whatever the number of projects.
-    for project_id in project_ids:
-        ProjectRegistryStatistics.objects.bulk_create(
-            [ProjectRegistryStatistics(project_id=project_id, stale=True)], ignore_conflicts=True
-        )
+    execute_all([stale_statement(project_id) for project_id in sorted(project_ids)])
+
+
+def stale_statement(project_id: int) -> tuple[str, list]:
+    """The statement that marks one project's registry size stale, creating its
+    statistics row when missing; a row already stale is not written again."""
+    table = ProjectRegistryStatistics._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (project_id, container_registry_size, stale) VALUES (%s, 0, %s) "
+        f"ON CONFLICT (project_id) DO UPDATE SET stale = %s WHERE {table}.stale = %s"
+    )
+    return sql, [project_id, True, True, False]
 
 
 def store_registry_size(*, project_id: int, size: int) -> None:

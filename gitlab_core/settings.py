@@ -145,7 +145,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # anew on each run (its custom plan looks cheaper than the generic one for an
         # array parameter), costing 0.5 ms of its CPU per request instead of 0.15 ms;
         # the generic plan uses the same indexes.
-        _options["options"] = "-c plan_cache_mode=force_generic_plan"
+        _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 
 # --- PostgreSQL timeouts: a stalled database answers 503 instead of holding a thread ------
 # Seconds to open a connection, in every process (libpq's minimum is 2). Statements are

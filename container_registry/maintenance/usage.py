@@ -59,7 +59,8 @@ def _paths_by_project(client: RegistryClient) -> dict[int, set[str]]:
     # Images the registry holds without a row (pushed before the row existed) count too.
     catalog = list(client.catalog())
     for path, target in resolve_image_paths(catalog).items():
-        paths[target.project.pk].add(path.lower())
+        if not target.project.pending_delete:
+            paths[target.project.pk].add(path.lower())
     return paths
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from container_registry.models import RegistryEvent
-from gitlab_core.db import any_of, as_list_param, fetch_all
+from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
 from projects.models import Namespace
 from tests_support.factories import make_group
 
@@ -102,3 +102,31 @@ def test_in_a_transaction_the_statement_belongs_to_it():
         raise RuntimeError("roll back")
     fetch_all(INSERT, ["after", stamp])
     assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["after", "before"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_whose_result_type_a_migration_changed_runs_again(postgresql):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE db_probe (n integer)")
+        cursor.execute("INSERT INTO db_probe VALUES (7)")
+    try:
+        sql = "SELECT n FROM db_probe WHERE n IS NOT NULL AND %s::int > 0"
+        assert fetch_all(sql, [1]) == [(7,)]
+        assert fetch_all(sql, [1]) == [(7,)]
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE db_probe ALTER COLUMN n TYPE bigint")
+        assert fetch_all(sql, [1]) == [(7,)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE db_probe")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_statements_sent_together_apply_in_order_and_fail_as_one_transaction():
+    stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
+    insert = INSERT.replace(" RETURNING id", "")
+    with transaction.atomic():
+        execute_all([(insert, ["first", stamp]), (insert, ["second", stamp])])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        execute_all([(insert, ["third", stamp]), (insert, ["first", stamp])])
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["first", "second"]
