@@ -14,7 +14,9 @@ import gitlab
 import pytest
 import requests
 
-from container_registry.client import get_client
+from container_registry.cleanup import plan_cleanup
+from container_registry.cleanup_rules import CleanupRules
+from container_registry.client import RegistryClient, get_client
 from container_registry.maintenance.usage import registry_usage
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from projects.models import AccessLevel, GroupMember
@@ -213,6 +215,36 @@ def test_registry_usage_command_prints_csv(pushed, registry):
     expected = stored_bytes(registry.data_dir, ["acme/alpha/app", "acme/alpha/tools/cli"])
     assert lines[1] == f"{pushed['alpha'].pk},{pushed['owner'].pk},{expected},acme/alpha"
     assert "1 projects" in err.getvalue()
+
+
+def test_our_own_reads_are_not_counted_as_pulls_and_a_users_pull_is(pushed, registry, tmp_path):
+    path = "acme/alpha/app"
+    app = ContainerRepository.objects.get(project=pushed["alpha"], name="app")
+
+    def pulls() -> int:
+        return ContainerRepository.objects.get(pk=app.pk).pull_count
+
+    def user_pull(target: str) -> None:
+        skopeo("copy", registry.ref(path, "v1"), f"oci:{tmp_path / target}:v1", creds=pushed["creds"])
+
+    user_pull("first")
+    wait_until(lambda: pulls() > 0, message="the pull event of a user's pull")
+    one_pull = pulls()
+
+    # Our own registry reads: a cleanup dry run (every tag's manifest and config) and
+    # the tag details the API shows.
+    client = RegistryClient(base_url=registry.url, timeout=10)
+    plan = plan_cleanup(repository=app, rules=CleanupRules(name_regex_delete=".*", keep_n=1), client=client)
+    assert [d.created_at for d in plan.decisions if d.name == "v1"] == [CREATED]
+    assert client.tag_details(path, "gone") is not None
+    # Notifications arrive in order: once the next user's pull is counted, every event of
+    # our reads has been received too.
+    user_pull("second")
+    wait_until(lambda: pulls() >= 2 * one_pull, message="the pull event of the second user's pull")
+    time.sleep(0.5)
+
+    assert pulls() == 2 * one_pull
+    assert ContainerRepository.objects.get(pk=app.pk).last_pulled_at is not None
 
 
 def test_duplicated_and_reordered_envelopes_change_nothing(pushed, live_server, settings):
