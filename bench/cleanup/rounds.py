@@ -169,6 +169,7 @@ def ours(base: str) -> tuple[common.Measurement, int]:
     from django.conf import settings
     from django.core.cache import cache
 
+    from container_registry import cleanup
     from container_registry.client import RegistryClient
     from container_registry.models import ContainerRepository
     from container_registry.scheduling import run_policy_cleanup
@@ -181,19 +182,30 @@ def ours(base: str) -> tuple[common.Measurement, int]:
     )
     client = RegistryClient(base_url=base, timeout=settings.REGISTRY_REQUEST_TIMEOUT)
     counter = RequestCounter(client)
+    phases = common.Phases()
+    client.list_tags = phases.wrap("list tags", client.list_tags)
+    client.delete_tags = phases.wrap("delete (dummy recipe)", client.delete_tags)
+    client.delete_manifest = phases.wrap("of which DELETE by digest", client.delete_manifest)
+    original_reader = cleanup.read_created_at
+    cleanup.read_created_at = phases.wrap("read creation times", original_reader)
     deleted = runs = 0
     started = time.perf_counter()
-    while True:
-        outcome = run_policy_cleanup(repository_id=repository.pk, client=client)
-        runs += 1
-        assert outcome.cleanup is not None, f"run {runs} ended {outcome.result}"
-        assert outcome.error is None, f"run {runs}: {outcome.error}"
-        deleted += outcome.cleanup.deleted_size
-        if outcome.result == "finished":
-            break
-        assert runs < 10_000, "the cleanup does not end"
+    try:
+        while True:
+            outcome = run_policy_cleanup(repository_id=repository.pk, client=client)
+            runs += 1
+            assert outcome.cleanup is not None, f"run {runs} ended {outcome.result}"
+            assert outcome.error is None, f"run {runs}: {outcome.error}"
+            deleted += outcome.cleanup.deleted_size
+            if outcome.result == "finished":
+                break
+            assert runs < 10_000, "the cleanup does not end"
+    finally:
+        cleanup.read_created_at = original_reader
     seconds = time.perf_counter() - started
-    return common.Measurement("ours", seconds, deleted, counter.count), runs
+    outer = sum(v for k, v in phases.seconds.items() if not k.startswith("of which"))
+    phases.seconds["database, cache and decisions"] = seconds - outer
+    return common.Measurement("ours", seconds, deleted, counter.count, phases.seconds), runs
 
 
 def measure(args: argparse.Namespace, work: Path, base: str, registry_data: Path) -> int:
