@@ -3,9 +3,9 @@
 An envelope is ``{"events": [...]}``; each event has an ``id``, an ``action`` (push,
 pull, delete, mount), a ``target`` (``repository``, ``tag``, ``digest``, ``mediaType``,
 ``references``), a ``request`` (``method``), an ``actor`` (``name``: the ``sub`` of the
-token the request carried, absent for anonymous pulls) and a ``timestamp``. Anything the registry
-would never send is ``InvalidEnvelope`` (answered 400). What an event changes is
-``container_registry.events``.
+token the request carried; none for anonymous pulls) and a ``timestamp``. Anything the
+registry would never send is ``InvalidEnvelope`` (answered 400). What an event changes
+is ``container_registry.events``.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ DEFAULT_TTL_SECONDS = 24 * 3600
 # A cleanup's dates outlive a gap of two hours between its runs (unfinished runs resume
 # at the latest with the hourly scheduler); a longer pause starts the reading again.
 RUN_DATES_TTL_SECONDS = 2 * 3600
-# About 25 bytes a tag before compression: 250,000 tags stay within a few megabytes, in
-# the cache and in a task. A larger repository's runs read their dates each time.
+# About 25 bytes a tag before compression: 250,000 tags stay within a few megabytes in
+# the cache (a task holds these dates for its decisions anyway). A larger repository's
+# runs read their dates each time.
 MAX_RUN_DATES = 250_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
