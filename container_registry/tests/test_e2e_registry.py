@@ -16,7 +16,7 @@ import requests
 
 from container_registry.cleanup import plan_cleanup
 from container_registry.cleanup_rules import CleanupRules
-from container_registry.client import RegistryClient, get_client
+from container_registry.client import ACCEPT_MANIFESTS, RegistryClient, get_client
 from container_registry.maintenance.usage import registry_usage
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from projects.models import AccessLevel, GroupMember
@@ -373,8 +373,20 @@ def test_database_outage_answers_503_and_every_event_is_applied_once_after(
     from jwt_auth.tokens import mint_registry_token
 
     app = ContainerRepository.objects.get(project=pushed["alpha"], name="app")
-    client = get_client()
-    client.get_manifest("acme/alpha/app", "v1")  # caches a pull token: no database needed later
+    # A user's pulls (our own client's reads are not counted), with a token minted now:
+    # no database is needed later.
+    pull_token, _ = mint_registry_token(
+        access=[{"type": "repository", "name": "acme/alpha/app", "actions": ["pull"]}], subject="owner", lifetime=600
+    )
+
+    def user_pull() -> None:
+        requests.get(
+            f"{registry.url}/v2/acme/alpha/app/manifests/v1",
+            headers={"Authorization": f"Bearer {pull_token}", "Accept": ACCEPT_MANIFESTS},
+            timeout=5,
+        ).raise_for_status()
+
+    user_pull()
     wait_until(lambda: ContainerRepository.objects.get(pk=app.pk).pull_count == 1, message="first pull")
     push_token, _ = mint_registry_token(
         access=[{"type": "repository", "name": "acme/alpha/outage", "actions": ["pull", "push"]}], lifetime=600
@@ -393,7 +405,7 @@ def test_database_outage_answers_503_and_every_event_is_applied_once_after(
             timeout=5,
         )
         for _ in range(3):
-            client.get_manifest("acme/alpha/app", "v1")
+            user_pull()
         skopeo("copy", f"--dest-registry-token={push_token}", image, registry.ref("acme/alpha/outage", "v1"))
         time.sleep(2)  # the registry keeps failing and retrying meanwhile
 
