@@ -24,7 +24,7 @@ from container_registry.scheduling import run_policy_cleanup
 from gitlab_core.models import ApplicationSettings
 from jwt_auth.tokens import mint_registry_token
 from tests_support.factories import make_group, make_project
-from tests_support.registry import RequestCounter, build_image, skopeo
+from tests_support.registry import RequestCounter, build_image, skopeo, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -123,6 +123,9 @@ def test_each_tag_is_read_once_per_cleanup_however_many_runs_it_takes(registry, 
     # Name order is not age order: keep_n must keep t3, the newest by creation time.
     ages = {"t0": 5, "t1": 9, "t2": 2, "t3": 0, "t4": 7, "t5": 1, "t6": 8, "t7": 4, "t8": 6}
     push_own_images(registry, tmp_path, repository.path, {t: CREATED - timedelta(days=a) for t, a in ages.items()})
+    # The pushes are over before the cleanup starts (a push counted between two runs
+    # rightly makes the next one read again).
+    wait_until(lambda: ContainerRepository.objects.get(pk=repository.pk).push_count == len(ages), message="push events")
     policy = ContainerExpirationPolicy.objects.get(project=project)
     policy.enabled, policy.name_regex, policy.keep_n = True, ".*", 1
     policy.save()
