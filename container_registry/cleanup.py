@@ -11,16 +11,24 @@ Limits, from ``ApplicationSettings``:
   unpredictable and applies ``keep_n`` to the sample only. We decide over every
   candidate (so ``keep_n`` and the dry run are exact) and delete the oldest
   ``max_list_size`` of the tags to delete; the run then ends ``unfinished`` and the next
-  run continues with the oldest that remain. The price is reading the creation time of
-  every candidate not in the cache on each run (a manifest read per tag and a config
-  read per image, in parallel).
+  run continues with the oldest that remain. Each tag's creation time is still read
+  once per cleanup (a manifest and a config read, in parallel): with caching on, a run
+  cut short by a limit hands the dates it read to the next run of the same cleanup
+  (``tag_cache.set_run_dates``), which reads from the registry only the tags it has not
+  seen. Re-reading every waiting tag in every run grew with the square of the tag count
+  (bench/cleanup/rounds.py; figures in docs/performance.md). The dates are carried, not
+  the decisions: each run lists the tags and decides again, so a tag pushed or deleted
+  meanwhile is decided on what the repository holds, and any push to the repository
+  since the dates were read makes the next run read them afresh.
 * ``container_registry_delete_tags_service_timeout`` (seconds, 0 = none): deletion stops
   at the first batch boundary after the budget is spent; the run ends ``unfinished``.
   Within a run the oldest tags are deleted first, so a cut-short run removed the
   oldest ones.
-* ``container_registry_expiration_policies_caching``: policy runs with ``older_than``
-  remember the creation time of the tags they keep for as long as that decision holds
-  (older_than - age), as GitLab does, so later runs skip the registry reads of those tags.
+* ``container_registry_expiration_policies_caching``: policy runs carry their dates from
+  run to run of one cleanup (above), and with ``older_than`` the finishing run
+  remembers the creation time of the tags it keeps for as long as that decision holds
+  (older_than - age), as GitLab does, so later cleanups skip the registry reads of those
+  tags.
 
 Tags are deleted with the registry client's dummy-manifest recipe, so kept tags that
 share a digest with a deleted one survive.
@@ -68,8 +76,9 @@ STOP_STALE = "stale"
 LIMIT_REASONS = frozenset({STOP_TAGS_LIMIT, STOP_TIME_BUDGET})
 
 # Tags re-pointed and removed per registry round (one HEAD + one DELETE per batch on top
-# of one PUT per tag), and how often the time budget is checked.
-DELETE_BATCH_SIZE = 100
+# of one PUT per tag), and how often the time budget is checked. As large as the default
+# per-run maximum: such a run then costs one DELETE by digest (see below), not two.
+DELETE_BATCH_SIZE = 200
 # Batches grow so that a run makes at most this many rounds: distribution 2.8 answers a
 # DELETE by digest by reading the link of every tag in the repository, so fixed batches
 # cost O(tags^2) link reads (bench/cleanup: 13 s of a 68 s run over 10,000 tags).
@@ -149,11 +158,25 @@ def read_created_at(client, path: str, names: list[str]) -> dict[str, dt.datetim
 
 
 def _created_at(
-    *, client, repository: ContainerRepository, names: list[str], use_cache: bool
+    *,
+    client,
+    repository: ContainerRepository,
+    names: list[str],
+    use_cache: bool,
+    carried: Mapping[str, dt.datetime | None] | None = None,
 ) -> tuple[dict[str, dt.datetime | None], int]:
-    cached: dict[str, dt.datetime | None] = dict(tag_cache.get_many(repository.pk, names)) if use_cache else {}
-    missing = [name for name in names if name not in cached]
-    return {**cached, **read_created_at(client, repository.path, missing)}, len(cached)
+    """Creation times of ``names``: from ``carried`` (read earlier in this cleanup), then
+    the tag cache (``use_cache``), then the registry. Also returns how many were known."""
+    known: dict[str, dt.datetime | None] = {n: carried[n] for n in names if n in carried} if carried else {}
+    rest = [name for name in names if name not in known]
+    if use_cache:
+        known.update(tag_cache.get_many(repository.pk, rest))
+    missing = [name for name in rest if name not in known]
+    return {**known, **read_created_at(client, repository.path, missing)}, len(known)
+
+
+def _push_count(repository: ContainerRepository) -> int | None:
+    return ContainerRepository.objects.filter(pk=repository.pk).values_list("push_count", flat=True).first()
 
 
 def _remember_kept(
@@ -161,6 +184,21 @@ def _remember_kept(
 ) -> None:
     for ttl, values in kept_until(decisions, compiled, now=now).items():
         tag_cache.set_many(repository.pk, values, ttl)
+
+
+def _carry_dates(
+    repository: ContainerRepository,
+    created: Mapping[str, dt.datetime | None],
+    *,
+    gone: list[str],
+    push_count: int,
+) -> None:
+    """Hand the dates this run read to the next run of the same cleanup (not those of
+    the tags it deletes)."""
+    deleted = set(gone)
+    tag_cache.set_run_dates(
+        repository.pk, {n: c for n, c in created.items() if n not in deleted}, push_count=push_count
+    )
 
 
 def _delete(
@@ -222,9 +260,16 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
     candidates, _kept = filter_names(names, compiled)
     result.candidates_size = result.examined_size = len(candidates)
     caching = policy_run and app_settings.container_registry_expiration_policies_caching
+    # Read before the registry: a push counted after this makes the carried dates void.
+    push_count = _push_count(repository) if caching and compiled.needs_created_at else None
     if compiled.needs_created_at:
+        carried = tag_cache.get_run_dates(repository.pk, push_count=push_count) if push_count is not None else {}
         created, result.cached_tags_count = _created_at(
-            client=client, repository=repository, names=candidates, use_cache=caching and bool(compiled.older_than)
+            client=client,
+            repository=repository,
+            names=candidates,
+            use_cache=caching and bool(compiled.older_than),
+            carried=carried,
         )
     else:
         created = dict.fromkeys(candidates)
@@ -234,6 +279,9 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
     to_delete, truncated = limit_deletions(
         to_delete, app_settings.container_registry_cleanup_tags_service_max_list_size
     )
+    if push_count is not None and truncated:
+        # Saved before deleting, so that a fault while deleting does not lose the reads.
+        _carry_dates(repository, created, gone=to_delete, push_count=push_count)
     timed_out = _delete(
         client=client,
         path=repository.path,
@@ -243,7 +291,13 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
         clock=clock,
         progress=progress,
     )
-    if caching:
+    if push_count is not None and timed_out and not truncated:
+        _carry_dates(repository, created, gone=result.deleted, push_count=push_count)
+    elif push_count is not None and not timed_out and not truncated:
+        tag_cache.forget_run_dates(repository.pk)
+    if caching and not timed_out and not truncated:
+        # The finishing run decided every tag that is left: the kept ones are remembered
+        # for later cleanups (earlier runs of this one had the carried dates).
         _remember_kept(repository, decisions, compiled, now=now)
     if timed_out:
         result.status, result.stop_reason = "unfinished", STOP_TIME_BUDGET

@@ -75,6 +75,11 @@ TOKEN_RESERVED_SECONDS = 5
 CONFIG_CACHE_SIZE = 10000
 # Tokens the client keeps: one per access (repository path and actions) it used lately.
 TOKEN_CACHE_SIZE = 1000
+# The ``sub`` of the tokens this client mints. The registry puts it in every notification
+# (``actor.name``), which is how the receiver tells our own reads from users' pulls. It
+# holds characters no username or deploy-token name may have, and only our signing key
+# can put it in a token (a ``User-Agent`` anyone could copy).
+REGISTRY_CLIENT_SUBJECT = "(registry client)"
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -165,7 +170,7 @@ class RegistryClient:
 
         now = time.monotonic()
         try:
-            token, expires_in = mint_registry_token(access=access)
+            token, expires_in = mint_registry_token(access=access, subject=REGISTRY_CLIENT_SUBJECT)
         except KeyConfigurationError as exc:
             raise RegistryUnauthorized(f"cannot sign registry tokens: {exc}") from exc
         self._tokens.set(key, token, expires_at=now + max(0, int(expires_in) - TOKEN_RESERVED_SECONDS))
@@ -462,6 +467,7 @@ def get_client() -> RegistryClient:
 __all__ = [
     "DUMMY_CONFIG_DIGEST",
     "DUMMY_MANIFEST_DIGEST",
+    "REGISTRY_CLIENT_SUBJECT",
     "Manifest",
     "RegistryClient",
     "RegistryError",

@@ -2,9 +2,10 @@
 
 An envelope is ``{"events": [...]}``; each event has an ``id``, an ``action`` (push,
 pull, delete, mount), a ``target`` (``repository``, ``tag``, ``digest``, ``mediaType``,
-``references``), a ``request`` (``method``) and a ``timestamp``. Anything the registry
-would never send is ``InvalidEnvelope`` (answered 400). What an event changes is
-``container_registry.events``.
+``references``), a ``request`` (``method``), an ``actor`` (``name``: the ``sub`` of the
+token the request carried; none for anonymous pulls) and a ``timestamp``. Anything the
+registry would never send is ``InvalidEnvelope`` (answered 400). What an event changes
+is ``container_registry.events``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import orjson
 import re2
 from django.utils import timezone
 
-from container_registry.client import DUMMY_CONFIG_DIGEST, DUMMY_MANIFEST_DIGEST, MANIFEST_TYPES, parse_timestamp
+from container_registry.client import (
+    DUMMY_CONFIG_DIGEST,
+    DUMMY_MANIFEST_DIGEST,
+    MANIFEST_TYPES,
+    REGISTRY_CLIENT_SUBJECT,
+    parse_timestamp,
+)
 from gitlab_core.text import clean_text
 
 ACTIONS = frozenset({"push", "pull", "delete", "mount"})
@@ -51,10 +58,17 @@ class Event:
     method: str | None
     timestamp: dt.datetime
     references: tuple[dict, ...] = ()
+    actor: str | None = None
 
     @property
     def is_manifest(self) -> bool:
         return self.media_type in MANIFEST_MEDIA_TYPES
+
+    @property
+    def is_ours(self) -> bool:
+        """Caused by this service's own registry client (cleanup's manifest and config
+        reads, tag details, sizes): its tokens, and only its, carry that subject."""
+        return self.actor == REGISTRY_CLIENT_SUBJECT
 
     @property
     def is_our_dummy_push(self) -> bool:
@@ -126,6 +140,7 @@ def _parse_event(raw, index: int) -> Event:
     if tag is not None and len(tag) > MAX_FIELD_LENGTH:
         raise InvalidEnvelope(f"{label}.target.tag is invalid")
     request = raw.get("request") if isinstance(raw.get("request"), dict) else {}
+    actor = raw.get("actor") if isinstance(raw.get("actor"), dict) else {}
     references = target.get("references")
     return Event(
         id=event_id[:MAX_FIELD_LENGTH],
@@ -135,6 +150,7 @@ def _parse_event(raw, index: int) -> Event:
         digest=_optional_text(target.get("digest"), f"{label}.target.digest"),
         media_type=_optional_text(target.get("mediaType"), f"{label}.target.mediaType"),
         method=_optional_text(request.get("method"), f"{label}.request.method"),
+        actor=actor.get("name") if isinstance(actor.get("name"), str) and actor.get("name") else None,
         # A missing or odd timestamp is not worth a retry loop: the arrival time will do.
         timestamp=_timestamp(raw.get("timestamp")) or timezone.now(),
         references=tuple(r for r in references if isinstance(r, dict)) if isinstance(references, list) else (),

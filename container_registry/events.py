@@ -7,7 +7,8 @@
   push and is ignored.
 * ``pull`` of a manifest with GET: counts the pull and moves ``last_pulled_at`` forward.
   HEAD requests (skopeo's existence checks during a push) and blob pulls are not pulls
-  of an image and change nothing.
+  of an image and change nothing, and neither do the reads of our own registry client
+  (cleanup reading creation times, tag details): the event's actor is its token subject.
 * ``delete`` (a tag, or a manifest by digest) and a manifest ``push`` by digest: mark
   the project's registry size stale.
 * ``mount`` and blob pushes change nothing: the manifest push that follows does.
@@ -105,7 +106,7 @@ def _kind(event: Event) -> str | None:
     if event.action == "push" and event.is_manifest:
         return "stale"
     if event.action == "pull" and event.is_manifest and (event.method or "GET").upper() == "GET":
-        return "pull"
+        return None if event.is_ours else "pull"
     if event.action == "delete":
         return "stale"
     return None

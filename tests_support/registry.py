@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -30,15 +31,18 @@ SKOPEO_TIMEOUT = 60
 
 class RequestCounter:
     """Counts the HTTP requests a ``RegistryClient`` sends, by wrapping its session
-    (tests and benchmarks: the client keeps no counter of its own)."""
+    (tests and benchmarks: the client keeps no counter of its own). ``sent`` lists each
+    request as (method, URL path); the client's reader threads append to it."""
 
     def __init__(self, client) -> None:
         self.count = 0
+        self.sent: list[tuple[str, str]] = []
         send = client.session.request
 
-        def counted(*args, **kwargs):
+        def counted(method, url, *args, **kwargs):
             self.count += 1
-            return send(*args, **kwargs)
+            self.sent.append((method, urlsplit(url).path))
+            return send(method, url, *args, **kwargs)
 
         client.session.request = counted
 

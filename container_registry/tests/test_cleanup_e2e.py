@@ -21,7 +21,7 @@ from container_registry.scheduling import repositories_to_start, run_policy_clea
 from gitlab_core.models import ApplicationSettings
 from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
-from tests_support.registry import build_image, list_tags, skopeo
+from tests_support.registry import build_image, list_tags, skopeo, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -136,6 +136,29 @@ def test_a_repository_larger_than_the_per_run_maximum_is_cleaned_over_several_ru
     assert run_policy_cleanup(repository_id=repository.pk).result == "unfinished"
     assert run_policy_cleanup(repository_id=repository.pk).result == "finished"
     assert remaining(registry, creds, repository.path) == ["young"]
+
+
+def test_a_tag_pushed_again_between_runs_of_one_cleanup_is_decided_on_its_new_image(registry, pusher, tmp_path):
+    project, _user, creds = pusher
+    images = {f"i{i}": (60 - 10 * i, [f"t{i}"]) for i in range(6)}  # t5 is the newest
+    repository = push(registry, tmp_path, project, creds, images)
+    settings = ApplicationSettings.current()
+    settings.container_registry_cleanup_tags_service_max_list_size = 2
+    settings.save()
+    enable_policy(project, name_regex=".*", keep_n=1)
+    assert run_scheduled(repository) == "unfinished"
+    assert remaining(registry, creds, repository.path) == ["t2", "t3", "t4", "t5"]
+
+    # Between two runs of the cleanup, t2 becomes the newest image; the runs that follow
+    # must not trust the date the first run read for it.
+    repository.refresh_from_db()
+    pushes = repository.push_count
+    push(registry, tmp_path, project, creds, {"fresh": (0.5, ["t2"])})
+    wait_until(lambda: ContainerRepository.objects.get(pk=repository.pk).push_count > pushes, message="push event")
+    while run_policy_cleanup(repository_id=repository.pk).result == "unfinished":
+        pass
+
+    assert remaining(registry, creds, repository.path) == ["t2"]
 
 
 def test_a_registry_failing_mid_run_leaves_it_unfinished_and_it_resumes(registry, pusher, tmp_path, monkeypatch):

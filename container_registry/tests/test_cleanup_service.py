@@ -12,6 +12,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from django.db.models import F
 
 from container_registry import cleanup
 from container_registry.cleanup import bulk_delete_for_user, cleanup_tags, plan_cleanup
@@ -101,6 +102,68 @@ def test_a_repository_larger_than_the_per_run_maximum_is_finished_over_several_r
         ("finished", "finished", 5),
     ]
     assert sorted(client.tags) == ["young"]
+
+
+def test_the_runs_of_one_cleanup_read_each_creation_time_once(repository, app_settings):
+    app_settings.container_registry_cleanup_tags_service_max_list_size = 10
+    app_settings.save()
+    tags = {**old_tags(25), "young": days_ago(1)}
+    client = FakeRegistryClient(tags)
+    rules = CleanupRules(name_regex_delete=".*", keep_n=1)
+    results = [cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW)]
+    while not results[-1].finished:
+        results.append(cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW))
+    assert [r.deleted_size for r in results] == [10, 10, 5]
+    assert [r.cached_tags_count for r in results] == [0, 16, 6]
+    assert client.calls["created_at"] == len(tags)
+    assert sorted(client.tags) == ["young"]
+    # The next cleanup starts from the registry again.
+    client.tags.update(old_tags(3, prefix="n"))
+    cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW)
+    assert client.calls["created_at"] == len(tags) + 4
+
+
+def test_a_push_between_runs_makes_the_next_run_read_the_dates_again(repository, app_settings):
+    app_settings.container_registry_cleanup_tags_service_max_list_size = 2
+    app_settings.save()
+    client = FakeRegistryClient({"a": days_ago(5), "b": days_ago(4), "c": days_ago(3), "d": days_ago(2)})
+    rules = CleanupRules(name_regex_delete=".*", keep_n=1)
+    cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW)
+    assert sorted(client.tags) == ["c", "d"]
+    # "c" pushed again with a newer image; the event receiver counted the push.
+    client.tags["c"] = days_ago(0.5)
+    ContainerRepository.objects.filter(pk=repository.pk).update(push_count=F("push_count") + 1)
+    result = cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW)
+    assert (result.cached_tags_count, result.deleted) == (0, ["d"])
+    assert client.calls["created_at"] == 6
+
+
+def test_without_caching_every_run_reads_every_waiting_tag(repository, app_settings):
+    app_settings.container_registry_cleanup_tags_service_max_list_size = 2
+    app_settings.container_registry_expiration_policies_caching = False
+    app_settings.save()
+    client = FakeRegistryClient(old_tags(5))
+    rules = CleanupRules(name_regex_delete=".*", keep_n=1)
+    for _ in range(2):
+        assert cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW).deleted_size
+    assert client.calls["created_at"] == 5 + 3
+
+
+def test_a_run_cut_short_by_the_time_budget_hands_its_dates_on(repository, app_settings, monkeypatch):
+    app_settings.container_registry_delete_tags_service_timeout = 10
+    app_settings.save()
+    monkeypatch.setattr(cleanup, "DELETE_BATCH_SIZE", 2)
+    monkeypatch.setattr(cleanup, "MAX_DELETE_ROUNDS", 100)
+    ticks = iter(range(0, 1000, 6))
+    client = FakeRegistryClient(old_tags(8))
+    rules = CleanupRules(name_regex_delete=".*", keep_n=1)
+    first = cleanup_tags(
+        repository=repository, rules=rules, policy_run=True, client=client, now=NOW, clock=lambda: next(ticks)
+    )
+    assert first.stop_reason == "time_budget" and 0 < first.deleted_size < 7
+    second = cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, now=NOW)
+    assert second.finished and second.cached_tags_count == len(client.tags) + second.deleted_size
+    assert client.calls["created_at"] == 8
 
 
 def test_runs_cut_short_by_the_maximum_delete_the_oldest_first(repository, app_settings):

@@ -14,7 +14,9 @@ import gitlab
 import pytest
 import requests
 
-from container_registry.client import get_client
+from container_registry.cleanup import plan_cleanup
+from container_registry.cleanup_rules import CleanupRules
+from container_registry.client import ACCEPT_MANIFESTS, RegistryClient, get_client
 from container_registry.maintenance.usage import registry_usage
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from projects.models import AccessLevel, GroupMember
@@ -215,6 +217,36 @@ def test_registry_usage_command_prints_csv(pushed, registry):
     assert "1 projects" in err.getvalue()
 
 
+def test_our_own_reads_are_not_counted_as_pulls_and_a_users_pull_is(pushed, registry, tmp_path):
+    path = "acme/alpha/app"
+    app = ContainerRepository.objects.get(project=pushed["alpha"], name="app")
+
+    def pulls() -> int:
+        return ContainerRepository.objects.get(pk=app.pk).pull_count
+
+    def user_pull(target: str) -> None:
+        skopeo("copy", registry.ref(path, "v1"), f"oci:{tmp_path / target}:v1", creds=pushed["creds"])
+
+    user_pull("first")
+    wait_until(lambda: pulls() > 0, message="the pull event of a user's pull")
+    one_pull = pulls()
+
+    # Our own registry reads: a cleanup dry run (every tag's manifest and config) and
+    # the tag details the API shows.
+    client = RegistryClient(base_url=registry.url, timeout=10)
+    plan = plan_cleanup(repository=app, rules=CleanupRules(name_regex_delete=".*", keep_n=1), client=client)
+    assert [d.created_at for d in plan.decisions if d.name == "v1"] == [CREATED]
+    assert client.tag_details(path, "gone") is not None
+    # Notifications arrive in order: once the next user's pull is counted, every event of
+    # our reads has been received too.
+    user_pull("second")
+    wait_until(lambda: pulls() >= 2 * one_pull, message="the pull event of the second user's pull")
+    time.sleep(0.5)
+
+    assert pulls() == 2 * one_pull
+    assert ContainerRepository.objects.get(pk=app.pk).last_pulled_at is not None
+
+
 def test_duplicated_and_reordered_envelopes_change_nothing(pushed, live_server, settings):
     before = {r.pk: (r.push_count, r.pull_count, r.last_pushed_at) for r in ContainerRepository.objects.all()}
     recorded = list(RegistryEvent.objects.order_by("-received_at"))
@@ -341,8 +373,20 @@ def test_database_outage_answers_503_and_every_event_is_applied_once_after(
     from jwt_auth.tokens import mint_registry_token
 
     app = ContainerRepository.objects.get(project=pushed["alpha"], name="app")
-    client = get_client()
-    client.get_manifest("acme/alpha/app", "v1")  # caches a pull token: no database needed later
+    # A user's pulls (our own client's reads are not counted), with a token minted now:
+    # no database is needed later.
+    pull_token, _ = mint_registry_token(
+        access=[{"type": "repository", "name": "acme/alpha/app", "actions": ["pull"]}], subject="owner", lifetime=600
+    )
+
+    def user_pull() -> None:
+        requests.get(
+            f"{registry.url}/v2/acme/alpha/app/manifests/v1",
+            headers={"Authorization": f"Bearer {pull_token}", "Accept": ACCEPT_MANIFESTS},
+            timeout=5,
+        ).raise_for_status()
+
+    user_pull()
     wait_until(lambda: ContainerRepository.objects.get(pk=app.pk).pull_count == 1, message="first pull")
     push_token, _ = mint_registry_token(
         access=[{"type": "repository", "name": "acme/alpha/outage", "actions": ["pull", "push"]}], lifetime=600
@@ -361,7 +405,7 @@ def test_database_outage_answers_503_and_every_event_is_applied_once_after(
             timeout=5,
         )
         for _ in range(3):
-            client.get_manifest("acme/alpha/app", "v1")
+            user_pull()
         skopeo("copy", f"--dest-registry-token={push_token}", image, registry.ref("acme/alpha/outage", "v1"))
         time.sleep(2)  # the registry keeps failing and retrying meanwhile
 

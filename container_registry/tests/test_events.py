@@ -10,6 +10,8 @@ import pytest
 from django.db import OperationalError
 
 from container_registry import tag_cache
+from container_registry.client import REGISTRY_CLIENT_SUBJECT
+from container_registry.event_envelopes import parse_envelope
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, envelope, envelope_with
 from tests_support.factories import make_group, make_project
@@ -260,6 +262,29 @@ def test_get_pulls_count_but_head_and_blob_pulls_do_not(post_events, captured_wo
     repository = image_repository(captured_world["project"])
     assert repository.pull_count == 1
     assert repository.last_pulled_at is not None
+
+
+def test_pulls_by_our_own_registry_client_are_not_counted_but_anonymous_and_users_pulls_are(
+    post_events, captured_world
+):
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    # The captured pull was made by "alice"; the same pull under our client's token
+    # subject, then with no actor at all (an anonymous pull of a public project).
+    for actor in ({"name": REGISTRY_CLIENT_SUBJECT}, {"name": "alice"}, {}):
+        document = json.loads(envelope(PULL_BY_TAG))
+        document["events"][0]["actor"] = actor
+        document["events"][0]["id"] = f"pull-by-{actor.get('name', 'anonymous')}"
+        assert post_events(json.dumps(document).encode()).status_code == 200
+    assert image_repository(captured_world["project"]).pull_count == 2
+
+
+def test_the_actor_of_an_event_is_parsed_and_an_odd_one_is_no_actor():
+    assert parse_envelope(envelope(PULL_BY_TAG))[0].actor == "alice"
+    for odd in ("not-an-object", {"name": 7}, {"name": ""}):
+        document = json.loads(envelope(PULL_BY_TAG))
+        document["events"][0]["actor"] = odd
+        event = parse_envelope(json.dumps(document).encode())[0]
+        assert (event.actor, event.is_ours) == (None, False)
 
 
 def test_pull_of_an_unknown_repository_creates_nothing(post_events, captured_world):

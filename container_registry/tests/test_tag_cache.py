@@ -54,3 +54,26 @@ def test_an_entry_expires_with_its_ttl():
     assert tag_cache.get_many(10, ["v1"]) == {"v1": CREATED}
     tag_cache.set_many(10, {"v1": CREATED}, ttl_seconds=-1)  # Django: a negative timeout expires at once
     assert tag_cache.get_many(10, ["v1"]) == {}
+
+
+def test_the_dates_of_a_cleanup_come_back_exactly_while_nothing_was_pushed():
+    dates = {"a": CREATED + dt.timedelta(microseconds=123457), "b": None, "c": CREATED - dt.timedelta(days=9000)}
+    tag_cache.set_run_dates(7, dates, push_count=3)
+
+    assert tag_cache.get_run_dates(7, push_count=3) == dates
+    assert tag_cache.get_run_dates(7, push_count=4) == {}  # pushed to since
+    assert tag_cache.get_run_dates(8, push_count=3) == {}
+    tag_cache.forget_run_dates(7)
+    assert tag_cache.get_run_dates(7, push_count=3) == {}
+
+
+def test_the_dates_of_a_cleanup_are_one_bounded_entry(monkeypatch):
+    names = [f"build-{i:06d}" for i in range(10_000)]
+    tag_cache.set_run_dates(7, {n: CREATED + dt.timedelta(seconds=i) for i, n in enumerate(names)}, push_count=0)
+    raw = cache.get("cr:cleanup-dates:7")
+    assert len(raw) < 10_000 * 12  # compressed: well under the names and dates in full
+    assert len(tag_cache.get_run_dates(7, push_count=0)) == 10_000
+
+    monkeypatch.setattr(tag_cache, "MAX_RUN_DATES", 100)
+    tag_cache.set_run_dates(7, dict.fromkeys(names[:101], CREATED), push_count=0)
+    assert tag_cache.get_run_dates(7, push_count=0) == {}
