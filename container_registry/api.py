@@ -62,16 +62,24 @@ class RegistryApiView(ApiView):
         """The repository's tags, counted against this request's ``MAX_TAGS_PER_REQUEST``
         (400 beyond it)."""
         try:
-            names = get_client().list_tags(repository.path, limit=MAX_TAGS_PER_REQUEST - self.tags_read)
+            names = get_client().list_tags(repository.path, limit=self.tags_left())
         except TooManyTags:
-            raise bad_request(
-                f"400 Bad request - more than {MAX_TAGS_PER_REQUEST} tags to list in one request: "
-                "list fewer repositories per page, or without their tags"
-            )
+            raise self.too_many_tags()
         except RegistryError as exc:
             raise registry_unavailable(exc)
         self.tags_read += len(names)
         return names
+
+    def tags_left(self) -> int:
+        """Tag names this request may still read from the registry."""
+        return MAX_TAGS_PER_REQUEST - self.tags_read
+
+    @staticmethod
+    def too_many_tags() -> ServiceError:
+        return bad_request(
+            f"400 Bad request - more than {MAX_TAGS_PER_REQUEST} tags to list in one request: "
+            "list fewer repositories per page, or without their tags"
+        )
 
 
 class ProjectRepositoriesView(RegistryApiView):

@@ -20,7 +20,7 @@ from container_registry import selectors
 from container_registry.api import RegistryApiView, parse_repository_id, registry_unavailable
 from container_registry.cleanup import CleanupResult, plan_cleanup
 from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules, parse_older_than
-from container_registry.errors import RegistryError
+from container_registry.errors import RegistryError, TooManyTags
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.regex import validate_regex
 from container_registry.signals import tag_cleanup_requested
@@ -136,12 +136,18 @@ class CleanupPlanMixin(RegistryApiView):
         return project
 
     def plan(self, repository: ContainerRepository, rules: CleanupRules) -> dict:
+        """The plan of one repository; its tags count against this request's
+        tag budget like a tag listing's (400 beyond it)."""
         try:
-            return plan_entity(repository, plan_cleanup(repository=repository, rules=rules))
+            result = plan_cleanup(repository=repository, rules=rules, max_tags=self.tags_left())
+        except TooManyTags:
+            raise self.too_many_tags()
         except InvalidCleanupRules as exc:
             raise bad_request(f"the cleanup policy is not valid: {exc}")
         except RegistryError as exc:
             raise registry_unavailable(exc)
+        self.tags_read += result.original_size
+        return plan_entity(repository, result)
 
 
 class RepositoryCleanupPlanView(CleanupPlanMixin):

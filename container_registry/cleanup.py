@@ -133,9 +133,9 @@ def _client(client):
     return get_client()
 
 
-def _list_tags(client, path: str) -> list[str]:
+def _list_tags(client, path: str, limit: int | None = None) -> list[str]:
     try:
-        return sorted(client.list_tags(path))
+        return sorted(client.list_tags(path, limit=limit))
     except RegistryNotFound:
         return []
 
@@ -308,15 +308,21 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
 
 
 def plan_cleanup(
-    *, repository: ContainerRepository, rules: CleanupRules, client=None, now: dt.datetime | None = None
+    *,
+    repository: ContainerRepository,
+    rules: CleanupRules,
+    client=None,
+    now: dt.datetime | None = None,
+    max_tags: int | None = None,
 ) -> CleanupResult:
     """The dry run: every tag of ``repository`` with its decision and the rule that made
     it, as a run without limits would decide. Deletes nothing; reads cached creation
-    times but writes none. Raises ``InvalidCleanupRules`` and ``RegistryError``."""
+    times but writes none. Raises ``InvalidCleanupRules`` and ``RegistryError``
+    (``TooManyTags`` when the repository holds more than ``max_tags``)."""
     compiled = rules.compile()
     client = _client(client)
     now = now or timezone.now()
-    names = _list_tags(client, repository.path)
+    names = _list_tags(client, repository.path, limit=max_tags)
     candidates, kept = filter_names(names, compiled)
     if compiled.needs_created_at:
         caching = ApplicationSettings.current().container_registry_expiration_policies_caching

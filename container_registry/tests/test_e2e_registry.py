@@ -444,3 +444,12 @@ def test_a_request_reads_a_bounded_number_of_tags(pushed, live_server, monkeypat
     response = requests.get(f"{base}/{app.pk}/tags", params={"per_page": 1000}, headers=headers, timeout=30)
     assert response.status_code == 200
     assert (response.headers["X-Per-Page"], response.headers["X-Total"]) == ("100", "3")
+    # A cleanup plan reads tag lists too: the same bound over all the project's repositories.
+    project_plan = f"{live_server.url}/api/v4/projects/{pushed['alpha'].pk}/registry/cleanup_plan"
+    monkeypatch.setattr(api, "MAX_TAGS_PER_REQUEST", 4)
+    response = requests.get(project_plan, params={"name_regex_delete": ".*"}, headers=headers, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("400 Bad request - more than 4 tags to list in one request")
+    monkeypatch.setattr(api, "MAX_TAGS_PER_REQUEST", 5)
+    response = requests.get(project_plan, params={"name_regex_delete": ".*"}, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
