@@ -17,7 +17,7 @@ from django.db.models import F
 from container_registry import cleanup
 from container_registry.cleanup import bulk_delete_for_user, cleanup_tags, plan_cleanup
 from container_registry.cleanup_rules import CleanupRules
-from container_registry.errors import TransientRegistryError
+from container_registry.errors import TooManyTags, TransientRegistryError
 from container_registry.models import ContainerRepository
 from gitlab_core.models import ApplicationSettings
 
@@ -36,8 +36,10 @@ class FakeRegistryClient:
         self.calls: Counter[str] = Counter()
         self.fail_on_delete_call: int | None = None
 
-    def list_tags(self, path: str) -> list[str]:
+    def list_tags(self, path: str, *, limit: int | None = None) -> list[str]:
         self.calls["list_tags"] += 1
+        if limit is not None and len(self.tags) > limit:
+            raise TooManyTags(path, limit)
         return sorted(self.tags)
 
     def tag_created_at(self, path: str, tag: str) -> dt.datetime | None:

@@ -233,12 +233,12 @@ def test_a_stale_run_never_overwrites_the_claim_of_a_newer_run(due_project):
     newer_claim = timezone.now() + dt.timedelta(hours=3)
 
     class SlowRegistry(FakeRegistryClient):
-        def list_tags(self, path: str) -> list[str]:
+        def list_tags(self, path: str, *, limit: int | None = None) -> list[str]:
             # While this run is slow, the scheduler declares it stale and run B claims
             # the repository three hours later.
             assert reset_stale_cleanups(now=newer_claim) == 1
             assert claim_repository(repository_id=repos[0].pk, now=newer_claim)
-            return super().list_tags(path)
+            return super().list_tags(path, limit=limit)
 
     outcome = run_policy_cleanup(repository_id=repos[0].pk, client=SlowRegistry({"v1": None}))
 
