@@ -14,10 +14,10 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gitlab_core.api.params import clean_text
 from gitlab_core.errors import bad_request, conflict, invalid_params
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
+from gitlab_core.text import clean_text
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
 USERNAME_PROBLEM = (

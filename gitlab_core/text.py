@@ -1,4 +1,5 @@
-"""The one rule for text that may reach the database: ``clean_text``.
+"""The rules for request text that may reach the database: ``clean_text``, and
+``parse_int_id`` for a numeric id.
 
 PostgreSQL refuses a NUL character in any text value (a query with one fails, it is not
 just "not found"), and neither database can store a lone surrogate (what a JSON body's
@@ -18,3 +19,16 @@ def clean_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# The largest id a bigint column holds.
+MAX_INT = 2**63 - 1
+
+
+def parse_int_id(raw: str) -> int | None:
+    """The id ``raw`` spells in ASCII digits (``²`` and ``٣`` are digits to
+    ``str.isdigit`` but not numbers), None when it spells none a database can hold."""
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_INT else None

@@ -6,12 +6,13 @@ visibility rules themselves live in ``projects.permissions``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db.models import Q, QuerySet
 
-from gitlab_core.api.params import clean_text
-from gitlab_core.api.views import parse_int_id
 from gitlab_core.errors import not_found
 from gitlab_core.models import User
+from gitlab_core.text import clean_text, parse_int_id
 from projects import permissions
 from projects.models import AccessLevel, DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
 
@@ -137,20 +138,48 @@ def direct_members(source: Project | Namespace, *, query: str | None = None, use
     return _filter_members(qs, query, user_ids).order_by("id")
 
 
-def all_members(source: Project | Namespace, *, query: str | None = None, user_ids: list[int] | None = None) -> list:
+class EffectiveMembers(Sequence):
+    """Effective members of a project or group (direct and inherited from ancestor
+    groups), one row per user with the highest access level, ordered by user id. Read a
+    page at a time: counting is one query, and a slice loads only its users' rows."""
+
+    def __init__(self, direct: QuerySet, inherited: QuerySet | None):
+        self._direct, self._inherited = direct, inherited
+        condition = Q(pk__in=direct.values("user_id"))
+        if inherited is not None:
+            condition |= Q(pk__in=inherited.values("user_id"))
+        self._user_ids = User.objects.filter(condition).order_by("pk").values_list("pk", flat=True)
+
+    def __len__(self) -> int:
+        return self._user_ids.count()
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return self[index : index + 1][0]
+        ids = list(self._user_ids[index])
+        rows = list(self._direct.filter(user_id__any=ids))
+        if self._inherited is not None:
+            rows += list(self._inherited.filter(user_id__any=ids))
+        best: dict[int, object] = {}
+        for row in rows:
+            current = best.get(row.user_id)
+            if current is None or row.access_level > current.access_level:
+                best[row.user_id] = row
+        return [best[user_id] for user_id in ids]
+
+
+def all_members(
+    source: Project | Namespace, *, query: str | None = None, user_ids: list[int] | None = None
+) -> EffectiveMembers:
     """Effective members: direct and inherited from ancestor groups, one row per user with
     the highest access level, ordered by user id."""
-    rows = list(direct_members(source, query=query, user_ids=user_ids))
+    direct = _filter_members(source.members.all(), query, user_ids)
     namespace = source.namespace if isinstance(source, Project) else source.parent
+    inherited = None
     if namespace is not None and namespace.is_group:
         group_ids = namespace.self_and_ancestor_ids()
-        rows += list(_filter_members(GroupMember.objects.filter(group_id__any=group_ids), query, user_ids))
-    best: dict[int, object] = {}
-    for row in rows:
-        current = best.get(row.user_id)
-        if current is None or row.access_level > current.access_level:
-            best[row.user_id] = row
-    return [best[user_id] for user_id in sorted(best)]
+        inherited = _filter_members(GroupMember.objects.filter(group_id__any=group_ids), query, user_ids)
+    return EffectiveMembers(direct, inherited)
 
 
 def find_direct_member(source: Project | Namespace, raw_user_id: str):

@@ -18,14 +18,15 @@ from typing import Any
 from django.utils.dateparse import parse_date, parse_datetime
 
 from gitlab_core.errors import invalid_params
-from gitlab_core.text import clean_text
+from gitlab_core.text import MAX_INT, clean_text
 
 _TRUE = {"true", "1", "yes", "t", "on", "y"}
 _FALSE = {"false", "0", "no", "f", "off", "n"}
 _MISSING = object()
 # Ids and counters end up in 64-bit columns; a larger number must be a 400, not a
 # database overflow.
-MAX_INT = 2**63 - 1
+# A list parameter holds at most this many values: a request's work stays bounded.
+MAX_ARRAY_ITEMS = 1_000
 
 __all__ = ["MAX_INT", "Params", "clean_text", "parse_bool"]
 
@@ -186,6 +187,9 @@ class Params:
             return default
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and len(value) > MAX_ARRAY_ITEMS:
+            self.errors.append(f"{self.label(name)} has too many values (at most {MAX_ARRAY_ITEMS})")
+            return default
         if not isinstance(value, list) or not all(
             (isinstance(v, str) and clean_text(v)) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
         ):

@@ -18,9 +18,10 @@ from rest_framework.views import APIView
 
 from gitlab_core.api.errors import insufficient_scope
 from gitlab_core.api.pagination import paginate
-from gitlab_core.api.params import MAX_INT, Params
+from gitlab_core.api.params import Params
 from gitlab_core.errors import unauthorized
 from gitlab_core.models import PersonalAccessToken, User
+from gitlab_core.text import parse_int_id
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -86,10 +87,3 @@ class ApiView(APIView):
     def int_id(raw: str) -> int | None:
         """A numeric route id, or None when ``raw`` is not one (the caller answers 404)."""
         return parse_int_id(raw)
-
-
-def parse_int_id(raw: str) -> int | None:
-    if not raw.isascii() or not raw.isdigit():
-        return None
-    value = int(raw)
-    return value if 0 < value <= MAX_INT else None

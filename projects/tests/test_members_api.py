@@ -132,3 +132,27 @@ def test_subgroup_owner_may_leave_when_a_parent_owner_remains(world, client_as):
     owner = world["users"]["owner"]
     response = client_as(owner).delete(f"/api/v4/groups/{platform.pk}/members/{owner.pk}")
     assert response.status_code == 204
+
+
+def test_all_members_come_a_page_at_a_time_ordered_by_user_id(world, client_as):
+    project = world["project"]
+    for n in range(30):
+        ProjectMember.objects.create(project=project, user=make_user(f"crowd{n}"), access_level=20)
+    client = client_as(world["users"]["owner"])
+    url = f"/api/v4/projects/{project.pk}/members/all"
+    first = client.get(url, {"per_page": 10})
+    assert first.status_code == 200
+    # 30 new members, the three direct ones of the world, and owner and maintainer from groups.
+    assert first["X-Total"] == "35" and first["X-Total-Pages"] == "4"
+    seen = []
+    for page in range(1, 5):
+        seen += [row["id"] for row in client.get(url, {"per_page": 10, "page": page}).json()]
+    assert seen == sorted(seen) and len(set(seen)) == 35
+
+
+def test_a_list_parameter_with_too_many_values_is_refused(world, client_as):
+    response = client_as(world["users"]["owner"]).get(
+        "/api/v4/groups", {"skip_groups": ",".join(str(n) for n in range(1, 1_002))}
+    )
+    assert response.status_code == 400
+    assert "skip_groups" in str(response.json())
