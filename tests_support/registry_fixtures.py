@@ -76,16 +76,19 @@ def registry(live_server, settings, registry_keys, tmp_path) -> Registry:
         _wait_for_quiet_database()
 
 
-def _wait_for_quiet_database(timeout: float = 5.0) -> None:
-    """Let the live server finish a notification the registry sent just before it
+def _wait_for_quiet_database(timeout: float = 10.0, quiet_for: float = 0.5) -> None:
+    """Let the live server finish the notifications the registry sent just before it
     stopped. A transactional test's flush (TRUNCATE of every table) that overlaps the
-    receiver's statement can deadlock on PostgreSQL, and the flush is the one aborted."""
+    receiver's transaction can deadlock on PostgreSQL, and the flush is the one aborted.
+    On a loaded machine a request already read may reach the database late, so the
+    database must stay quiet for ``quiet_for`` seconds in a row."""
     from django.db import connection
 
-    time.sleep(0.1)  # a request already read may not have reached the database yet
+    time.sleep(0.1)
     if connection.vendor != "postgresql":
         return
     deadline = time.monotonic() + timeout
+    quiet_since = None
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
             cursor.execute(
@@ -93,7 +96,11 @@ def _wait_for_quiet_database(timeout: float = 5.0) -> None:
                 "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
             )
             if cursor.fetchone()[0] == 0:
-                return
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_for:
+                    return
+            else:
+                quiet_since = None
             time.sleep(0.05)
 
 
