@@ -243,7 +243,7 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
         (
             "Container registry",
             {
-                "fields": ("container_registry_token_expire_delay",),
+                "fields": ("container_registry_token_expire_delay", "container_registry_refresh_token_days"),
                 "description": "Settings of the token realm that the registry trusts.",
             },
         ),

@@ -47,6 +47,27 @@ def json_answer(status: int, payload: dict | None, headers: list[tuple[str, str]
     return status, headers or [], "application/json", body
 
 
+def read_body(environ, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than ``limit`` bytes.
+
+    A missing or unparsable ``Content-Length`` means an empty body, as for Django,
+    unless the server says the input ends by itself (chunked bodies, which skopeo sends
+    for token forms, under granian and gunicorn): then it is read to its end.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return None
+    if length > 0:
+        return environ["wsgi.input"].read(length)
+    if environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        body = environ["wsgi.input"].read(limit + 1)
+        return None if len(body) > limit else body
+    return b""
+
+
 def check_connection() -> None:
     """What Django's request signals do for the database connection."""
     connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()

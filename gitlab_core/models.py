@@ -160,6 +160,12 @@ class ApplicationSettings(models.Model):
         verbose_name="Enable cleanup policies for new projects",
         help_text="Whether the cleanup policy of a newly created project starts enabled.",
     )
+    container_registry_refresh_token_days = models.IntegerField(
+        default=30,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Registry refresh token lifetime (days)",
+        help_text="How long a refresh token that /jwt/auth issues (offline_token) stays valid; 0 issues none.",
+    )
     container_registry_vendor = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_version = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_features = models.JSONField(default=list, blank=True, editable=False)

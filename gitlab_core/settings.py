@@ -305,6 +305,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "container_registry.prune_registry_events",
         "schedule": crontab(minute="17", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
     },
+    # Refresh tokens past their date are refused already; removing them keeps the
+    # table small. Daily, at the same quiet hour.
+    "refresh-token-pruning": {
+        "task": "jwt_auth.prune_refresh_tokens",
+        "schedule": crontab(minute="27", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
+    },
 }
 
 # Error pages (DEBUG) and reports hide connection strings and tokens too (gitlab_core/error_reports.py).

@@ -40,3 +40,8 @@ def denied() -> RealmError:
 
 def unavailable(message: str, status: int = 404) -> RealmError:
     return RealmError(status, "UNAVAILABLE", message)
+
+
+def invalid_request(message: str, code: str = "INVALID_REQUEST") -> RealmError:
+    """A ``POST /jwt/auth`` form the token protocol does not allow (400)."""
+    return RealmError(400, code, message)

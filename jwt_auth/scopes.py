@@ -7,7 +7,7 @@ malformed is dropped, never an error (GitLab answers some of them with a 500).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 import re2
@@ -42,20 +42,42 @@ def scopes_from_query_string(query_string: str) -> list[str]:
 
     Read from the raw query string because ``QueryDict.get`` keeps only the last one.
     """
-    return realm_query(query_string)[1]
+    return realm_query(query_string).scopes
 
 
-def realm_query(query_string: str) -> tuple[str | None, list[str]]:
-    """``(service, scopes)`` of a realm request: the last ``service`` value (as
-    ``QueryDict.get`` gives it) and every ``scope`` value, in one pass."""
-    service = None
-    values = []
+# Parameters of the distribution token protocol other than ``scope`` and ``service``
+# (``account`` is accepted and ignored, as by GitLab).
+_FORM_FIELDS = frozenset(
+    {"offline_token", "client_id", "grant_type", "access_type", "refresh_token", "username", "password"}
+)
+
+
+@dataclass
+class RealmParams:
+    """The parameters of a realm request: the query of a ``GET`` or the form of a ``POST``."""
+
+    service: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    # The last value of each of ``_FORM_FIELDS`` that was given.
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
+def realm_query(query_string: str) -> RealmParams:
+    """A realm request's parameters in one pass: the last ``service`` value (as
+    ``QueryDict.get`` gives it), every ``scope`` value in order, and the last value of
+    each other protocol field."""
+    params = RealmParams()
     for key, value in parse_qsl(query_string, keep_blank_values=True, errors="replace"):
         if key == "scope":
-            values.extend(value.split())
+            params.scopes.extend(value.split())
         elif key == "service":
-            service = value
-    return service, values
+            params.service = value
+        elif key in _FORM_FIELDS:
+            params.fields[key] = value
+    return params
 
 
 def parse_scope(text: str) -> Scope | None:

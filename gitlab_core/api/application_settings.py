@@ -14,6 +14,7 @@ from gitlab_core.models import ApplicationSettings
 # and, like id and timestamps, are read-only here.
 INTEGER_FIELDS = (
     "container_registry_token_expire_delay",
+    "container_registry_refresh_token_days",
     "container_registry_cleanup_tags_service_max_list_size",
     "container_registry_delete_tags_service_timeout",
     "container_registry_expiration_policies_worker_capacity",

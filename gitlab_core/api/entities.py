@@ -85,6 +85,7 @@ def application_settings(settings: ApplicationSettings) -> dict:
         "created_at": iso(settings.created_at),
         "updated_at": iso(settings.updated_at),
         "container_registry_token_expire_delay": settings.container_registry_token_expire_delay,
+        "container_registry_refresh_token_days": settings.container_registry_refresh_token_days,
         "container_expiration_policies_enable_historic_entries": (
             settings.container_expiration_policies_enable_historic_entries
         ),

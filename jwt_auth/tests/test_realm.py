@@ -35,7 +35,8 @@ def test_missing_or_unknown_service_is_an_empty_404(realm, service):
     assert response.content == b""
 
 
-def test_post_is_a_404(client):
+def test_post_without_a_token_form_is_a_404(client):
+    # A POST is distribution's OAuth2 form (test_refresh_tokens.py); the query is not read.
     assert client.post("/jwt/auth?service=container_registry").status_code == 404
 
 
