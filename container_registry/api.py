@@ -19,7 +19,7 @@ from container_registry.maintenance.usage import repository_size
 from container_registry.models import ContainerRepository
 from gitlab_core.api.views import ApiView
 from gitlab_core.errors import ServiceError, bad_request, forbidden, invalid_params, not_found, unauthorized
-from projects import permissions
+from projects import permissions, protection
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ MAX_TAGS_PER_REQUEST = 10_000
 # The registry's tag grammar: anything else is not a tag there, and is never put in a
 # registry URL.
 TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# GitLab's answer when a protection rule refuses a deletion.
+PROTECTED_DELETE_MESSAGE = "403 Forbidden - Deleting protected container repository forbidden."
 
 
 def registry_unavailable(exc: RegistryError) -> ServiceError:
@@ -55,6 +57,11 @@ class RegistryApiView(ApiView):
 
     def abilities(self, project) -> frozenset[str]:
         return permissions.project_abilities(self.user, project)
+
+    def check_delete_not_protected(self, project, repository: ContainerRepository) -> None:
+        """403 when a protection rule keeps this caller from deleting in ``repository``."""
+        if protection.DELETE in protection.refused_actions(self.user, project, repository.path):
+            raise forbidden(PROTECTED_DELETE_MESSAGE)
 
     tags_read = 0
 
@@ -114,6 +121,7 @@ class ProjectRepositoryView(RegistryApiView):
         repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
         if permissions.ADMIN_CONTAINER_IMAGE not in self.abilities(project):
             raise forbidden()
+        self.check_delete_not_protected(project, repository)
         services.schedule_repository_deletion(repository=repository)
         return Response({"message": "202 Accepted"}, status=202)
 
@@ -163,6 +171,7 @@ class RepositoryTagView(RegistryApiView):
         project, repository = self._resolve(project_id, repository_id)
         if permissions.DESTROY_CONTAINER_IMAGE not in self.abilities(project):
             raise forbidden()
+        self.check_delete_not_protected(project, repository)
         self._check_tag_name(tag_name)
         client = get_client()
         try:

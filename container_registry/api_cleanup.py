@@ -76,6 +76,7 @@ def bulk_delete_tags(*, view: RegistryApiView, project: Project, repository: Con
     repository = _repository(project, repository)
     if not permissions.can(view.user, permissions.ADMIN_CONTAINER_IMAGE, project):
         raise forbidden()
+    view.check_delete_not_protected(project, repository)
     if not cache.add(bulk_delete_lease_key(repository.pk), "1", timeout=BULK_DELETE_LEASE_SECONDS):
         raise bad_request(RATE_LIMITED)
     tag_cleanup_requested.send(

@@ -34,8 +34,8 @@ def unauthorized() -> RealmError:
     return RealmError(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE)
 
 
-def denied() -> RealmError:
-    return RealmError(403, "DENIED", "access forbidden")
+def denied(message: str = "access forbidden") -> RealmError:
+    return RealmError(403, "DENIED", message)
 
 
 def unavailable(message: str, status: int = 404) -> RealmError:

@@ -1,5 +1,5 @@
-"""Parsing the ``scope`` parameters of ``/jwt/auth`` (image paths are mapped to projects
-by ``projects.image_paths``).
+"""Parsing the ``scope`` parameters of ``/jwt/auth`` (image paths are checked and mapped
+to projects by ``projects.image_paths``).
 
 ``repository:<path>:<actions>`` and ``registry:catalog:*`` are understood; anything
 malformed is dropped, never an error (GitLab answers some of them with a 500).
@@ -10,16 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-import re2
-
-# GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
-# quantifiers of this pattern backtrack exponentially in Python's ``re``.
-PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
-# distribution's limit on a repository name.
-MAX_PATH_LENGTH = 255
-MIN_COMPONENTS = 2
-# Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
-MAX_COMPONENTS = 19
 MAX_SCOPES = 50
 
 REPOSITORY = "repository"
@@ -94,10 +84,3 @@ def parse_scope(text: str) -> Scope | None:
     if not parsed:
         return None
     return Scope(type=type_, name=name, actions=parsed)
-
-
-def valid_path(path: str) -> bool:
-    """GitLab's container registry path rule (``path`` already lower-cased)."""
-    if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
-        return False
-    return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS

@@ -17,11 +17,11 @@ from gitlab_core.text import clean_text
 from jwt_auth import credentials, decisions, refresh_tokens, throttle
 from jwt_auth.credentials import AuthResult
 from jwt_auth.errors import Banned, denied, invalid_request, unauthorized, unavailable
-from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, RealmParams, Scope, parse_scope, valid_path
+from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, RealmParams, Scope, parse_scope
 from jwt_auth.signals import push_granted
 from jwt_auth.tokens import mint_registry_token
-from projects import permissions
-from projects.image_paths import ImagePath, resolve_image_paths
+from projects import permissions, protection
+from projects.image_paths import ImagePath, resolve_image_paths, valid_image_path
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
         scope = parse_scope(text)
         if scope is not None:
             parsed.append(scope)
-    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_path(s.name.lower())]
+    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_image_path(s.name.lower())]
     resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
@@ -255,12 +255,28 @@ def _repository_entry(
         _log_denied(auth, scope, granted, denials, reason="insufficient permissions")
     if not granted:
         return None
+    _check_protection(auth, target, granted)
     if "push" in granted:
         push_granted.send(sender=Project, project=project, name=target.repository_name)
     meta = {"project_path": project.full_path_lower, "project_id": project.pk}
     if target.root_namespace_id is not None:
         meta["root_namespace_id"] = target.root_namespace_id
     return {"type": REPOSITORY, "name": target.path, "actions": granted, "meta": meta}
+
+
+def _check_protection(auth: AuthResult, target: ImagePath, granted: list[str]) -> None:
+    """A push or delete granted on a protected repository fails the whole request, as
+    GitLab answers a push to a protected path (``projects.protection``)."""
+    wants_push = "push" in granted or "*" in granted
+    wants_delete = "delete" in granted or "*" in granted
+    if not wants_push and not wants_delete:
+        return
+    actor = auth.user if auth.user is not None else auth.deploy_token
+    refused = protection.refused_actions(actor, target.project, target.path, access_level=target.access_level)
+    if wants_push and protection.PUSH in refused:
+        raise denied("Pushing to protected repository path forbidden")
+    if wants_delete and protection.DELETE in refused:
+        raise denied("Deleting from protected repository path forbidden")
 
 
 def _abilities_on(auth: AuthResult, project: Project, access_level: int | None) -> frozenset[str]:

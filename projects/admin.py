@@ -14,9 +14,11 @@ from django.utils import timezone
 
 from gitlab_core.admin import ShowsNewSecretOnce
 from gitlab_core.signals import send_access_changed
+from projects import protection
 from projects.models import (
     DEPLOY_TOKEN_SCOPES,
     CiJob,
+    ContainerRepositoryProtectionRule,
     DeployToken,
     Group,
     GroupMember,
@@ -266,3 +268,66 @@ class CiJobAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- Container repository protection rules ------------------------------------------------------
+
+
+class ProtectionRuleForm(forms.ModelForm):
+    class Meta:
+        model = ContainerRepositoryProtectionRule
+        fields = [
+            "project",
+            "repository_path_pattern",
+            "minimum_access_level_for_push",
+            "minimum_access_level_for_delete",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        project = data.get("project") or getattr(self.instance, "project", None)
+        pattern = data.get("repository_path_pattern")
+        if project is not None and pattern:
+            for problem in protection.pattern_problems(pattern, project):
+                self.add_error("repository_path_pattern", f"Repository path pattern {problem}")
+        if project is not None and self.instance.pk is None:
+            if (
+                ContainerRepositoryProtectionRule.objects.filter(project=project).count()
+                >= protection.MAX_RULES_PER_PROJECT
+            ):
+                raise forms.ValidationError(
+                    f"A project has at most {protection.MAX_RULES_PER_PROJECT} protection rules."
+                )
+        if data.get("minimum_access_level_for_push") is None and data.get("minimum_access_level_for_delete") is None:
+            raise forms.ValidationError("A rule must have at least a minimum access role for push or delete.")
+        return data
+
+
+@admin.register(ContainerRepositoryProtectionRule)
+class ProtectionRuleAdmin(admin.ModelAdmin):
+    """Protected container repositories (``projects.protection``): who may push to and
+    delete from the repositories a pattern matches."""
+
+    form = ProtectionRuleForm
+    list_display = (
+        "repository_path_pattern",
+        "project",
+        "minimum_access_level_for_push",
+        "minimum_access_level_for_delete",
+        "updated_at",
+    )
+    search_fields = ("repository_path_pattern", "project__full_path")
+    list_select_related = ("project",)
+    raw_id_fields = ("project",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("project",) if obj is not None else ()
+
+    def save_model(self, request, obj: ContainerRepositoryProtectionRule, form, change: bool) -> None:
+        # The form checked what the API checks; the same functions save (and check again).
+        fields = {name: form.cleaned_data.get(name) for name in ProtectionRuleForm.Meta.fields if name != "project"}
+        if change:
+            protection.update_rule(obj, **fields)
+            return
+        saved = protection.create_rule(project=form.cleaned_data["project"], **fields)
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from projects.api import deploy_tokens, groups, members, projects
+from projects.api import deploy_tokens, groups, members, projects, protection_rules
 
 urlpatterns = [
     path("groups", groups.GroupsView.as_view()),
@@ -18,6 +18,14 @@ urlpatterns = [
     path("projects/<str:project_id>", projects.ProjectView.as_view()),
     path("projects/<str:project_id>/deploy_tokens", deploy_tokens.DeployTokensView.as_view()),
     path("projects/<str:project_id>/deploy_tokens/<str:token_id>", deploy_tokens.DeployTokenView.as_view()),
+    path(
+        "projects/<str:project_id>/registry/protection/repository/rules",
+        protection_rules.ProtectionRulesView.as_view(),
+    ),
+    path(
+        "projects/<str:project_id>/registry/protection/repository/rules/<str:rule_id>",
+        protection_rules.ProtectionRuleView.as_view(),
+    ),
 ]
 for _source in ("projects", "groups"):
     urlpatterns += [

@@ -12,14 +12,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import re2
+
 from gitlab_core.models import User
 from projects.models import Project
 from projects.permissions import projects_with_access_level
 
+# GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
+# quantifiers of this pattern backtrack exponentially in Python's ``re``.
+PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
+# distribution's limit on a repository name.
+MAX_PATH_LENGTH = 255
+MIN_COMPONENTS = 2
+# Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
+MAX_COMPONENTS = 19
 # The project path plus at most two image levels (GitLab's LEVELS_SUPPORTED).
 LEVELS_SUPPORTED = 3
 # A project path has a namespace and a project name at least.
 MIN_PROJECT_COMPONENTS = 2
+
+
+def valid_image_path(path: str) -> bool:
+    """GitLab's container registry path rule (``path`` already lower-cased)."""
+    if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
+        return False
+    return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS
 
 
 @dataclass(frozen=True)

@@ -326,3 +326,37 @@ class CiJob(models.Model):
         secret = tokens.generate_secret(tokens.CI_JOB_TOKEN_PREFIX)
         self.token_digest = tokens.digest(secret)
         return secret
+
+
+class ProtectionLevel(models.IntegerChoices):
+    """The minimum role a container repository protection rule asks for (GitLab's values;
+    ``admin`` is an instance administrator)."""
+
+    MAINTAINER = 40, "maintainer"
+    OWNER = 50, "owner"
+    ADMIN = 60, "admin"
+
+
+class ContainerRepositoryProtectionRule(models.Model):
+    """Who may push to and delete from the container repositories whose full path matches
+    ``repository_path_pattern`` (``*`` matches any run of characters). A level left empty
+    does not protect that action. The rule is ``projects.protection``."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="container_protection_rules")
+    repository_path_pattern = models.CharField(max_length=255)
+    minimum_access_level_for_push = models.SmallIntegerField(choices=ProtectionLevel.choices, null=True, blank=True)
+    minimum_access_level_for_delete = models.SmallIntegerField(choices=ProtectionLevel.choices, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "container_registry_protection_rules"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "repository_path_pattern"], name="protection_rule_unique_pattern"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.repository_path_pattern

@@ -362,7 +362,7 @@ RECEIVER_MAX_NAME = 2048  # longer fields are refused before any pattern runs
 
 def test_the_repository_grammar_refuses_the_adversarial_name_in_linear_time():
     from container_registry.event_envelopes import REPOSITORY_PATH
-    from jwt_auth.scopes import valid_path
+    from projects.image_paths import valid_image_path as valid_path
 
     started = time.perf_counter()
     assert REPOSITORY_PATH.fullmatch(ADVERSARIAL_NAME) is None
