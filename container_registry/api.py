@@ -19,7 +19,7 @@ from container_registry.maintenance.usage import repository_size
 from container_registry.models import ContainerRepository
 from gitlab_core.api.views import ApiView
 from gitlab_core.errors import ServiceError, bad_request, forbidden, invalid_params, not_found, unauthorized
-from projects import permissions, protection
+from projects import permissions, protection, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,8 @@ class RepositoryTagView(RegistryApiView):
         self._check_tag_name(tag_name)
         client = get_client()
         try:
-            if client.tag_digest(repository.path, tag_name) is None:
+            digest = client.tag_digest(repository.path, tag_name)
+            if digest is None:
                 raise not_found("Tag")
             deleted = client.delete_tags(repository.path, [tag_name])
         except RegistryError as exc:
@@ -185,6 +186,10 @@ class RepositoryTagView(RegistryApiView):
         if tag_name not in deleted:
             raise bad_request(f"could not delete tags: {tag_name}")
         tag_cache.forget(repository.pk, [tag_name])
+        webhooks.request_deliveries(
+            project.pk,
+            [webhooks.RegistryChange("delete", repository.path, tag=tag_name, digest=digest, actor=self.user)],
+        )
         return Response(status=200)
 
 

@@ -61,7 +61,7 @@ from container_registry.cleanup_rules import (
 from container_registry.errors import RegistryError, RegistryNotFound
 from container_registry.models import ContainerRepository
 from gitlab_core.models import ApplicationSettings, User
-from projects import permissions
+from projects import permissions, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -233,13 +233,15 @@ def cleanup_tags(
     now: dt.datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
     progress: ProgressCallback | None = None,
+    actor: User | None = None,
 ) -> CleanupResult:
     """Delete the tags of ``repository`` that ``rules`` select, within the limits.
 
     ``policy_run`` enables the creation-time cache (GitLab caches for policies only).
     Registry faults do not raise: the result is ``unfinished`` with ``stop_reason``
     ``registry_error`` and ``error`` set, and ``deleted`` lists what went before the fault.
-    Raises ``InvalidCleanupRules`` for bad rules.
+    Raises ``InvalidCleanupRules`` for bad rules. The project's hooks hear of every
+    deleted tag, from ``actor`` (None: the cleanup policy).
     """
     compiled = rules.compile()
     app_settings = ApplicationSettings.current()
@@ -251,6 +253,10 @@ def cleanup_tags(
     except RegistryError as exc:
         result.status, result.stop_reason, result.error = "unfinished", STOP_REGISTRY_ERROR, exc
         logger.warning("cleanup of %s stopped by a registry error: %s", repository.path, exc)
+    webhooks.request_deliveries(
+        repository.project_id,
+        [webhooks.RegistryChange("delete", repository.path, tag=name, actor=actor) for name in result.deleted],
+    )
     return result
 
 
@@ -361,7 +367,7 @@ def bulk_delete_for_user(
         logger.warning("bulk tag deletion dropped: access denied", extra={"container_repository_id": repository_id})
         return None
     result = cleanup_tags(
-        repository=repository, rules=CleanupRules.from_params(params), policy_run=False, client=client
+        repository=repository, rules=CleanupRules.from_params(params), policy_run=False, client=client, actor=user
     )
     logger.info(
         "bulk tag deletion",

@@ -32,6 +32,7 @@ from django.utils import timezone
 from container_registry.client import RegistryClient, get_client
 from container_registry.errors import RegistryError, RegistryNotFound
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
+from projects import webhooks
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def delete_repository(
             "deleted_tags": deleted,
         },
     )
+    webhooks.request_deliveries(repository.project_id, [webhooks.RegistryChange("repository_delete", path)])
     return DeletionOutcome(repository_id=repository_id, result="deleted", path=path, deleted_tags=deleted)
 
 

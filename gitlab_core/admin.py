@@ -272,6 +272,10 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "Outbound requests",
+            {"fields": ("allow_local_requests_from_web_hooks_and_services",)},
+        ),
+        (
             "Registry (read only)",
             {"fields": ("container_registry_vendor", "container_registry_version", "container_registry_features")},
         ),

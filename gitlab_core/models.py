@@ -166,6 +166,11 @@ class ApplicationSettings(models.Model):
         verbose_name="Registry refresh token lifetime (days)",
         help_text="How long a refresh token that /jwt/auth issues (offline_token) stays valid; 0 issues none.",
     )
+    allow_local_requests_from_web_hooks_and_services = models.BooleanField(
+        default=False,
+        verbose_name="Allow requests to the local network from webhooks",
+        help_text="Hooks may post to loopback and private addresses (GitLab's setting of the same name).",
+    )
     container_registry_vendor = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_version = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_features = models.JSONField(default=list, blank=True, editable=False)

@@ -13,7 +13,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from gitlab_core.env import env_bool, env_int, env_list, env_networks, env_str
+from gitlab_core.env import env_bool, env_int, env_list, env_networks, env_seconds_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -287,6 +287,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800, minim
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Webhooks: how long a delivery may take, and the delays (seconds) of the retries of a
+# failed delivery (each failure also counts towards disabling the hook).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+WEBHOOK_RETRY_DELAYS = env_seconds_list("WEBHOOK_RETRY_DELAYS", [60, 600, 3600])
 # The one beat schedule. Each entry says why it runs when it does.
 CELERY_BEAT_SCHEDULE = {
     # GitLab runs ContainerExpirationPolicyWorker hourly at minute 50.

@@ -13,8 +13,9 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from gitlab_core.admin import ShowsNewSecretOnce
+from gitlab_core.errors import ServiceError
 from gitlab_core.signals import send_access_changed
-from projects import protection
+from projects import protection, webhooks
 from projects.models import (
     DEPLOY_TOKEN_SCOPES,
     CiJob,
@@ -26,6 +27,8 @@ from projects.models import (
     Project,
     ProjectMember,
     Visibility,
+    WebHook,
+    WebHookLog,
 )
 from projects.paths import path_problems
 
@@ -331,3 +334,108 @@ class ProtectionRuleAdmin(admin.ModelAdmin):
             return
         saved = protection.create_rule(project=form.cleaned_data["project"], **fields)
         obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+
+
+# --- Webhooks ---------------------------------------------------------------------------------------
+
+
+class WebHookForm(forms.ModelForm):
+    token = forms.CharField(
+        required=False,
+        max_length=255,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Sent as X-Gitlab-Token. Leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = WebHook
+        fields = [
+            "project",
+            "group",
+            "url",
+            "name",
+            "description",
+            "token",
+            "container_registry_events",
+            "enable_ssl_verification",
+        ]
+
+    def clean_token(self):
+        token = self.cleaned_data.get("token") or ""
+        if "\n" in token:
+            raise forms.ValidationError("The token must be one line.")
+        return token or self.instance.token
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("project")) == bool(data.get("group")):
+            raise forms.ValidationError("A hook belongs to exactly one project or one group.")
+        url = data.get("url")
+        if url and url != self.initial.get("url"):
+            try:
+                webhooks.check_url(url)
+            except ServiceError as exc:
+                self.add_error("url", "; ".join(exc.body["message"]["url"]))
+        return data
+
+
+class WebHookLogInline(admin.TabularInline):
+    """The hook's most recent deliveries (at most ``projects.webhooks.MAX_LOGS_PER_HOOK``
+    are kept)."""
+
+    model = WebHookLog
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "created_at",
+        "trigger",
+        "attempt",
+        "response_status",
+        "execution_duration",
+        "idempotency_key",
+    )
+    ordering = ("-id",)
+
+
+@admin.register(WebHook)
+class WebHookAdmin(admin.ModelAdmin):
+    form = WebHookForm
+    inlines = [WebHookLogInline]
+    list_display = ("url", "project", "group", "container_registry_events", "status", "recent_failures", "created_at")
+    search_fields = ("url", "project__full_path", "group__full_path")
+    list_select_related = ("project", "group")
+    raw_id_fields = ("project", "group")
+
+    @admin.display(description="Status")
+    def status(self, obj: WebHook) -> str:
+        return webhooks.alert_status(obj)
+
+    def save_model(self, request, obj: WebHook, form, change: bool) -> None:
+        # Saving a hook clears its disabling state, as in GitLab; the URL was checked by the form.
+        webhooks.save_hook(obj, url_changed=False)
+
+
+@admin.register(WebHookLog)
+class WebHookLogAdmin(admin.ModelAdmin):
+    """Recent deliveries of every hook: status, duration and response code."""
+
+    list_display = ("created_at", "hook", "trigger", "attempt", "response_status", "execution_duration")
+    list_filter = ("response_status",)
+    list_select_related = ("hook",)
+    readonly_fields = (
+        "hook",
+        "trigger",
+        "idempotency_key",
+        "attempt",
+        "response_status",
+        "response_body",
+        "execution_duration",
+        "created_at",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

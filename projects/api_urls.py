@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from projects.api import deploy_tokens, groups, members, projects, protection_rules
+from projects.api import deploy_tokens, groups, hooks, members, projects, protection_rules
 
 urlpatterns = [
     path("groups", groups.GroupsView.as_view()),
@@ -32,4 +32,10 @@ for _source in ("projects", "groups"):
         path(f"{_source}/<str:source_id>/members", members.MembersView.as_view(source=_source)),
         path(f"{_source}/<str:source_id>/members/all", members.AllMembersView.as_view(source=_source)),
         path(f"{_source}/<str:source_id>/members/<str:user_id>", members.MemberView.as_view(source=_source)),
+        path(f"{_source}/<str:parent_id>/hooks", hooks.HooksView.as_view(source=_source)),
+        path(f"{_source}/<str:parent_id>/hooks/<str:hook_id>", hooks.HookView.as_view(source=_source)),
+        path(
+            f"{_source}/<str:parent_id>/hooks/<str:hook_id>/test/<str:trigger>",
+            hooks.HookTestView.as_view(source=_source),
+        ),
     ]

@@ -360,3 +360,64 @@ class ContainerRepositoryProtectionRule(models.Model):
 
     def __str__(self) -> str:
         return self.repository_path_pattern
+
+
+class WebHook(models.Model):
+    """A project or group hook (GitLab's hook API) that posts container registry events:
+    tag pushes and deletions and repository deletions (``container_registry_events``,
+    our trigger; GitLab's other triggers are accepted and stored, never fired here).
+    Failing hooks are disabled by ``projects.webhooks`` as GitLab does."""
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    group = models.ForeignKey(Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    url = models.CharField(max_length=2048)
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    # Sent as X-Gitlab-Token; never shown by the API or the admin after it is set.
+    token = models.CharField(max_length=255, blank=True, default="")
+    container_registry_events = models.BooleanField(default=True)
+    push_events = models.BooleanField(default=True)
+    tag_push_events = models.BooleanField(default=False)
+    enable_ssl_verification = models.BooleanField(default=True)
+    # GitLab's auto-disabling state: failures in a row, backoffs taken, and until when the
+    # hook rests (None with failures past the limit: disabled until someone saves it).
+    recent_failures = models.SmallIntegerField(default=0)
+    backoff_count = models.SmallIntegerField(default=0)
+    disabled_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_hooks"
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(project__isnull=False, group__isnull=True)
+                | models.Q(project__isnull=True, group__isnull=False),
+                name="web_hook_has_one_parent",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebHookLog(models.Model):
+    """One delivery attempt of a hook: what the admin shows as recent deliveries."""
+
+    hook = models.ForeignKey(WebHook, on_delete=models.CASCADE, related_name="logs")
+    trigger = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=64)
+    attempt = models.SmallIntegerField(default=1)
+    # The HTTP status, or "internal error" when no answer came (GitLab's word).
+    response_status = models.CharField(max_length=32)
+    response_body = models.TextField(blank=True, default="")
+    execution_duration = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_hook_logs"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["hook", "-id"], name="web_hook_logs_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} -> {self.response_status}"

@@ -58,6 +58,8 @@ READ_GROUP_CONTAINER_IMAGES = "read_group_container_image"
 CREATE_SUBGROUP = "create_subgroup"
 CREATE_PROJECTS = "create_projects"
 ADMIN_GROUP_MEMBER = "admin_group_member"
+# Group settings and hooks (Owner).
+ADMIN_GROUP = "admin_group"
 READ_GROUP_MEMBERS = "read_group_member"
 
 _ALL_PROJECT = frozenset(
@@ -77,7 +79,15 @@ _ALL_PROJECT = frozenset(
     }
 )
 _ALL_GROUP = frozenset(
-    {READ_GROUP, READ_GROUP_CONTAINER_IMAGES, CREATE_SUBGROUP, CREATE_PROJECTS, ADMIN_GROUP_MEMBER, READ_GROUP_MEMBERS}
+    {
+        READ_GROUP,
+        READ_GROUP_CONTAINER_IMAGES,
+        CREATE_SUBGROUP,
+        CREATE_PROJECTS,
+        ADMIN_GROUP_MEMBER,
+        ADMIN_GROUP,
+        READ_GROUP_MEMBERS,
+    }
 )
 _REGISTRY_ABILITIES = frozenset(
     {READ_CONTAINER_IMAGE, CREATE_CONTAINER_IMAGE, DESTROY_CONTAINER_IMAGE, ADMIN_CONTAINER_IMAGE}
@@ -171,7 +181,7 @@ def group_abilities(actor: Actor, group: Namespace) -> frozenset[str]:
     if (level or 0) >= AccessLevel.MAINTAINER:
         abilities.add(CREATE_SUBGROUP)
     if (level or 0) >= AccessLevel.OWNER:
-        abilities.add(ADMIN_GROUP_MEMBER)
+        abilities |= {ADMIN_GROUP_MEMBER, ADMIN_GROUP}
     return frozenset(abilities)
 
 

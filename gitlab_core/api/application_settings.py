@@ -25,6 +25,7 @@ BOOLEAN_FIELDS = (
     "container_registry_expiration_policies_caching",
     "container_expiration_policy_enabled_by_default",
     "signup_enabled",
+    "allow_local_requests_from_web_hooks_and_services",
 )
 VISIBILITY_FIELDS = ("default_project_visibility", "default_group_visibility")
 WRITABLE_FIELDS = INTEGER_FIELDS + BOOLEAN_FIELDS + VISIBILITY_FIELDS

@@ -103,6 +103,7 @@ def application_settings(settings: ApplicationSettings) -> dict:
         "container_registry_features": list(settings.container_registry_features or []),
         "default_projects_limit": settings.default_projects_limit,
         "signup_enabled": settings.signup_enabled,
+        "allow_local_requests_from_web_hooks_and_services": settings.allow_local_requests_from_web_hooks_and_services,
         "default_project_visibility": settings.default_project_visibility,
         "default_group_visibility": settings.default_group_visibility,
     }
