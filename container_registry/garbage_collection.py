@@ -4,7 +4,8 @@ Tag deletion and cleanup policies only unlink manifests; the bytes come back whe
 registry's own ``garbage-collect`` runs on its storage while nothing writes to it (a
 push racing the collection can lose blobs it just uploaded). So the collection refuses
 to start unless the registry at ``REGISTRY_API_URL`` is stopped (nothing answers) or in
-read-only mode (``registry_config --read-only``), then runs the binary
+read-only mode (``registry_config --read-only``); a dry run, which only reads, may run
+beside a writable registry (its counts are then a snapshot). Then it runs the binary
 (``REGISTRY_BINARY``, default ``registry`` or ``docker-registry`` on ``PATH``) on the
 given config, and reports what it removed and the storage size before and after (the
 filesystem driver's ``rootdirectory``).
@@ -67,7 +68,7 @@ def registry_binary() -> str:
     return found
 
 
-def storage_root(config_path: Path) -> Path:
+def storage_root(config_path: str | Path) -> Path:
     """The filesystem driver's ``rootdirectory`` of a registry config file."""
     filesystem = read_config(config_path).get("storage", {})
     filesystem = filesystem.get("filesystem") if isinstance(filesystem, dict) else None
@@ -79,9 +80,9 @@ def storage_root(config_path: Path) -> Path:
     return Path(root)
 
 
-def refuse_while_writable() -> str:
-    """Why it is safe to collect now ("stopped" or "read-only"); raises ``ServiceError``
-    when the registry at ``REGISTRY_API_URL`` accepts writes or cannot be told."""
+def registry_state() -> str:
+    """``"stopped"`` (nothing answers at ``REGISTRY_API_URL``), ``"read-only"`` or
+    ``"writable"``; raises ``ServiceError`` when the registry answers but cannot be told."""
     url = settings.REGISTRY_API_URL
     try:
         requests.get(f"{url.rstrip('/')}/v2/", timeout=settings.REGISTRY_REQUEST_TIMEOUT)
@@ -93,12 +94,7 @@ def refuse_while_writable() -> str:
         state = get_client().delete_probe()
     except RegistryError as exc:
         raise gc_error(f"cannot tell whether the registry at {url} accepts writes: {exc}")
-    if state != READ_ONLY:
-        raise gc_error(
-            f"the registry at {url} accepts writes: stop it, or restart it with a read-only config "
-            "(`manage.py registry_config --read-only ...`), before collecting garbage"
-        )
-    return "read-only"
+    return "read-only" if state == READ_ONLY else "writable"
 
 
 def directory_size(root: Path) -> int:
@@ -121,7 +117,7 @@ def directory_size(root: Path) -> int:
 
 def collect_garbage(
     *,
-    config_path: Path,
+    config_path: str | Path,
     delete_untagged: bool = False,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -131,12 +127,19 @@ def collect_garbage(
     ``delete_untagged`` also removes manifests no tag points at (and blobs only they
     use): among them the dummy manifests tag deletion leaves behind, but also images
     pushed by digest only, and the children of multi-arch images in distribution 2.8.
-    Raises ``ServiceError`` when the registry accepts writes or the run fails.
+    Raises ``ServiceError`` when the registry accepts writes (unless ``dry_run``) or the
+    run fails.
     """
     progress = progress or (lambda line: None)
     binary = registry_binary()
     root = storage_root(config_path)
-    progress(f"registry {refuse_while_writable()}; storage {root}")
+    state = registry_state()
+    if state == "writable" and not dry_run:
+        raise gc_error(
+            f"the registry at {settings.REGISTRY_API_URL} accepts writes: stop it, or restart it with a "
+            "read-only config (`manage.py registry_config --read-only ...`), before collecting garbage"
+        )
+    progress(f"registry {state}; storage {root}")
     size_before = directory_size(root)
     progress(f"storage holds {size_before} bytes; running {binary} garbage-collect")
     args = [binary, "garbage-collect", str(config_path)]
