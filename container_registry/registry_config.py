@@ -39,7 +39,7 @@ from django.utils.crypto import salted_hmac
 from gitlab_core.errors import ServiceError
 
 DEFAULT_STORAGE_ROOT = "/var/lib/registry"
-REALM_PATH = "/jwt/auth"
+HTTP_SECRET_SALT = "container_registry.registry_config.http_secret"
 # The notifications endpoint: a 5 s answer is plenty for the receiver; an undelivered
 # event is retried every second and later events wait behind it, so none is lost.
 NOTIFICATION_TIMEOUT = "5s"
@@ -155,7 +155,7 @@ def config_from_settings(
         cert_bundle=write_certificate_bundle(cert_bundle_path),
         listen=listen or default_listen(),
         storage_root=storage_root,
-        http_secret=salted_hmac("container_registry.registry_config.http_secret", "registry").hexdigest(),
+        http_secret=salted_hmac(HTTP_SECRET_SALT, "registry", algorithm="sha256").hexdigest(),
         notifications=Notifications(url=notifications_url, secret=secret),
         read_only=read_only,
     )

@@ -4,6 +4,7 @@ and ``registry_garbage_collect`` frees the space of deleted tags while nothing w
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -18,6 +19,8 @@ from container_registry import registry_activity
 from container_registry.client import get_client
 from container_registry.garbage_collection import directory_size
 from container_registry.models import ContainerRepository
+from container_registry.registry_checks import run_checks
+from container_registry.registry_config import render
 from jwt_auth.tokens import mint_registry_token
 from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
@@ -30,7 +33,7 @@ from tests_support.registry import (
     skopeo,
     wait_until,
 )
-from tests_support.registry_fixtures import NOTIFICATION_PATH, _require_tools
+from tests_support.registry_fixtures import NOTIFICATION_PATH, _require_tools, _wait_for_quiet_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -99,6 +102,7 @@ def generated(live_server, settings, registry_keys, tmp_path):
         yield registry
     finally:
         registry.instance.stop()
+        _wait_for_quiet_database()
 
 
 def run_check(*args: str) -> tuple[str, str | None]:
@@ -165,6 +169,43 @@ def test_check_names_the_issuer_when_the_registry_trusts_another(generated, sett
     )
     assert "its config file says why: " in lines["FAIL registry accepts our tokens"]
     assert settings.REGISTRY_NOTIFICATION_SECRET not in output
+
+
+def test_check_names_disabled_deletes(generated):
+    config = generated.configure()
+    config["storage"]["delete"]["enabled"] = False
+    generated.instance.config_path.write_text(render(config))
+    generated.instance.start()
+
+    output, error = run_check()
+
+    assert "FAIL deletes enabled: the registry answers deletes with 405 UNSUPPORTED" in output
+    assert "ok   registry accepts writes" in output
+    assert error is not None and "deletes enabled" in error
+
+
+def test_check_names_lost_notifications_when_the_registry_sends_another_secret(generated, settings, pusher, tmp_path):
+    project, creds = pusher
+    secret = settings.REGISTRY_NOTIFICATION_SECRET
+    settings.REGISTRY_NOTIFICATION_SECRET = "a-secret-the-receiver-does-not-know"
+    generated.configure()
+    generated.instance.start()
+    settings.REGISTRY_NOTIFICATION_SECRET = secret
+    source = build_image(tmp_path / "layout", size=4096, seed="lost")
+    skopeo("copy", source, generated.instance.ref("acme/svc/app", "v1"), creds=creds)
+    wait_until(lambda: "401" in generated.instance.log(), message="a refused delivery")
+
+    now = dt.datetime.now(dt.UTC)
+    assert {check.name: check.ok for check in run_checks(now=now)}["notifications arrive"]  # its grace
+    checks = {check.name: check for check in run_checks(now=now + dt.timedelta(minutes=6))}
+
+    lost = checks["notifications arrive"]
+    assert not lost.ok and "no event followed" in lost.detail
+    assert "last event received never" in lost.detail
+    assert all(check.ok for name, check in checks.items() if name != "notifications arrive")
+    output, error = run_check(f"--config={generated.instance.config_path}")
+    assert "does not send our REGISTRY_NOTIFICATION_SECRET" in output
+    assert secret not in output and "a-secret-the-receiver-does-not-know" not in output
 
 
 def test_a_rotation_bundle_trusts_both_keys(generated, settings, tmp_path):
