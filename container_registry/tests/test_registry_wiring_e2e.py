@@ -182,6 +182,17 @@ def test_check_names_disabled_deletes(generated):
     assert "FAIL deletes enabled: the registry answers deletes with 405 UNSUPPORTED" in output
     assert "ok   registry accepts writes" in output
     assert error is not None and "deletes enabled" in error
+    assert list(generated.instance.data_dir.rglob("*")) == []  # the probes wrote nothing
+
+
+def test_the_write_probe_of_a_writable_registry_writes_nothing(generated):
+    generated.configure()
+    generated.instance.start()
+
+    output, error = run_check()
+
+    assert "ok   deletes enabled" in output and "ok   registry accepts writes" in output
+    assert list(generated.instance.data_dir.rglob("*")) == []
 
 
 def test_check_names_lost_notifications_when_the_registry_sends_another_secret(generated, settings, pusher, tmp_path):
