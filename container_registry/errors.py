@@ -29,7 +29,12 @@ class RegistryNotFound(PermanentRegistryError):
 
 
 class RegistryDeleteDisabled(PermanentRegistryError):
-    """405: the registry runs without ``storage.delete.enabled``."""
+    """405: the registry runs without ``storage.delete.enabled`` (or read-only: then
+    ``allow``, the answer's ``Allow`` header, lists no write method)."""
+
+    def __init__(self, message: str, *, status: int | None = None, allow: str | None = None):
+        super().__init__(message, status=status)
+        self.allow = allow
 
 
 class RegistryUnauthorized(PermanentRegistryError):

@@ -31,6 +31,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from container_registry import event_envelopes, events
+from container_registry.registry_activity import note_event_received
 from gitlab_core import doors
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def receive(method: str, authorization: str, content_type: str, body: bytes) -> 
     except (OperationalError, InterfaceError) as exc:
         logger.warning("registry events not applied, database unavailable: %s", exc.__class__.__name__)
         return 503, {"message": "503 Service Unavailable"}
+    note_event_received()
     return 200, None
 
 

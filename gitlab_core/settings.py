@@ -234,6 +234,9 @@ REGISTRY_CERT_PATH = env_str("REGISTRY_CERT_PATH", "") or None
 REGISTRY_ENABLED = env_bool("REGISTRY_ENABLED", True)
 REGISTRY_NOTIFICATION_SECRET = env_str("REGISTRY_NOTIFICATION_SECRET", "")
 REGISTRY_REQUEST_TIMEOUT = env_int("REGISTRY_REQUEST_TIMEOUT", 15, minimum=1)
+# The registry program `registry_garbage_collect` runs; empty: `registry` or
+# `docker-registry` on PATH.
+REGISTRY_BINARY = env_str("REGISTRY_BINARY", "")
 # Recorded event ids (de-duplication of re-sent notifications) are deleted after this
 # many days, daily; 0 keeps them. The registry re-sends an event only while its delivery
 # keeps failing, so this must exceed the longest outage of the receiver you expect.
