@@ -56,7 +56,7 @@ class AuditsSavedNamespace:
         if before is None:
             self.record_created(obj)
         else:
-            services.record_visibility_changes(obj, before)
+            services.record_attribute_changes(obj, before)
 
 
 def _member_source(member):

@@ -139,9 +139,18 @@ def record_group_created(group: Namespace) -> None:
     audit.record("group_created", entity=group, target=group, message="Created group")
 
 
-def record_visibility_changes(subject: Project | Namespace, before: dict) -> None:
-    """Audit the audited attributes of a saved group or project that differ from ``before``
-    (attribute -> stored value): visibility, registry access level and path."""
+# Attribute -> the event name's middle part (GitLab's names, where it has them).
+AUDITED_ATTRIBUTES = {
+    "visibility": "visibility_level",
+    "container_registry_access_level": "container_registry_access_level",
+    "path": "path",
+    "name": "name",
+}
+
+
+def record_attribute_changes(subject: Project | Namespace, before: dict) -> None:
+    """Audit each attribute of a saved group or project that differs from ``before``
+    (attribute -> stored value), one event per attribute."""
     kind = "project" if isinstance(subject, Project) else "group"
     for attribute, old in before.items():
         new = getattr(subject, attribute)
@@ -151,15 +160,6 @@ def record_visibility_changes(subject: Project | Namespace, before: dict) -> Non
             old, new = Visibility(old).label, Visibility(new).label
         event_name = f"{kind}_{AUDITED_ATTRIBUTES[attribute]}_updated"
         audit.record(event_name, entity=subject, target=subject, change=(attribute, old, new))
-
-
-# Attribute -> the event name's middle part (GitLab's names, where it has them).
-AUDITED_ATTRIBUTES = {
-    "visibility": "visibility_level",
-    "container_registry_access_level": "container_registry_access_level",
-    "path": "path",
-    "name": "name",
-}
 
 
 # --- projects -----------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def update_project(*, project: Project, changes: dict) -> Project:
     try:
         with transaction.atomic():
             project.save()
-            record_visibility_changes(project, before)
+            record_attribute_changes(project, before)
     except IntegrityError:
         raise bad_request({"path": ["has already been taken"]})
     return project

@@ -195,6 +195,31 @@ def test_groups_and_projects_saved_in_the_admin_are_audited(admin_client, world)
     assert platform.pk not in {e.entity_id for e in AuditEvent.objects.filter(entity_type="Group")}
 
 
+def test_a_group_visibility_changed_in_the_admin_is_audited(admin_client, world):
+    acme = world["acme"]
+
+    response = admin_client.post(
+        f"/admin/projects/group/{acme.pk}/change/",
+        {
+            "name": acme.name,
+            "description": "",
+            "visibility": 10,
+            "request_access_enabled": "on",
+            "members-TOTAL_FORMS": 0,
+            "members-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302
+
+    [event] = events("group_visibility_level_updated")
+    assert (event.entity_type, event.entity_id, event.details["from"], event.details["to"]) == (
+        "Group",
+        acme.pk,
+        "private",
+        "internal",
+    )
+
+
 def test_memberships_deleted_on_the_membership_page_are_audited(admin_client, world):
     membership = ProjectMember.objects.get(user=world["users"]["guest"])
 
