@@ -186,6 +186,7 @@ class RepositoryTagView(RegistryApiView):
         if tag_name not in deleted:
             raise bad_request(f"could not delete tags: {tag_name}")
         tag_cache.forget(repository.pk, [tag_name])
+        services.record_repository_event(repository, "container_repository_tags_deleted", f"Deleted tag {tag_name}")
         webhooks.request_deliveries(
             project.pk,
             [webhooks.RegistryChange("delete", repository.path, tag=tag_name, digest=digest, actor=self.user)],

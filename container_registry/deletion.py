@@ -32,6 +32,8 @@ from django.utils import timezone
 from container_registry.client import RegistryClient, get_client
 from container_registry.errors import RegistryError, RegistryNotFound
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
+from container_registry.services import record_repository_event
+from gitlab_core import audit
 from projects import webhooks
 from projects.models import Project
 
@@ -106,6 +108,13 @@ def schedule_project_repositories_for_deletion(*, project: Project, now: dt.date
             failed_deletion_count=0,
             next_delete_attempt_at=None,
         )
+        if fresh + failed:
+            # One event for the project: it may hold many repositories.
+            audit.record(
+                "container_repository_deletion_scheduled",
+                entity=project,
+                message=f"Scheduled deletion of {fresh + failed} container repositories with the project",
+            )
     return fresh + failed
 
 
@@ -274,7 +283,14 @@ def record_deletion_failure(*, repository: ContainerRepository, message: str, no
             failed_deletion_count=count + 1,
             next_delete_attempt_at=now + backoff_wait(count),
         )
-    ContainerRepository.objects.filter(pk=repository.pk, status=Status.DELETE_ONGOING).update(**fields)
+    with transaction.atomic():
+        changed = ContainerRepository.objects.filter(pk=repository.pk, status=Status.DELETE_ONGOING).update(**fields)
+        if changed and fields["status"] == Status.DELETE_FAILED:
+            record_repository_event(
+                repository,
+                "container_repository_deletion_failed",
+                f"Deletion failed for good after {count} retries: {fields['last_deletion_error']}",
+            )
     return fields["status"]
 
 

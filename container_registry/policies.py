@@ -20,6 +20,7 @@ from container_registry.models import (
     ContainerExpirationPolicy,
 )
 from container_registry.regex import validate_regex
+from gitlab_core import audit
 from gitlab_core.api.params import parse_bool
 from gitlab_core.errors import bad_request, invalid_params
 from projects.models import Project
@@ -141,7 +142,29 @@ def update_cleanup_policy(*, project: Project, attributes: dict) -> ContainerExp
     """
     policy, _ = ContainerExpirationPolicy.objects.select_for_update().get_or_create(project=project)
     changes = validate_cleanup_policy_attributes(attributes=attributes, current=policy)
+    before = audited_values(policy)
     for key, value in changes.items():
         setattr(policy, key, value)
     policy.save()
+    record_policy_changes(policy, before, project=project)
     return policy
+
+
+AUDITED_FIELDS = ("enabled", "cadence", "keep_n", "older_than", "name_regex", "name_regex_keep")
+
+
+def audited_values(policy: ContainerExpirationPolicy) -> dict[str, Any]:
+    return {field: getattr(policy, field) for field in AUDITED_FIELDS}
+
+
+def record_policy_changes(policy: ContainerExpirationPolicy, before: dict[str, Any], *, project: Project) -> None:
+    """Audit each attribute of a saved cleanup policy that differs from ``before``; every
+    writer of a policy (API, admin, commands) calls it in the transaction of the save."""
+    audit.record_changes(
+        "project_cleanup_policy_updated",
+        entity=project,
+        before=before,
+        after=audited_values(policy),
+        target=policy,
+        target_details=f"cleanup policy of {project.full_path}",
+    )

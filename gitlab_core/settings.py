@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The author and client address of the audit events a request records.
+    "gitlab_core.audit.AuditContextMiddleware",
 ]
 
 ROOT_URLCONF = "gitlab_core.urls"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils import timezone
 
 from gitlab_core.admin import ShowsNewSecretOnce
 from gitlab_core.errors import ServiceError
-from gitlab_core.signals import send_access_changed
-from projects import protection, webhooks
+from projects import protection, services, webhooks
 from projects.models import (
     DEPLOY_TOKEN_SCOPES,
     CiJob,
@@ -35,6 +35,79 @@ from projects.paths import path_problems
 
 def _visibility_label(value: int) -> str:
     return Visibility(value).label
+
+
+# --- Auditing what the admin saves directly ------------------------------------------------------
+# The admin saves these rows itself, inside its own transaction; the hooks below record the
+# same audit events as the services the API goes through.
+
+
+def _stored_before(form, obj) -> dict:
+    """The audited attributes this form may change, as they were before the save."""
+    return {
+        name: form.initial.get(name, getattr(obj, name))
+        for name in services.AUDITED_ATTRIBUTES
+        if name in form.base_fields
+    }
+
+
+class AuditsSavedNamespace:
+    """Admin mixin for groups and projects: creation and attribute changes are audited."""
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        before = _stored_before(form, obj) if change else None
+        super().save_model(request, obj, form, change)
+        if before is None:
+            self.record_created(obj)
+        else:
+            services.record_attribute_changes(obj, before)
+
+
+def _member_source(member):
+    return member.group if isinstance(member, GroupMember) else member.project
+
+
+def _member_before(form) -> dict:
+    return {"access_level": form.initial.get("access_level"), "expires_at": form.initial.get("expires_at")}
+
+
+class AuditsMemberInlines:
+    """Admin mixin: memberships added, changed or removed in an inline are audited."""
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        if formset.model not in (GroupMember, ProjectMember):
+            return super().save_formset(request, form, formset, change)
+        before = {f.instance.pk: _member_before(f) for f in formset.initial_forms}
+        formset.save()
+        for member in formset.new_objects:
+            services.record_member_created(_member_source(member), member)
+        for member, _fields in formset.changed_objects:
+            services.record_member_updated(_member_source(member), member, before[member.pk])
+        for member in formset.deleted_objects:
+            services.record_member_destroyed(_member_source(member), member)
+        return None
+
+
+class AuditsMembers:
+    """Admin mixin for the membership pages: saves and deletions are audited."""
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        before = _member_before(form) if change else None
+        super().save_model(request, obj, form, change)
+        if before is None:
+            services.record_member_created(_member_source(obj), obj)
+        else:
+            services.record_member_updated(_member_source(obj), obj, before)
+
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            services.record_member_destroyed(_member_source(obj), obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            for member in queryset.select_related("user"):
+                self.delete_model(request, member)
 
 
 # --- Groups -------------------------------------------------------------------------------------
@@ -79,7 +152,7 @@ class GroupMemberInline(admin.TabularInline):
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(AuditsSavedNamespace, AuditsMemberInlines, admin.ModelAdmin):
     form = GroupForm
     list_display = ("full_path", "name", "visibility", "created_at")
     list_filter = ("visibility",)
@@ -92,6 +165,9 @@ class GroupAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ("path", "parent", "full_path") if obj is not None else ("full_path",)
+
+    def record_created(self, obj: Group) -> None:
+        services.record_group_created(obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "parent":
@@ -134,7 +210,7 @@ class ProjectMemberInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(AuditsSavedNamespace, AuditsMemberInlines, admin.ModelAdmin):
     form = ProjectForm
     list_display = ("full_path", "name", "visibility", "container_registry_access_level", "pending_delete")
     list_filter = ("visibility", "container_registry_access_level", "pending_delete")
@@ -155,6 +231,9 @@ class ProjectAdmin(admin.ModelAdmin):
             obj.creator = request.user
         super().save_model(request, obj, form, change)
 
+    def record_created(self, obj: Project) -> None:
+        services.record_project_created(obj)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
@@ -163,7 +242,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(GroupMember)
-class GroupMemberAdmin(admin.ModelAdmin):
+class GroupMemberAdmin(AuditsMembers, admin.ModelAdmin):
     list_display = ("group", "user", "access_level", "expires_at", "created_at")
     list_filter = ("access_level",)
     search_fields = ("group__full_path", "user__username")
@@ -172,7 +251,7 @@ class GroupMemberAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectMember)
-class ProjectMemberAdmin(admin.ModelAdmin):
+class ProjectMemberAdmin(AuditsMembers, admin.ModelAdmin):
     list_display = ("project", "user", "access_level", "expires_at", "created_at")
     list_filter = ("access_level",)
     search_fields = ("project__full_path", "user__username")
@@ -207,8 +286,7 @@ class DeployTokenCreateForm(forms.ModelForm):
 
 @admin.action(description="Revoke selected tokens")
 def revoke_deploy_tokens(modeladmin, request, queryset):
-    count = queryset.filter(revoked=False).update(revoked=True)
-    send_access_changed(DeployToken)
+    count = services.revoke_deploy_tokens(tokens=queryset)
     modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 
@@ -242,10 +320,14 @@ class DeployTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
 
     def save_model(self, request, obj: DeployToken, form, change: bool) -> None:
         if change:
+            # Only ``revoked`` is editable here; the admin saves the row in its transaction.
             super().save_model(request, obj, form, change)
+            if "revoked" in form.changed_data:
+                services.record_deploy_token_revoked_flag(obj)
             return
         secret = obj.set_secret()
         super().save_model(request, obj, form, change)
+        services.record_deploy_token_created(obj)
         self.keep_new_secret(request, secret)
 
     def has_delete_permission(self, request, obj=None) -> bool:

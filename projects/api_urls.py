@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from projects.api import deploy_tokens, groups, hooks, members, projects, protection_rules
+from projects.api import audit_events, deploy_tokens, groups, hooks, members, projects, protection_rules
 
 urlpatterns = [
     path("groups", groups.GroupsView.as_view()),
     path("groups/<str:group_id>", groups.GroupView.as_view()),
     path("groups/<str:group_id>/subgroups", groups.SubgroupsView.as_view()),
+    path("groups/<str:group_id>/audit_events", audit_events.GroupAuditEventsView.as_view()),
+    path("groups/<str:group_id>/audit_events/<str:event_id>", audit_events.GroupAuditEventView.as_view()),
     path("projects", projects.ProjectsView.as_view()),
     path("projects/<str:project_id>", projects.ProjectView.as_view()),
+    path("projects/<str:project_id>/audit_events", audit_events.ProjectAuditEventsView.as_view()),
+    path("projects/<str:project_id>/audit_events/<str:event_id>", audit_events.ProjectAuditEventView.as_view()),
     path("projects/<str:project_id>/deploy_tokens", deploy_tokens.DeployTokensView.as_view()),
     path("projects/<str:project_id>/deploy_tokens/<str:token_id>", deploy_tokens.DeployTokenView.as_view()),
     path(

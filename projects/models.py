@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from gitlab_core import tokens
+from gitlab_core.audit import Entity
 
 
 class Visibility(models.IntegerChoices):
@@ -93,6 +94,13 @@ class Namespace(models.Model):
     @property
     def is_group(self) -> bool:
         return self.kind == self.Kind.GROUP
+
+    @property
+    def audit_entity(self) -> Entity:
+        """Audit events are listed under the group, or under the owner of a personal namespace."""
+        if self.is_group:
+            return Entity("Group", self.pk, self.full_path)
+        return Entity("User", self.owner_id, self.full_path)
 
     @property
     def visibility_name(self) -> str:
@@ -177,6 +185,10 @@ class Project(models.Model):
     @property
     def visibility_name(self) -> str:
         return Visibility(self.visibility).label
+
+    @property
+    def audit_entity(self) -> Entity:
+        return Entity("Project", self.pk, self.full_path)
 
     @property
     def name_with_namespace(self) -> str:

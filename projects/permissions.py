@@ -50,6 +50,7 @@ REMOVE_PROJECT = "remove_project"
 READ_MEMBERS = "read_project_member"
 ADMIN_PROJECT_MEMBER = "admin_project_member"
 ADMIN_DEPLOY_TOKENS = "admin_deploy_token"
+READ_PROJECT_AUDIT_EVENTS = "read_project_audit_events"
 # Grant, change or remove the Owner role of a project member (Owners only).
 MANAGE_PROJECT_OWNERS = "manage_owners"
 # Group abilities.
@@ -61,6 +62,7 @@ ADMIN_GROUP_MEMBER = "admin_group_member"
 # Group settings and hooks (Owner).
 ADMIN_GROUP = "admin_group"
 READ_GROUP_MEMBERS = "read_group_member"
+READ_GROUP_AUDIT_EVENTS = "read_group_audit_events"
 
 _ALL_PROJECT = frozenset(
     {
@@ -76,6 +78,7 @@ _ALL_PROJECT = frozenset(
         ADMIN_PROJECT_MEMBER,
         ADMIN_DEPLOY_TOKENS,
         MANAGE_PROJECT_OWNERS,
+        READ_PROJECT_AUDIT_EVENTS,
     }
 )
 _ALL_GROUP = frozenset(
@@ -87,6 +90,7 @@ _ALL_GROUP = frozenset(
         ADMIN_GROUP_MEMBER,
         ADMIN_GROUP,
         READ_GROUP_MEMBERS,
+        READ_GROUP_AUDIT_EVENTS,
     }
 )
 _REGISTRY_ABILITIES = frozenset(
@@ -135,7 +139,7 @@ def project_abilities(
             if (level or 0) >= minimum:
                 abilities.add(ability)
     if (level or 0) >= AccessLevel.MAINTAINER:
-        abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS}
+        abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS, READ_PROJECT_AUDIT_EVENTS}
     if (level or 0) >= AccessLevel.OWNER:
         abilities |= {CHANGE_NAMESPACE_ATTRIBUTES, REMOVE_PROJECT, MANAGE_PROJECT_OWNERS}
     return frozenset(abilities)
@@ -181,7 +185,7 @@ def group_abilities(actor: Actor, group: Namespace) -> frozenset[str]:
     if (level or 0) >= AccessLevel.MAINTAINER:
         abilities.add(CREATE_SUBGROUP)
     if (level or 0) >= AccessLevel.OWNER:
-        abilities |= {ADMIN_GROUP_MEMBER, ADMIN_GROUP}
+        abilities |= {ADMIN_GROUP_MEMBER, ADMIN_GROUP, READ_GROUP_AUDIT_EVENTS}
     return frozenset(abilities)
 
 

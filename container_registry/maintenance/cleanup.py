@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from container_registry.cleanup import (
 )
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
+from container_registry.policies import audited_values, record_policy_changes
 from container_registry.regex import validate_regex
 from container_registry.scheduling import claim_repository, record_run
 from projects.models import Project
@@ -168,8 +170,11 @@ def enable_cleanup_policies(projects: Iterable[Project] | None = None) -> Enable
         if problem:
             report.skipped[project.full_path] = problem
             continue
+        before = audited_values(policy)
         policy.enabled = True
-        policy.save()
+        with transaction.atomic():
+            policy.save()
+            record_policy_changes(policy, before, project=project)
         report.enabled.append(project.full_path)
     return report
 

@@ -1,10 +1,10 @@
-"""Response shapes of users, personal access tokens and application settings, as GitLab's
-API renders them."""
+"""Response shapes of users, personal access tokens, application settings and audit
+events, as GitLab's API renders them."""
 
 from __future__ import annotations
 
 from gitlab_core.api.format import base_url, iso, iso_date
-from gitlab_core.models import ApplicationSettings, PersonalAccessToken, User
+from gitlab_core.models import ApplicationSettings, AuditEvent, PersonalAccessToken, User
 
 
 def user_basic(user: User, request) -> dict:
@@ -106,4 +106,16 @@ def application_settings(settings: ApplicationSettings) -> dict:
         "allow_local_requests_from_web_hooks_and_services": settings.allow_local_requests_from_web_hooks_and_services,
         "default_project_visibility": settings.default_project_visibility,
         "default_group_visibility": settings.default_group_visibility,
+    }
+
+
+def audit_event(event: AuditEvent) -> dict:
+    return {
+        "id": event.pk,
+        "author_id": event.author_id,
+        "entity_id": event.entity_id,
+        "entity_type": event.entity_type,
+        "event_name": event.event_name,
+        "details": event.details,
+        "created_at": iso(event.created_at),
     }

@@ -27,6 +27,7 @@ def admin_client(client, admin):
 def settings_form(**overrides) -> dict:
     data = {
         "container_registry_token_expire_delay": 5,
+        "container_registry_refresh_token_days": 30,
         "container_registry_expiration_policies_worker_capacity": 4,
         "container_registry_cleanup_tags_service_max_list_size": 200,
         "container_registry_delete_tags_service_timeout": 250,

@@ -7,7 +7,7 @@ import warnings
 import gitlab
 import pytest
 
-from gitlab_core.models import ApplicationSettings
+from gitlab_core.models import ApplicationSettings, User
 from projects.models import Project
 from tests_support.factories import make_group, make_token, make_user
 
@@ -114,3 +114,61 @@ def test_pagination_follows_links_without_base_url_warnings(gl):
     assert len(every) == 25 and [g.path for g in streamed] == [g.path for g in every]
     first_page = gl.groups.list(per_page=10, page=3)
     assert len(first_page) == 5
+
+
+def test_audit_events_of_api_calls_and_admin_actions(gl, live_server, gitlab_client, client, admin):
+    """python-gitlab reads, unchanged, the events that its own calls and an administrator's
+    admin pages recorded: for the instance, a group (Owners) and a project (Maintainers)."""
+    group = gl.groups.create({"name": "Acme", "path": "acme", "visibility": "internal"})
+    project = gl.projects.create({"name": "svc", "namespace_id": group.id, "visibility": "private"})
+    dev, maint = make_user("dev"), make_user("maint")
+    project.members.create({"user_id": dev.pk, "access_level": 30})
+    project.members.create({"user_id": maint.pk, "access_level": 40})
+    gl.projects.update(project.id, {"visibility": "internal"})
+    # An administrator blocks a user in the admin (the real admin form, posted).
+    client.force_login(admin)
+    response = client.post(
+        f"/admin/gitlab_core/user/{dev.pk}/change/",
+        {
+            "username": "dev",
+            "name": dev.name,
+            "email": dev.email,
+            "state": "blocked",
+            "can_create_group": "on",
+            "projects_limit": dev.projects_limit,
+        },
+    )
+    assert response.status_code == 302
+
+    instance = gl.audit_events.list(get_all=True)
+    assert [e.event_name for e in instance][:2] == ["user_blocked", "project_visibility_level_updated"]
+    blocked = instance[0]
+    assert (blocked.author_id, blocked.entity_type, blocked.entity_id) == (admin.pk, "User", dev.pk)
+    assert blocked.details["author_name"] == admin.name and blocked.details["ip_address"] == "127.0.0.1"
+
+    about_project = gl.audit_events.list(entity_type="Project", entity_id=project.id, get_all=True)
+    assert {e.event_name for e in about_project} == {
+        "project_created",
+        "member_created",
+        "project_visibility_level_updated",
+    }
+    visibility = gl.audit_events.get(about_project[0].id)
+    assert (visibility.details["change"], visibility.details["from"], visibility.details["to"]) == (
+        "visibility",
+        "private",
+        "internal",
+    )
+
+    # The group's Owner (root created it) reads the group's events.
+    assert [e.event_name for e in group.audit_events.list(get_all=True)] == ["group_created"]
+    # A Maintainer reads the project's; a Developer may not.
+    as_maint = gitlab_client(live_server.url, make_token(maint))
+    assert len(as_maint.projects.get(project.id, lazy=True).audit_events.list(get_all=True)) == len(about_project)
+    as_dev_project = gitlab_client(live_server.url, make_token(make_user("dev2"))).projects.get(project.id, lazy=True)
+    project.members.create({"user_id": User.objects.get(username="dev2").pk, "access_level": 30})
+    with pytest.raises(gitlab.GitlabListError) as excinfo:
+        as_dev_project.audit_events.list()
+    assert excinfo.value.response_code == 403
+    with pytest.raises(gitlab.GitlabListError) as excinfo:
+        as_maint.audit_events.list()
+    assert excinfo.value.response_code == 403
