@@ -48,12 +48,13 @@ class ContainerExpirationPolicyAdmin(admin.ModelAdmin):
         "name_regex",
         "name_regex_keep",
         "next_run_at",
+        "disabled_reason",
         "dry_run_link",
     )
     list_filter = ("enabled", "cadence")
     search_fields = ("project__full_path",)
     list_select_related = ("project",)
-    readonly_fields = ("project", "next_run_at", "dry_run_link")
+    readonly_fields = ("project", "next_run_at", "disabled_reason", "dry_run_link")
     actions = ("enable_policies",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -58,7 +58,7 @@ from container_registry.cleanup_rules import (
     kept_until,
     limit_deletions,
 )
-from container_registry.errors import RegistryError, RegistryNotFound
+from container_registry.errors import RegistryError, RegistryNotFound, TagsNotDeleted
 from container_registry.models import ContainerRepository
 from gitlab_core.models import ApplicationSettings, User
 from projects import permissions, webhooks
@@ -72,6 +72,7 @@ STOP_TIME_BUDGET = "time_budget"
 STOP_REGISTRY_ERROR = "registry_error"
 STOP_INVALID_POLICY = "invalid_policy"
 STOP_POLICY_DISABLED = "policy_disabled"
+STOP_NEXT_RUN_SOON = "next_run_soon"
 STOP_STALE = "stale"
 LIMIT_REASONS = frozenset({STOP_TAGS_LIMIT, STOP_TIME_BUDGET})
 
@@ -240,8 +241,9 @@ def cleanup_tags(
     ``policy_run`` enables the creation-time cache (GitLab caches for policies only).
     Registry faults do not raise: the result is ``unfinished`` with ``stop_reason``
     ``registry_error`` and ``error`` set, and ``deleted`` lists what went before the fault.
-    Raises ``InvalidCleanupRules`` for bad rules. The project's hooks hear of every
-    deleted tag, from ``actor`` (None: the cleanup policy).
+    A run that deleted none of the tags it tried ends so too (``TagsNotDeleted``).
+    The project's hooks hear of every deleted tag, from ``actor`` (None: the cleanup
+    policy). Raises ``InvalidCleanupRules`` for bad rules.
     """
     compiled = rules.compile()
     app_settings = ApplicationSettings.current()
@@ -297,6 +299,10 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
         clock=clock,
         progress=progress,
     )
+    if to_delete and not result.deleted:
+        # Every tag tried was refused (a PUT the registry rejects is skipped): GitLab's
+        # delete service then answers an error, and the run ends unfinished with it.
+        raise TagsNotDeleted(repository.path, to_delete)
     if push_count is not None and timed_out and not truncated:
         _carry_dates(repository, created, gone=result.deleted, push_count=push_count)
     elif push_count is not None and not timed_out and not truncated:

@@ -47,3 +47,15 @@ class TooManyTags(PermanentRegistryError):
     def __init__(self, path: str, limit: int):
         super().__init__(f"{path} has more than {limit} tags")
         self.limit = limit
+
+
+class TagsNotDeleted(PermanentRegistryError):
+    """The registry refused every tag a cleanup tried to delete."""
+
+    # Tag names quoted in the message, at most (a run may try thousands).
+    MAX_NAMES = 20
+
+    def __init__(self, path: str, tags: list[str]):
+        names = ", ".join(tags[: self.MAX_NAMES]) + (", ..." if len(tags) > self.MAX_NAMES else "")
+        super().__init__(f"could not delete tags of {path}: {names}")
+        self.tags = tags

@@ -27,8 +27,7 @@ from container_registry.cleanup import (
 )
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
-from container_registry.policies import audited_values, record_policy_changes
-from container_registry.regex import validate_regex
+from container_registry.policies import audited_values, policy_problem, record_policy_changes
 from container_registry.scheduling import claim_repository, record_run
 from projects.models import Project
 
@@ -166,7 +165,7 @@ def enable_cleanup_policies(projects: Iterable[Project] | None = None) -> Enable
     report = EnableReport()
     for project in projects if projects is not None else projects_with_disabled_cleanup_policy():
         policy, _ = ContainerExpirationPolicy.objects.get_or_create(project=project)
-        problem = _enable_problem(policy)
+        problem = policy_problem(policy)
         if problem:
             report.skipped[project.full_path] = problem
             continue
@@ -177,13 +176,3 @@ def enable_cleanup_policies(projects: Iterable[Project] | None = None) -> Enable
             record_policy_changes(policy, before, project=project)
         report.enabled.append(project.full_path)
     return report
-
-
-def _enable_problem(policy: ContainerExpirationPolicy) -> str | None:
-    if not policy.name_regex or not policy.name_regex.strip():
-        return "name_regex is blank"
-    for key in ("name_regex", "name_regex_keep"):
-        value = getattr(policy, key)
-        if value and (detail := validate_regex(value)) is not None:
-            return f"{key} is not valid RE2 syntax: {detail}"
-    return None

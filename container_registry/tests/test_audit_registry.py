@@ -107,3 +107,19 @@ def test_cleanup_policy_changes_through_the_api_are_audited_per_attribute(client
     }
     # name_regex was already ".*": only what changed is recorded.
     assert changes == {"cadence": ("1d", "7d"), "keep_n": (10, 50)}
+
+
+def test_policies_the_system_turns_off_are_audited(world):
+    from container_registry.models import ContainerExpirationPolicy
+    from container_registry.policies import disable_policies_without_repositories, disable_policy
+
+    project = world["project"]
+    ContainerExpirationPolicy.objects.filter(project=project).update(enabled=True)
+    assert disable_policies_without_repositories() == [project.pk]
+    [event] = events("project_cleanup_policy_updated")
+    assert (event.entity_type, event.entity_id, event.author_id) == ("Project", project.pk, -1)
+    assert (event.details["change"], event.details["from"], event.details["to"]) == ("enabled", True, False)
+
+    ContainerExpirationPolicy.objects.filter(project=project).update(enabled=True)
+    assert disable_policy(project_id=project.pk, reason="invalid_policy: name_regex is blank")
+    assert "name_regex is blank" in events("project_cleanup_policy_updated")[-1].details["target_details"]

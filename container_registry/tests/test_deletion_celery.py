@@ -29,6 +29,7 @@ from container_registry.models import ContainerRepository
 from container_registry.tests.test_deletion_e2e import push, registry_tags, schedule
 from gitlab_core.celery import app
 from projects.models import AccessLevel, ProjectMember
+from tests_support import db_faults
 from tests_support.celery_live import child_environment
 from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import free_port
@@ -218,6 +219,26 @@ def test_celery_worker_deletes_a_scheduled_repository_end_to_end(registry, redis
     assert registry_tags(registry, creds, "acme/svc/app") == []
     _wait(lambda: task_results(worker.log(), DELETE_TASK), timeout=10, what="the task result", log=worker.log)
     assert task_results(worker.log(), DELETE_TASK) == ["'deleted'"]
+
+
+def test_worker_whose_row_removal_fails_records_a_failed_attempt(registry, redis_url, start_worker, pusher, tmp_path):
+    """A trigger (committed, so the worker's connection meets it) refuses the DELETE of
+    the row after the worker removed the tags from the registry."""
+    project, creds = pusher
+    repository = push(registry, tmp_path, project, creds, "app", ["v1", "latest"])
+    schedule(repository)
+    worker = start_worker("worker")
+
+    with db_faults.refused_deletes("container_repositories"):
+        send(redis_url, SCHEDULE_TASK)
+        _wait(lambda: task_results(worker.log(), DELETE_TASK), timeout=DEADLINE, what="the task", log=worker.log)
+
+    assert task_results(worker.log(), DELETE_TASK) == ["'rescheduled'"]
+    assert registry_tags(registry, creds, "acme/svc/app") == []
+    repository.refresh_from_db()
+    assert (repository.status, repository.failed_deletion_count) == (Status.DELETE_SCHEDULED, 1)
+    assert repository.delete_started_at is None and db_faults.MESSAGE in repository.last_deletion_error
+    assert repository.next_delete_attempt_at > timezone.now()
 
 
 def test_worker_killed_mid_deletion_is_reset_and_a_new_worker_finishes(
