@@ -357,26 +357,34 @@ def remove_member(*, member, actor: User) -> None:
 
 def create_deploy_token(
     *,
-    project: Project,
+    owner: Project | Namespace,
     name: str,
     scopes: list[str],
     expires_at: dt.datetime | None = None,
     username: str | None = None,
 ) -> tuple[DeployToken, str]:
-    """Create a project deploy token; returns it with its ``gldt-`` secret (shown once).
+    """Create a deploy token of a project, or of a group (it reaches every project of the
+    group and its subgroups); returns it with its ``gldt-`` secret (shown once).
 
-    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project.
-    Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
+    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project or
+    group. Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
     """
     if not scopes:
         raise bad_request("Scopes can't be blank")
+    is_group = isinstance(owner, Namespace)
+    owned = {"group": owner} if is_group else {"project": owner}
     if username is not None:
         if not DEPLOY_USERNAME_RE.match(username):
             raise bad_request({"username": ["can contain only letters, digits, '_', '-', '+', and '.'"]})
-        if DeployToken.objects.filter(project=project, username__iexact=username).exists():
+        if DeployToken.objects.filter(**owned, username__iexact=username).exists():
             raise bad_request({"username": ["has already been taken"]})
     token = DeployToken(
-        project=project, name=name, scopes=list(dict.fromkeys(scopes)), expires_at=expires_at, username=username or ""
+        deploy_token_type=DeployToken.Type.GROUP if is_group else DeployToken.Type.PROJECT,
+        **owned,
+        name=name,
+        scopes=list(dict.fromkeys(scopes)),
+        expires_at=expires_at,
+        username=username or "",
     )
     secret = token.set_secret()
     with transaction.atomic():
