@@ -58,7 +58,7 @@ class ApiView(APIView):
         """Act as the user the ``Sudo`` header or ``sudo`` parameter names (GitLab's
         checks, in its order); never silently as the caller."""
         identifier = request.META.get("HTTP_SUDO") or request.query_params.get("sudo")
-        if not identifier and isinstance(request.data, dict):
+        if not identifier and request.method not in READ_METHODS and isinstance(request.data, dict):
             identifier = request.data.get("sudo")
         if identifier in (None, ""):
             return
