@@ -29,7 +29,7 @@ def _fresh_realm_decisions():
 
 @pytest.fixture
 def gitlab_client():
-    """``gitlab_client(url, token)``: the real python-gitlab client, its HTTP session
+    """``gitlab_client(url, token)`` (or ``job_token=``): the real python-gitlab client, its HTTP session
     closed after the test. An idle keep-alive connection keeps a thread of the live
     server, and its database connection, until the end of the session, and the test
     database can then not be dropped."""
@@ -37,8 +37,8 @@ def gitlab_client():
 
     clients = []
 
-    def make(url: str, token: str):
-        client = gitlab.Gitlab(url, private_token=token)
+    def make(url: str, token: str | None = None, *, job_token: str | None = None):
+        client = gitlab.Gitlab(url, private_token=token, job_token=job_token)
         clients.append(client)
         return client
 

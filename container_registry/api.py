@@ -20,6 +20,8 @@ from container_registry.models import ContainerRepository
 from gitlab_core.api.views import ApiView
 from gitlab_core.errors import ServiceError, bad_request, forbidden, invalid_params, not_found, unauthorized
 from projects import permissions, protection, webhooks
+from projects.models import Project
+from projects.selectors import lookup_by_id_or_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,23 @@ def parse_repository_id(raw: str, label: str = "repository_id") -> int:
     return int(raw)
 
 
+# GitLab's answer to a CI job token used on another project's registry endpoints.
+JOB_TOKEN_OTHER_PROJECT = (
+    "403 Forbidden - This project's CI/CD job token cannot be used to authenticate with the container "
+    "registry of a different project."
+)
+
+
 class RegistryApiView(ApiView):
+    # A CI job token works on the registry endpoints of its job's own project.
+    allow_job_token = True
+
     def project(self, project_id: str):
+        job = self.job_token
+        if job is not None:
+            found = lookup_by_id_or_path(Project.objects.all(), self.decode_id(project_id))
+            if found is None or found.pk != job.project_id:
+                raise forbidden(JOB_TOKEN_OTHER_PROJECT)
         return selectors.project_for_api(actor=self.user, raw_id=self.decode_id(project_id))
 
     def abilities(self, project) -> frozenset[str]:
@@ -197,6 +214,8 @@ class RepositoryTagView(RegistryApiView):
 class GroupRepositoriesView(RegistryApiView):
     """GET /groups/:id/registry/repositories (``tags``/``tags_count`` are ignored)."""
 
+    allow_job_token = False
+
     def get(self, request, group_id: str):
         group = selectors.group_for_api(actor=self.user, raw_id=self.decode_id(group_id))
         repositories = selectors.group_repositories(actor=self.user, group=group)
@@ -212,6 +231,8 @@ class GroupRepositoriesView(RegistryApiView):
 
 class RepositoryView(RegistryApiView):
     """GET /registry/repositories/:id"""
+
+    allow_job_token = False
 
     def get(self, request, repository_id: str):
         if self.user is None:

@@ -34,6 +34,9 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
         "(the development key is refused; scripts/run.sh writes one to VAR_DIR/secret_key)."
     )
 
+# The source revision this installation runs (a commit id), shown by GET /version.
+APP_REVISION = env_str("APP_REVISION", "unknown")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Under /api/v4 a CSRF failure is answered in JSON (the admin keeps Django's page).
@@ -209,7 +212,11 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at start-up when it is miss
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gitlab_core.api.authentication.TokenAuthentication"],
+    # A personal access token first; a CI job token (JOB-TOKEN, job_token) otherwise.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "gitlab_core.api.authentication.TokenAuthentication",
+        "projects.api.authentication.JobTokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [

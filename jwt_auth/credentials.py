@@ -22,6 +22,7 @@ from gitlab_core.models import PAT_SCOPES, PersonalAccessToken, User
 from gitlab_core.text import clean_text
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 from projects.models import CiJob, DeployToken
+from projects.selectors import find_running_ci_job
 
 CI_JOB_LOGIN = "gitlab-ci-token"
 
@@ -133,11 +134,8 @@ def authenticate(login: str, password: str) -> AuthResult | None:
 def _ci_job(login: str, password: str) -> AuthResult | None:
     if login != CI_JOB_LOGIN:
         return None
-    wanted = tokens.digest(password)
-    job = (
-        CiJob.objects.select_related("project", "user").filter(token_digest=wanted, status=CiJob.Status.RUNNING).first()
-    )
-    if job is None or not hmac.compare_digest(job.token_digest, wanted):
+    job = find_running_ci_job(password)
+    if job is None:
         return None
     if job.user is not None and not job.user.can_log_in:
         return None

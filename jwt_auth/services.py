@@ -215,7 +215,7 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
         if scope is not None:
             parsed.append(scope)
     paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_image_path(s.name.lower())]
-    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user)
+    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user, deploy_token=auth.deploy_token)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
     for scope in parsed:
@@ -249,7 +249,7 @@ def _repository_entry(
         return None
     project = target.project
     if project.pk not in cache:
-        cache[project.pk] = _abilities_on(auth, project, target.access_level)
+        cache[project.pk] = _abilities_on(auth, project, target)
     granted = [action for action in scope.actions if _allowed(action, auth.abilities, cache[project.pk])]
     if len(granted) != len(scope.actions):
         _log_denied(auth, scope, granted, denials, reason="insufficient permissions")
@@ -269,7 +269,7 @@ def _check_protection(auth: AuthResult, target: ImagePath, granted: list[str]) -
     GitLab answers a push to a protected path (``projects.protection``)."""
     wants_push = "push" in granted or "*" in granted
     wants_delete = "delete" in granted or "*" in granted
-    if not wants_push and not wants_delete:
+    if not target.has_protection_rules or (not wants_push and not wants_delete):
         return
     actor = auth.user if auth.user is not None else auth.deploy_token
     refused = protection.refused_actions(actor, target.project, target.path, access_level=target.access_level)
@@ -279,11 +279,16 @@ def _check_protection(auth: AuthResult, target: ImagePath, granted: list[str]) -
         raise denied("Deleting from protected repository path forbidden")
 
 
-def _abilities_on(auth: AuthResult, project: Project, access_level: int | None) -> frozenset[str]:
-    # access_level is auth.user's, resolved with the project (deploy tokens ignore it).
+def _abilities_on(auth: AuthResult, project: Project, target: ImagePath) -> frozenset[str]:
+    # The access level (auth.user's) and the deploy token's reach were resolved with the project.
     if auth.ci_job is not None:
-        return permissions.ci_job_abilities(auth.ci_job, project, access_level=access_level)
-    return permissions.project_abilities(auth.deploy_token or auth.user, project, access_level=access_level)
+        return permissions.ci_job_abilities(auth.ci_job, project, access_level=target.access_level)
+    return permissions.project_abilities(
+        auth.deploy_token or auth.user,
+        project,
+        access_level=target.access_level,
+        deploy_token_access=target.deploy_token_access,
+    )
 
 
 def _allowed(action: str, credential: frozenset[str], on_project: frozenset[str]) -> bool:

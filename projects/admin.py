@@ -271,11 +271,21 @@ class DeployTokenCreateForm(forms.ModelForm):
 
     class Meta:
         model = DeployToken
-        fields = ("project", "name", "username", "scopes", "expires_at")
+        fields = ("project", "group", "name", "username", "scopes", "expires_at")
         help_texts = {
+            "project": "A project token reaches this project only.",
+            "group": "Or: a group token reaches every project of the group and its subgroups.",
             "username": "Leave empty for gitlab+deploy-token-<id>.",
             "expires_at": "Leave empty for a token that does not expire.",
         }
+
+    def clean(self):
+        cleaned = super().clean()
+        project, group = cleaned.get("project"), cleaned.get("group")
+        if (project is None) == (group is None):
+            raise forms.ValidationError("Choose a project or a group (one of them).")
+        self.instance.deploy_token_type = DeployToken.Type.GROUP if group is not None else DeployToken.Type.PROJECT
+        return cleaned
 
     def clean_expires_at(self):
         expires_at = self.cleaned_data.get("expires_at")
@@ -293,13 +303,32 @@ def revoke_deploy_tokens(modeladmin, request, queryset):
 @admin.register(DeployToken)
 class DeployTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
     secret_kind = "deploy token"
-    list_display = ("name", "username", "project", "scope_list", "expires_at", "revoked", "created_at")
-    list_filter = ("revoked",)
-    search_fields = ("name", "username", "project__full_path")
-    list_select_related = ("project",)
-    raw_id_fields = ("project",)
+    list_display = (
+        "name",
+        "username",
+        "deploy_token_type",
+        "project",
+        "group",
+        "scope_list",
+        "expires_at",
+        "revoked",
+        "created_at",
+    )
+    list_filter = ("deploy_token_type", "revoked")
+    search_fields = ("name", "username", "project__full_path", "group__full_path")
+    list_select_related = ("project", "group")
+    raw_id_fields = ("project", "group")
     actions = [revoke_deploy_tokens]
-    change_readonly = ("project", "name", "username", "scope_list", "expires_at", "created_at")
+    change_readonly = (
+        "deploy_token_type",
+        "project",
+        "group",
+        "name",
+        "username",
+        "scope_list",
+        "expires_at",
+        "created_at",
+    )
 
     @admin.display(description="Scopes")
     def scope_list(self, obj: DeployToken) -> str:
@@ -312,7 +341,7 @@ class DeployTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["project", "name", "username", "scopes", "expires_at"]
+            return ["project", "group", "name", "username", "scopes", "expires_at"]
         return [*self.change_readonly, "revoked"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import re2
 
 from gitlab_core.models import User
-from projects.models import Project
+from projects.models import DeployToken, Project
 from projects.permissions import projects_with_access_level
 
 # GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
@@ -50,6 +50,10 @@ class ImagePath:
     root_namespace_id: int | None
     # The user's effective access level on the project (None: no membership, or no user).
     access_level: int | None
+    # Whether the deploy token asked about reaches the project.
+    deploy_token_access: bool = False
+    # Whether the project has container repository protection rules.
+    has_protection_rules: bool = False
 
 
 def candidate_project_paths(path: str) -> list[str]:
@@ -60,12 +64,16 @@ def candidate_project_paths(path: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
 
 
-def resolve_image_paths(paths: Iterable[str], *, user: User | None = None) -> dict[str, ImagePath]:
+def resolve_image_paths(
+    paths: Iterable[str], *, user: User | None = None, deploy_token: DeployToken | None = None
+) -> dict[str, ImagePath]:
     """Each image path's project (pending deletion too: callers refuse it), keyed by the path as given,
-    with ``user``'s access level and the root namespace id: one query in all. Paths of
-    no project are left out."""
+    with ``user``'s access level, whether ``deploy_token`` reaches it and the root
+    namespace id: one query in all. Paths of no project are left out."""
     candidates = {path: candidate_project_paths(path) for path in paths}
-    found = projects_with_access_level(user=user, paths={c for cands in candidates.values() for c in cands})
+    found = projects_with_access_level(
+        user=user, deploy_token=deploy_token, paths={c for cands in candidates.values() for c in cands}
+    )
     resolved = {}
     for path, cands in candidates.items():
         for candidate in cands:
@@ -77,6 +85,8 @@ def resolve_image_paths(paths: Iterable[str], *, user: User | None = None) -> di
                     repository_name=path.lower()[len(candidate) + 1 :],
                     root_namespace_id=hit.root_namespace_id,
                     access_level=hit.access_level,
+                    deploy_token_access=hit.deploy_token_access,
+                    has_protection_rules=hit.has_protection_rules,
                 )
                 break
     return resolved

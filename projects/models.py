@@ -271,7 +271,23 @@ class DeployTokenQuerySet(models.QuerySet):
 
 
 class DeployToken(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deploy_tokens")
+    """A registry credential of a project, or of a group: a group token reaches every
+    project of the group and its subgroups (GitLab's ``deploy_token_type``)."""
+
+    class Type(models.TextChoices):
+        PROJECT = "project"
+        GROUP = "group"
+
+    deploy_token_type = models.CharField(max_length=8, choices=Type.choices, default=Type.PROJECT)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="deploy_tokens")
+    group = models.ForeignKey(
+        Namespace,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deploy_tokens",
+        limit_choices_to={"kind": Namespace.Kind.GROUP},
+    )
     name = models.CharField(max_length=255)
     # Empty until saved: the default is gitlab+deploy-token-<id>.
     username = models.CharField(max_length=255, blank=True)
@@ -286,9 +302,23 @@ class DeployToken(models.Model):
     class Meta:
         db_table = "deploy_tokens"
         ordering = ["id"]
+        constraints = [
+            # A token belongs to exactly the owner its type names.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(deploy_token_type="project", project__isnull=False, group__isnull=True)
+                    | models.Q(deploy_token_type="group", group__isnull=False, project__isnull=True)
+                ),
+                name="deploy_token_owner_matches_type",
+            )
+        ]
+
+    @property
+    def owner(self) -> Project | Namespace:
+        return self.group if self.deploy_token_type == self.Type.GROUP else self.project
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.project.full_path})"
+        return f"{self.name} ({self.owner.full_path})"
 
     def set_secret(self) -> str:
         secret = tokens.generate_secret(tokens.DEPLOY_TOKEN_PREFIX)

@@ -443,26 +443,34 @@ def record_member_destroyed(source: Project | Namespace, member) -> None:
 
 def create_deploy_token(
     *,
-    project: Project,
+    owner: Project | Namespace,
     name: str,
     scopes: list[str],
     expires_at: dt.datetime | None = None,
     username: str | None = None,
 ) -> tuple[DeployToken, str]:
-    """Create a project deploy token; returns it with its ``gldt-`` secret (shown once).
+    """Create a deploy token of a project, or of a group (it reaches every project of the
+    group and its subgroups); returns it with its ``gldt-`` secret (shown once).
 
-    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project.
-    Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
+    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project or
+    group. Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
     """
     if not scopes:
         raise bad_request("Scopes can't be blank")
+    is_group = isinstance(owner, Namespace)
+    owned = {"group": owner} if is_group else {"project": owner}
     if username is not None:
         if not DEPLOY_USERNAME_RE.match(username):
             raise bad_request({"username": ["can contain only letters, digits, '_', '-', '+', and '.'"]})
-        if DeployToken.objects.filter(project=project, username__iexact=username).exists():
+        if DeployToken.objects.filter(**owned, username__iexact=username).exists():
             raise bad_request({"username": ["has already been taken"]})
     token = DeployToken(
-        project=project, name=name, scopes=list(dict.fromkeys(scopes)), expires_at=expires_at, username=username or ""
+        deploy_token_type=DeployToken.Type.GROUP if is_group else DeployToken.Type.PROJECT,
+        **owned,
+        name=name,
+        scopes=list(dict.fromkeys(scopes)),
+        expires_at=expires_at,
+        username=username or "",
     )
     secret = token.set_secret()
     with transaction.atomic():
@@ -474,10 +482,12 @@ def create_deploy_token(
 def record_deploy_token_created(token: DeployToken) -> None:
     audit.record(
         "deploy_token_created",
-        entity=token.project,
+        entity=token.owner,
         target=token,
         target_details=token.name,
-        message=f"Created project deploy token {token.username} with scopes {', '.join(token.scopes)}",
+        message=(
+            f"Created {token.deploy_token_type} deploy token {token.username} with scopes {', '.join(token.scopes)}"
+        ),
     )
 
 
@@ -486,10 +496,10 @@ def delete_deploy_token(*, token: DeployToken) -> None:
     with transaction.atomic():
         audit.record(
             "deploy_token_destroyed",
-            entity=token.project,
+            entity=token.owner,
             target=token,
             target_details=token.name,
-            message=f"Deleted project deploy token {token.username}",
+            message=f"Deleted {token.deploy_token_type} deploy token {token.username}",
         )
         token.delete()
 
@@ -501,7 +511,7 @@ def record_deploy_token_revoked_flag(token: DeployToken) -> None:
     else:
         audit.record(
             "deploy_token_updated",
-            entity=token.project,
+            entity=token.owner,
             target=token,
             target_details=token.name,
             change=("revoked", True, False),
@@ -512,10 +522,10 @@ def record_deploy_token_revoked_flag(token: DeployToken) -> None:
 def _record_deploy_token_revoked(token: DeployToken) -> None:
     audit.record(
         "deploy_token_revoked",
-        entity=token.project,
+        entity=token.owner,
         target=token,
         target_details=token.name,
-        message=f"Revoked project deploy token {token.username}",
+        message=f"Revoked {token.deploy_token_type} deploy token {token.username}",
     )
 
 
@@ -523,7 +533,7 @@ def revoke_deploy_tokens(*, tokens) -> int:
     """Revoke the active deploy tokens among ``tokens`` (a queryset: the admin's
     selection); returns how many were revoked."""
     with transaction.atomic():
-        active = list(tokens.filter(revoked=False).select_related("project").select_for_update(of=("self",)))
+        active = list(tokens.filter(revoked=False).select_related("project", "group").select_for_update(of=("self",)))
         DeployToken.objects.filter(pk__any=[t.pk for t in active], revoked=False).update(revoked=True)
         for token in active:
             _record_deploy_token_revoked(token)

@@ -82,6 +82,19 @@ def test_deploy_tokens_created_and_deleted_through_the_api_are_audited(world, cl
     )
 
 
+def test_group_deploy_tokens_are_audited_under_their_group(world, client_as):
+    group = world["acme"]
+    client = client_as(world["users"]["owner"])
+    token = client.post(
+        f"/api/v4/groups/{group.pk}/deploy_tokens", {"name": "ci", "scopes": ["read_registry"]}, format="json"
+    ).json()
+    client.delete(f"/api/v4/groups/{group.pk}/deploy_tokens/{token['id']}")
+
+    [created], [deleted] = events("deploy_token_created"), events("deploy_token_destroyed")
+    assert (created.entity_type, created.entity_id) == (deleted.entity_type, deleted.entity_id) == ("Group", group.pk)
+    assert created.details["custom_message"].startswith("Created group deploy token")
+
+
 @pytest.mark.parametrize(
     ("role", "status"),
     [("owner", 200), ("maintainer", 200), ("developer", 403), ("reporter", 403), ("outsider", 404), (None, 401)],

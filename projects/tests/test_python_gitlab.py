@@ -7,8 +7,9 @@ import warnings
 import gitlab
 import pytest
 
+from container_registry.api import JOB_TOKEN_OTHER_PROJECT
 from gitlab_core.models import ApplicationSettings, User
-from projects.models import Project
+from projects.models import CiJob, Project
 from tests_support.factories import make_group, make_token, make_user
 
 
@@ -172,3 +173,78 @@ def test_audit_events_of_api_calls_and_admin_actions(gl, live_server, gitlab_cli
     with pytest.raises(gitlab.GitlabListError) as excinfo:
         as_maint.audit_events.list()
     assert excinfo.value.response_code == 403
+
+
+def test_version_namespaces_group_listings_and_group_deploy_tokens(gl, settings):
+    settings.APP_REVISION = "abc1234"
+    assert gl.version() == ("0.1.0", "abc1234")
+    assert gl.http_get("/metadata")["version"] == "0.1.0"
+
+    top = gl.groups.create({"name": "Acme", "path": "acme"})
+    sub = gl.groups.create({"name": "Platform", "path": "platform", "parent_id": top.id})
+    deep = gl.groups.create({"name": "Edge", "path": "edge", "parent_id": sub.id})
+    gl.projects.create({"name": "top", "namespace_id": top.id})
+    gl.projects.create({"name": "svc", "namespace_id": sub.id})
+
+    assert [p.path_with_namespace for p in top.projects.list()] == ["acme/top"]
+    every = top.projects.list(include_subgroups=True, order_by="path", sort="asc")
+    assert [p.path_with_namespace for p in every] == ["acme/platform/svc", "acme/top"]
+    assert [g.full_path for g in top.subgroups.list()] == ["acme/platform"]
+    assert sorted(g.full_path for g in top.descendant_groups.list()) == ["acme/platform", "acme/platform/edge"]
+
+    assert [n.full_path for n in gl.namespaces.list(search="edge")] == ["acme/platform/edge"]
+    assert gl.namespaces.get(deep.id).full_path == "acme/platform/edge"
+    by_path = gl.namespaces.get("acme/platform")
+    assert (by_path.id, by_path.kind, by_path.parent_id) == (sub.id, "group", top.id)
+    with pytest.raises(gitlab.GitlabGetError) as excinfo:
+        gl.namespaces.get("acme/none")
+    assert excinfo.value.response_code == 404 and excinfo.value.error_message == "404 Namespace Not Found"
+
+    token = top.deploytokens.create({"name": "fleet", "scopes": ["read_registry", "write_registry"]})
+    assert token.token.startswith("gldt-")
+    assert [t.id for t in top.deploytokens.list()] == [token.id]
+    assert top.deploytokens.get(token.id).name == "fleet"
+    assert [t.id for t in gl.deploytokens.list()] == [token.id]
+    top.deploytokens.delete(token.id)
+    assert top.deploytokens.list() == [] and gl.deploytokens.list() == []
+
+
+def test_errors_keep_one_shape(gl):
+    with pytest.raises(gitlab.GitlabGetError) as excinfo:
+        gl.projects.get("acme/none")
+    assert excinfo.value.response_code == 404 and excinfo.value.error_message == "404 Project Not Found"
+    with pytest.raises(gitlab.GitlabListError) as excinfo:
+        gl.projects.get("acme/none", lazy=True).repositories.list()
+    assert excinfo.value.error_message == "404 Project Not Found"
+    for bad, message in (({"page": 0}, "page does not have a valid value"), ({"per_page": "x"}, "per_page is invalid")):
+        with pytest.raises(gitlab.GitlabListError) as excinfo:
+            gl.groups.list(**bad)
+        assert excinfo.value.response_code == 400 and excinfo.value.error_message == message
+
+
+def test_sudo_acts_as_the_named_user_only_with_the_sudo_scope(gl, admin, live_server, gitlab_client):
+    bob = make_user("bob")
+    with_sudo = gitlab_client(live_server.url, make_token(admin, ["api", "sudo"]))
+    assert with_sudo.users.get(bob.pk).username == "bob"
+    as_bob = with_sudo.http_get("/user", sudo="bob")
+    assert as_bob["username"] == "bob"
+    group = with_sudo.groups.create({"name": "Bobs", "path": "bobs"}, sudo=bob.pk)
+    assert [m.username for m in group.members.list()] == ["bob"]
+    with pytest.raises(gitlab.GitlabHttpError) as excinfo:
+        gl.http_get("/user", sudo="bob")
+    assert excinfo.value.response_code == 403
+
+
+def test_a_job_token_reads_its_own_projects_registry_only(gl, live_server, gitlab_client):
+    group = gl.groups.create({"name": "Acme", "path": "acme"})
+    own = gl.projects.create({"name": "svc", "namespace_id": group.id})
+    other = gl.projects.create({"name": "other", "namespace_id": group.id})
+    job = CiJob(project_id=own.id, user=User.objects.get(username="root"))
+    secret = job.set_secret()
+    job.save()
+    as_job = gitlab_client(live_server.url, job_token=secret)
+    assert as_job.projects.get(own.id, lazy=True).repositories.list() == []
+    with pytest.raises(gitlab.GitlabListError) as excinfo:
+        as_job.projects.get(other.id, lazy=True).repositories.list()
+    assert excinfo.value.response_code == 403
+    assert excinfo.value.error_message == JOB_TOKEN_OTHER_PROJECT
