@@ -22,13 +22,6 @@ GENERATED = re.compile(r"[0-9a-f]{32}")
 PROXY = "10.0.0.7"
 
 
-@pytest.fixture(autouse=True)
-def _no_current_id():
-    request_id.set_current(None)
-    yield
-    request_id.set_current(None)
-
-
 def through_django(client, header: str | None, peer: str):
     extra = {"REMOTE_ADDR": peer}
     if header is not None:
