@@ -27,6 +27,17 @@ def _fresh_realm_decisions():
     decisions.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_current_request_id():
+    # A request's id stays current in its thread after the response (for the server's
+    # access line); one test's requests must not lend theirs to the next test's tasks.
+    from gitlab_core import request_id
+
+    request_id.set_current(None)
+    yield
+    request_id.set_current(None)
+
+
 @pytest.fixture
 def gitlab_client():
     """``gitlab_client(url, token)`` (or ``job_token=``): the real python-gitlab client, its HTTP session

@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every log line of the request carries its id (gitlab_core/request_id.py).
+    "gitlab_core.request_id.RequestIdMiddleware",
     "projects.middleware.RawPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from STATIC_ROOT (collectstatic) under gunicorn.
@@ -341,8 +343,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "gitlab_core.logging.JsonFormatter"}},
-    "filters": {"client_address": {"()": "gitlab_core.client_address.RequestClientAddress"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["client_address"]}},
+    "filters": {
+        "client_address": {"()": "gitlab_core.client_address.RequestClientAddress"},
+        "request_id": {"()": "gitlab_core.request_id.RequestIdFilter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["client_address", "request_id"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.server": {"level": "WARNING"}},
 }

@@ -9,6 +9,7 @@ Time is moved by rewriting ``delete_started_at``, never waited for.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -40,8 +41,9 @@ Status = ContainerRepository.Status
 DEADLINE = 60
 DELETE_TASK = "container_registry.delete_repository"
 SCHEDULE_TASK = "container_registry.schedule_repository_deletions"
-# Celery's line for a finished task: "Task <name>[<id>] succeeded in 0.1s: <repr(result)>".
-_SUCCEEDED = re.compile(r"Task (?P<name>[\w.]+)\[[0-9a-f-]+\] succeeded in [\d.e-]+s: (?P<result>.+)$", re.MULTILINE)
+# Celery's JSON line for a finished task: "Task <name>[<id>] succeeded in 0.1s: <repr(result)>",
+# with the name and result in its ``data``.
+_SUCCEEDED = re.compile(r"Task [\w.]+\[[0-9a-f-]+\] succeeded in ")
 
 
 def _wait(predicate, *, timeout: float, what: str, log=None) -> None:
@@ -55,7 +57,20 @@ def _wait(predicate, *, timeout: float, what: str, log=None) -> None:
 
 def task_results(log: str, name: str) -> list[str]:
     """The results (as logged, e.g. ``'deleted'``) of every finished ``name`` task."""
-    return [m["result"].strip() for m in _SUCCEEDED.finditer(log) if m["name"] == name]
+    lines = []
+    for text in log.splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            continue  # the start-up banner, or the last line of a killed worker
+    return [
+        line["data"]["return_value"]
+        for line in lines
+        if isinstance(line, dict)
+        and line.get("logger") == "celery.app.trace"
+        and _SUCCEEDED.match(line["message"])
+        and line["data"]["name"] == name
+    ]
 
 
 @pytest.fixture
