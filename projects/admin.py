@@ -446,6 +446,13 @@ class ProtectionRuleAdmin(admin.ModelAdmin):
         saved = protection.create_rule(project=form.cleaned_data["project"], **fields)
         obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
 
+    def delete_model(self, request, obj: ContainerRepositoryProtectionRule) -> None:
+        protection.delete_rule(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset.select_related("project"):
+            protection.delete_rule(rule)
+
 
 # --- Webhooks ---------------------------------------------------------------------------------------
 

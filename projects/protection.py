@@ -22,6 +22,7 @@ from __future__ import annotations
 import re2
 from django.db import IntegrityError, transaction
 
+from gitlab_core import audit
 from gitlab_core.errors import ServiceError, invalid_params
 from gitlab_core.models import User
 from gitlab_core.text import clean_text
@@ -118,6 +119,28 @@ def _check(rule: ContainerRepositoryProtectionRule) -> None:
         raise ServiceError(422, {"message": {"repository_path_pattern": ["has already been taken"]}})
 
 
+AUDITED_FIELDS = ("repository_path_pattern", "minimum_access_level_for_push", "minimum_access_level_for_delete")
+
+
+def _audited(rule: ContainerRepositoryProtectionRule) -> dict:
+    def label(level):
+        return ProtectionLevel(level).label if level is not None else None
+
+    return {
+        "repository_path_pattern": rule.repository_path_pattern,
+        "minimum_access_level_for_push": label(rule.minimum_access_level_for_push),
+        "minimum_access_level_for_delete": label(rule.minimum_access_level_for_delete),
+    }
+
+
+def _describe(rule: ContainerRepositoryProtectionRule) -> str:
+    values = _audited(rule)
+    return (
+        f"{values['repository_path_pattern']} (push: {values['minimum_access_level_for_push'] or '-'}, "
+        f"delete: {values['minimum_access_level_for_delete'] or '-'})"
+    )
+
+
 @transaction.atomic
 def create_rule(*, project: Project, **fields) -> ContainerRepositoryProtectionRule:
     # Rows of the project locked: two concurrent creations cannot both pass the checks.
@@ -127,16 +150,32 @@ def create_rule(*, project: Project, **fields) -> ContainerRepositoryProtectionR
     rule = ContainerRepositoryProtectionRule(project=project, **fields)
     _check(rule)
     _save(rule)
+    audit.record(
+        "container_protection_rule_created",
+        entity=project,
+        target=rule,
+        target_details=rule.repository_path_pattern,
+        message=f"Created container repository protection rule {_describe(rule)}",
+    )
     return rule
 
 
 @transaction.atomic
 def update_rule(rule: ContainerRepositoryProtectionRule, **fields) -> ContainerRepositoryProtectionRule:
     Project.objects.select_for_update().filter(pk=rule.project_id).first()
+    before = _audited(rule)
     for name, value in fields.items():
         setattr(rule, name, value)
     _check(rule)
     _save(rule)
+    audit.record_changes(
+        "container_protection_rule_updated",
+        entity=rule.project,
+        before=before,
+        after=_audited(rule),
+        target=rule,
+        target_details=rule.repository_path_pattern,
+    )
     return rule
 
 
@@ -149,5 +188,13 @@ def _save(rule: ContainerRepositoryProtectionRule) -> None:
         raise ServiceError(422, {"message": {"repository_path_pattern": ["has already been taken"]}})
 
 
+@transaction.atomic
 def delete_rule(rule: ContainerRepositoryProtectionRule) -> None:
+    audit.record(
+        "container_protection_rule_deleted",
+        entity=rule.project,
+        target=rule,
+        target_details=rule.repository_path_pattern,
+        message=f"Deleted container repository protection rule {_describe(rule)}",
+    )
     rule.delete()

@@ -144,3 +144,30 @@ def test_admin_creates_and_validates_rules(client, world):
     rule = ContainerRepositoryProtectionRule.objects.get()
     assert (rule.repository_path_pattern, rule.minimum_access_level_for_push) == (f"{SVC}/*", 50)
     assert client.get("/admin/projects/containerrepositoryprotectionrule/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_rule_changes_are_audit_events(client, world, api_token):
+    from gitlab_core.models import AuditEvent
+
+    project = world["project"]
+    token = {"HTTP_PRIVATE_TOKEN": api_token(world["users"]["maintainer"])}
+    base = f"/api/v4/projects/{project.pk}/registry/protection/repository/rules"
+    created = client.post(
+        base, {"repository_path_pattern": f"{SVC}/*", "minimum_access_level_for_push": "maintainer"}, **token
+    ).json()
+    client.patch(
+        f"{base}/{created['id']}",
+        {"minimum_access_level_for_push": "owner"},
+        content_type="application/json",
+        **token,
+    )
+    client.delete(f"{base}/{created['id']}", **token)
+    events = list(AuditEvent.objects.filter(entity_type="Project", entity_id=project.pk).order_by("id"))
+    assert [e.event_name for e in events] == [
+        "container_protection_rule_created",
+        "container_protection_rule_updated",
+        "container_protection_rule_deleted",
+    ]
+    assert (events[1].details["from"], events[1].details["to"]) == ("maintainer", "owner")
+    assert {e.author_id for e in events} == {world["users"]["maintainer"].pk}
