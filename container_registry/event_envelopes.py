@@ -4,13 +4,15 @@ An envelope is ``{"events": [...]}``; each event has an ``id``, an ``action`` (p
 pull, delete, mount), a ``target`` (``repository``, ``tag``, ``digest``, ``mediaType``,
 ``references``), a ``request`` (``method``), an ``actor`` (``name``: the ``sub`` of the
 token the request carried; none for anonymous pulls) and a ``timestamp``. Anything the
-registry would never send is ``InvalidEnvelope`` (answered 400). What an event changes
-is ``container_registry.events``.
+registry would never send is ``InvalidEnvelope`` (answered 400), except an event whose
+target names no valid repository: that one is left out and logged, and the others are
+applied. What an event changes is ``container_registry.events``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import orjson
@@ -25,6 +27,8 @@ from container_registry.client import (
     parse_timestamp,
 )
 from gitlab_core.text import clean_text
+
+logger = logging.getLogger(__name__)
 
 ACTIONS = frozenset({"push", "pull", "delete", "mount"})
 SCHEMA1_TYPES = (
@@ -83,7 +87,10 @@ class Event:
 def parse_envelope(body: bytes) -> list[Event]:
     """The events of an envelope ``{"events": [...]}``. Raises InvalidEnvelope when the
     body is not JSON, has no ``events`` list, or an event lacks ``id``, ``action`` (one
-    of push, pull, delete, mount) or ``target.repository`` (a valid repository path)."""
+    of push, pull, delete, mount) or ``target``. An event whose target has no
+    repository, or a repository path that is not valid, is left out and logged: it
+    cannot be about any of our images, and the rest of the delivery still counts (the
+    registry would re-send a refused delivery forever, holding back every later one)."""
     try:
         # orjson: a fifth of json's time for an envelope; it also refuses nesting deeper
         # than 1,024 levels with a decode error instead of a RecursionError.
@@ -92,7 +99,8 @@ def parse_envelope(body: bytes) -> list[Event]:
         raise InvalidEnvelope("The request body is not valid JSON")
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise InvalidEnvelope("events is missing")
-    return [_parse_event(raw, index) for index, raw in enumerate(document["events"])]
+    parsed = (_parse_event(raw, index) for index, raw in enumerate(document["events"]))
+    return [event for event in parsed if event is not None]
 
 
 def _text(value, label: str, *, required: bool) -> str | None:
@@ -122,7 +130,24 @@ def _timestamp(value) -> dt.datetime | None:
         return None
 
 
-def _parse_event(raw, index: int) -> Event:
+def _skipped(event_id: str, action: str, index: int, reason: str, repository) -> None:
+    # The fields are the registry's: no credential among them. Shortened, since a
+    # delivery may carry anything up to the upload limit.
+    logger.warning(
+        "registry event skipped: %s",
+        reason,
+        extra={
+            "event_id": event_id[:MAX_FIELD_LENGTH],
+            "event_action": action,
+            "event_index": index,
+            "repository": repository[:MAX_FIELD_LENGTH] if isinstance(repository, str) else None,
+        },
+    )
+    return None
+
+
+def _parse_event(raw, index: int) -> Event | None:
+    """The event, or None for one left out (see ``parse_envelope``)."""
     label = f"events[{index}]"
     if not isinstance(raw, dict):
         raise InvalidEnvelope(f"{label} is invalid")
@@ -133,9 +158,12 @@ def _parse_event(raw, index: int) -> Event:
     target = raw.get("target")
     if not isinstance(target, dict):
         raise InvalidEnvelope(f"{label}.target is missing")
-    repository = _text(target.get("repository"), f"{label}.target.repository", required=True)
-    if not REPOSITORY_PATH.fullmatch(repository):
-        raise InvalidEnvelope("Invalid repository path")
+    repository = target.get("repository")
+    if not isinstance(repository, str) or not repository:
+        return _skipped(event_id, action, index, "the target has no repository", repository)
+    # Length first: the pattern then runs on at most MAX_TEXT_LENGTH characters.
+    if len(repository) > MAX_TEXT_LENGTH or not REPOSITORY_PATH.fullmatch(repository):
+        return _skipped(event_id, action, index, "the repository path is not valid", repository)
     tag = _text(target.get("tag"), f"{label}.target.tag", required=False)
     if tag is not None and len(tag) > MAX_FIELD_LENGTH:
         raise InvalidEnvelope(f"{label}.target.tag is invalid")

@@ -26,9 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from container_registry import tag_cache
@@ -36,13 +36,15 @@ from container_registry.errors import RegistryError
 from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_statement
-from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
+from gitlab_core.db import execute_all
 from projects import webhooks
-from projects.image_paths import resolve_image_paths
+from projects.image_paths import ImagePath, resolve_image_paths
 
 logger = logging.getLogger(__name__)
 
 APPLIED, DUPLICATE, IGNORED = "applied", "duplicates", "ignored"
+# No repository row to count on (none yet, or being deleted): ignored unless a push creates it.
+MISSING = "missing"
 
 
 @dataclass
@@ -56,17 +58,6 @@ class Outcome:
         setattr(self, result, getattr(self, result) + 1)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where an image path points: its project and, when the row exists, its repository."""
-
-    project_id: int
-    pending_delete: bool
-    name: str
-    repository_id: int | None
-    repository_status: str | None
-
-
 def apply_events(events: list[Event]) -> Outcome:
     """Apply parsed events in order (see the module docstring). Database errors
     propagate; events applied before one are committed, and their ids make a re-sent
@@ -74,32 +65,31 @@ def apply_events(events: list[Event]) -> Outcome:
     outcome = Outcome()
     relevant = [(event, kind) for event in events if (kind := _kind(event)) is not None]
     outcome.ignored += len(events) - len(relevant)
-    targets = resolve_targets({event.repository for event, _kind in relevant})
+    images = resolve_image_paths({event.repository for event, _kind in relevant}) if relevant else {}
     pushed: dict[int, set[str]] = {}
     for_hooks: dict[int, list[webhooks.RegistryChange]] = {}
     for event, kind in relevant:
-        target = targets.get(event.repository)
-        if target is None or target.pending_delete:
+        image = images.get(event.repository)
+        if image is None or image.project.pending_delete:
             outcome.add(IGNORED)
             continue
         if kind == "stale":
             outcome.add(APPLIED)
-            outcome.stale_projects.add(target.project_id)
+            outcome.stale_projects.add(image.project.pk)
             if event.action == "delete" and not event.is_ours:
-                for_hooks.setdefault(target.project_id, []).append(_hook_change("delete", event))
+                for_hooks.setdefault(image.project.pk, []).append(_hook_change("delete", event))
             continue
         push = kind == "push"
-        if push and target.repository_id is None:
-            # Later events of this envelope find the new row too.
-            target = targets[event.repository] = _create_for_push(event, target)
-        result = _apply_counted(event, target, push=push)
-        outcome.add(result)
+        result, repository_id = _apply_counted(event, image, push=push)
+        if result == MISSING and push and _create_for_push(event, image):
+            result, repository_id = _apply_counted(event, image, push=push)
+        outcome.add(IGNORED if result == MISSING else result)
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
-        if push and result in (APPLIED, DUPLICATE):
-            pushed.setdefault(target.repository_id, set()).add(event.tag)
+        if push and repository_id is not None:
+            pushed.setdefault(repository_id, set()).add(event.tag)
         if push and result == APPLIED:
-            for_hooks.setdefault(target.project_id, []).append(_hook_change("push", event))
+            for_hooks.setdefault(image.project.pk, []).append(_hook_change("push", event))
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
     _forget_cached_dates(pushed)
@@ -134,60 +124,31 @@ def _kind(event: Event) -> str | None:
     return None
 
 
-def resolve_targets(paths: set[str]) -> dict[str, Target]:
-    """The project and repository row of each image path (two queries for all of them).
-    Paths of no project are left out."""
-    if not paths:
-        return {}
-    images = resolve_image_paths(paths)
-    if not images:
-        return {}
-    vendor = connection.vendor
-    project_ids = sorted({image.project.pk for image in images.values()})
-    names = sorted({image.repository_name for image in images.values()})
-    rows = fetch_all(_repositories_sql(vendor), [as_list_param(project_ids, vendor), as_list_param(names, vendor)])
-    repositories = {(project_id, name): (pk, status) for project_id, name, pk, status in rows}
-    result = {}
-    for path, image in images.items():
-        repository_id, status = repositories.get((image.project.pk, image.repository_name), (None, None))
-        result[path] = Target(
-            image.project.pk, image.project.pending_delete, image.repository_name, repository_id, status
-        )
-    return result
+def _apply_counted(event: Event, image: ImagePath, *, push: bool) -> tuple[str, int | None]:
+    """Count the push or pull on the image's repository, record the event's id (and for a
+    push mark the project's registry size stale): one transaction, sent in one round
+    trip on PostgreSQL (``execute_all``). Returns the result and the repository's id.
 
-
-@functools.cache
-def _repositories_sql(vendor: str) -> str:
-    """The repository rows of the given projects and names (every pair, then matched)."""
-    return (
-        f"SELECT project_id, name, id, status FROM {ContainerRepository._meta.db_table} "
-        f"WHERE {any_of('project_id', vendor)} AND {any_of('name', vendor)}"
-    )
-
-
-def _apply_counted(event: Event, target: Target, *, push: bool) -> str:
-    """Count the push or pull on the repository, record the event's id (and for a push
-    mark the project's registry size stale): one transaction. The id's unique index
-    decides between deliveries, concurrent ones too: a known id fails the insert, which
-    rolls the count back (DUPLICATE: nothing changes)."""
-    if target.repository_id is None or target.repository_status is not None:
-        return IGNORED
+    The id's unique index decides between deliveries, concurrent ones too: a known id
+    fails the insert, which rolls the count back (DUPLICATE: nothing changes). A
+    repository without a row, or being deleted, counts nothing and records nothing
+    (MISSING): the insert takes its values from the repository row the update moved."""
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     update, insert = _counting_sql(count_field, stamp_field)
     adapt = connection.ops.adapt_datetimefield_value
     stamp = adapt(event.timestamp)
-    statements = [
-        (update, [stamp, stamp, target.repository_id]),
-        (insert, [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())]),
-    ]
+    project_id, name = image.project.pk, image.repository_name
+    record = [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())]
+    statements = [(update, [stamp, stamp, project_id, name]), (insert, [*record, project_id, name])]
     if push:
-        statements.append(stale_statement(target.project_id))
+        statements.append(stale_statement(project_id))
     try:
-        with transaction.atomic():
-            execute_all(statements)
+        updated = execute_all(statements)[0]
     except IntegrityError:
-        return DUPLICATE
-    return APPLIED
+        return DUPLICATE, _repository_id(image)
+    if not updated:
+        return MISSING, None
+    return APPLIED, updated[0][0]
 
 
 def _digest(event: Event) -> str | None:
@@ -196,43 +157,53 @@ def _digest(event: Event) -> str | None:
 
 @functools.cache
 def _counting_sql(count_field: str, stamp_field: str) -> tuple[str, str]:
-    """The two statements of ``_apply_counted``, the same on SQLite and PostgreSQL: the
+    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL: the
     repository's counter and date moved (a re-ordered, older event never moves the date
-    back), and the event id recorded."""
+    back), and the event id recorded when that repository row is there and not being
+    deleted (the same condition: the insert reads the row the update locked)."""
+    repositories = ContainerRepository._meta.db_table
+    active = "project_id = %s AND name = %s AND status IS NULL"
     update = (
-        f"UPDATE {ContainerRepository._meta.db_table} SET {count_field} = {count_field} + 1, "
+        f"UPDATE {repositories} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
-        "WHERE id = %s AND status IS NULL"
+        f"WHERE {active} RETURNING id"
     )
     insert = (
         f"INSERT INTO {RegistryEvent._meta.db_table} (event_id, action, repository, tag, digest, received_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s)"
+        f"SELECT %s, %s, %s, %s, %s, %s FROM {repositories} WHERE {active}"
     )
     return update, insert
 
 
-def _create_for_push(event: Event, target: Target) -> Target:
-    """``target`` with the repository row of a push to a repository we have no row for
-    (the token realm normally creates it), unchanged when none may be created. A late
-    event for a repository that was deleted meanwhile must not bring it back: the row is
-    created only if the registry still has the tag at the pushed digest. If the registry
-    cannot be asked, the push is trusted."""
+def _repository_id(image: ImagePath) -> int | None:
+    return (
+        ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _create_for_push(event: Event, image: ImagePath) -> bool:
+    """Create the repository row of a push to a repository we have no row for (the token
+    realm normally creates it). False when none may be created: the row exists but is
+    being deleted, or this is a late event for a repository that was deleted meanwhile,
+    which must not bring it back: the row is created only if the registry still has the
+    tag at the pushed digest. If the registry cannot be asked, the push is trusted."""
     from container_registry.client import get_client
     from container_registry.repositories import ensure_repository
     from projects.models import Project
 
+    if ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name).exists():
+        return False  # being deleted: the update found no row it may count on
     try:
         current = get_client().tag_digest(event.repository, event.tag)
     except RegistryError as exc:
         logger.warning("could not verify pushed tag %s:%s: %s", event.repository, event.tag, exc)
         current = event.digest
     if current is None or (event.digest and current != event.digest):
-        return target
-    project = Project.objects.filter(pk=target.project_id).first()
-    repository = ensure_repository(project=project, name=target.name) if project is not None else None
-    if repository is None:
-        return target
-    return replace(target, repository_id=repository.pk, repository_status=repository.status)
+        return False
+    project = Project.objects.filter(pk=image.project.pk).first()
+    return project is not None and ensure_repository(project=project, name=image.repository_name) is not None
 
 
 def _forget_cached_dates(pushed: dict[int, set[str]]) -> None:

@@ -50,13 +50,17 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
 
 def stale_statement(project_id: int) -> tuple[str, list]:
     """The statement that marks one project's registry size stale, creating its
-    statistics row when missing; a row already stale is not written again."""
+    statistics row when missing. A row already stale is neither written nor locked, so
+    concurrent pushes to one project do not queue behind each other's commit: the
+    SELECT finds no row to insert, so ON CONFLICT never acts (its DO UPDATE locks the
+    row, even behind a WHERE that turns the update down)."""
     table = ProjectRegistryStatistics._meta.db_table
     sql = (
-        f"INSERT INTO {table} (project_id, container_registry_size, stale) VALUES (%s, 0, %s) "
-        f"ON CONFLICT (project_id) DO UPDATE SET stale = %s WHERE {table}.stale = %s"
+        f"INSERT INTO {table} (project_id, container_registry_size, stale) SELECT %s, 0, %s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE project_id = %s AND stale = %s) "
+        "ON CONFLICT (project_id) DO UPDATE SET stale = excluded.stale"
     )
-    return sql, [project_id, True, True, False]
+    return sql, [project_id, True, project_id, True]
 
 
 def store_registry_size(*, project_id: int, size: int) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Field, ForeignObject, Lookup, Model
 from psycopg import pq
 
@@ -63,29 +63,65 @@ def fetch_all(sql: str, params: Sequence) -> list[tuple]:
     return rows
 
 
-def execute_all(statements: Sequence[tuple[str, Sequence]]) -> None:
-    """Run statements whose rows nobody reads, in order, in the current transaction. On
-    PostgreSQL psycopg's pipeline mode sends them together: one round trip instead of
-    one each (a registry event's writes took three). An error raises as from a cursor
-    (Django's, e.g. ``IntegrityError``) once the batch is answered."""
+def execute_all(statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    """Run statements in order as one transaction (all or none: inside a caller's
+    transaction, a savepoint) and return each one's rows (``RETURNING``; ``[]`` for a
+    statement without rows). An error raises as from a cursor (Django's, e.g.
+    ``IntegrityError``) with none of the statements applied.
+
+    On PostgreSQL in autocommit (a request outside ``atomic``) the statements go through
+    psycopg's pipeline mode with one Sync at the end: one round trip for all of them, and
+    the server runs everything up to that Sync as one implicit transaction, so no
+    ``BEGIN``/``COMMIT`` is exchanged (an explicit transaction costs two more round trips:
+    psycopg waits for its ``BEGIN``, and ``COMMIT`` is a message of its own)."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
-        with db.cursor() as cursor:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
+            results = []
             for sql, params in statements:
                 cursor.execute(sql, params)
-        return
+                results.append(cursor.fetchall() if cursor.description else [])
+            return results
+    if db.in_atomic_block:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            return _pipelined(db, statements)
+    return _pipelined(db, statements)
+
+
+def _pipelined(db, statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_thread_sharing()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
         raw = db.connection
-        cursor = _server_binding_cursor(raw)
-        with raw.pipeline():
-            for sql, params in statements:
-                cursor.execute(sql, params, prepare=True)
+        # A cursor each: a cursor keeps the result of its last statement only. Plain
+        # psycopg cursors cost a few microseconds, unlike Django's wrappers.
+        cursors = [psycopg.Cursor(raw) for _statement in statements]
+        error = None
+        try:
+            with raw.pipeline():
+                try:
+                    for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                        cursor.execute(sql, params, prepare=True)
+                except psycopg.Error as exc:
+                    # A result that came back early: the server skips the rest up to the
+                    # Sync that leaving the block sends (psycopg would log the error
+                    # again if it left the block with it).
+                    error = exc
+        except psycopg.Error as exc:
+            error = error or exc
+        if error is not None:
+            raise error
+        results = [
+            cursor.fetchall()
+            if cursor.pgresult is not None and cursor.pgresult.status == pq.ExecStatus.TUPLES_OK
+            else []
+            for cursor in cursors
+        ]
     if db.queries_logged:
         db.queries_log.extend({"sql": sql, "time": "0.000"} for sql, _params in statements)
+    return results
 
 
 _cursors = threading.local()

@@ -178,7 +178,8 @@ if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
 if CACHE_URL.startswith("redis"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, keeping its Redis client instead of building one per call.
+            "BACKEND": "gitlab_core.redis_cache.RedisCache",
             "LOCATION": CACHE_URL,
             # A Redis that stops answering must fail a call, not hang a request.
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},

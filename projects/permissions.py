@@ -388,16 +388,24 @@ def _inherited_level_sql(path: str) -> str:
 
 
 @functools.cache
-def _project_statement(vendor: str) -> tuple[RowLoader, str]:
+def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, str]:
     """Row loader and SQL of ``projects_with_access_level`` on this database (a fixed
-    text: the paths are one array parameter)."""
+    text: the paths are one array parameter). The projects, their root namespaces, a
+    deploy token's reach and their protection rules are found the same way with or
+    without a user; ``with_access`` adds the user's three levels (direct, inherited,
+    personal owner), which no caller without a user needs."""
     loader = RowLoader(Project, _PROJECT_FIELDS, "p")
     namespaces = Namespace._meta.db_table
-    sql = f"""SELECT {loader.columns},
+    levels = (
+        f"""
  (SELECT MAX(pm.access_level) FROM {ProjectMember._meta.db_table} pm
    WHERE pm.project_id = p.id AND pm.user_id = %s AND {ProjectMember.ACTIVE_SQL.format(m="pm")}),
  {_inherited_level_sql("p.full_path_lower")},
- CASE WHEN n.kind = %s AND n.owner_id = %s THEN %s ELSE NULL END,
+ CASE WHEN n.kind = %s AND n.owner_id = %s THEN %s ELSE NULL END,"""
+        if with_access
+        else ""
+    )
+    sql = f"""SELECT {loader.columns},{levels}
  (SELECT r.id FROM {namespaces} r
    WHERE r.parent_id IS NULL AND {any_of("r.full_path_lower", vendor)}
      AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/'),
@@ -417,9 +425,10 @@ def projects_with_access_level(
     by that path, each with ``user``'s effective access level, its root namespace id and
     whether ``deploy_token`` reaches it: one query for all of them. The effective level
     is the highest of the user's active direct membership, active memberships of the
-    project's group and its ancestors, and Owner for the owner of a personal namespace.
-    A deploy token reaches its own project, or (a group token) every project whose full
-    path lies below its group's.
+    project's group and its ancestors, and Owner for the owner of a personal namespace;
+    without a user it is None (the statement then reads no membership at all). A deploy
+    token reaches its own project, or (a group token) every project whose full path lies
+    below its group's.
 
     Pass the level on to ``project_abilities(..., access_level=...)`` or
     ``ci_job_abilities``, the reach to ``deploy_token_abilities(..., has_access=...)``.
@@ -428,34 +437,32 @@ def projects_with_access_level(
     if not paths:
         return {}
     vendor = connection.vendor
-    loader, sql = _project_statement(vendor)
+    loader, sql = _project_statement(vendor, with_access=user is not None)
     roots = sorted({path.split("/", 1)[0] for path in paths})
-    user_id = user.pk if user is not None else None
-    today = timezone.now().date()
     params = [
-        user_id,
-        today,
-        user_id,
-        today,
-        Namespace.Kind.GROUP.value,
-        Namespace.Kind.USER.value,
-        user_id,
-        AccessLevel.OWNER.value,
         as_list_param(roots, vendor),
         deploy_token.pk if deploy_token is not None else None,
         as_list_param(paths, vendor),
     ]
+    level_count = 0
+    if user is not None:
+        today = timezone.now().date()
+        group, personal = Namespace.Kind.GROUP.value, Namespace.Kind.USER.value
+        params[:0] = [user.pk, today, user.pk, today, group, personal, user.pk, AccessLevel.OWNER.value]
+        level_count = 3
     width = len(loader)
     result = {}
     for row in fetch_all(sql, params):
         project = loader.load(row[:width])
-        levels = [level for level in row[width : width + 3] if level is not None]
+        levels = [level for level in row[width : width + level_count] if level is not None]
+        # After the levels (when read): root namespace, deploy token reach, protection rules.
+        root_namespace_id, reached, protected = row[width + level_count : width + level_count + 3]
         result[project.full_path_lower] = ProjectAccess(
             project=project,
             access_level=max(levels) if levels else None,
-            root_namespace_id=row[width + 3],
-            deploy_token_access=row[width + 4] is not None,
-            has_protection_rules=bool(row[width + 5]),
+            root_namespace_id=root_namespace_id,
+            deploy_token_access=reached is not None,
+            has_protection_rules=bool(protected),
         )
     return result
 

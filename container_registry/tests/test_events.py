@@ -7,12 +7,13 @@ import json
 from unittest import mock
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from container_registry import tag_cache
 from container_registry.client import REGISTRY_CLIENT_SUBJECT
 from container_registry.event_envelopes import parse_envelope
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
+from container_registry.services import stale_statement
 from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, envelope, envelope_with
 from tests_support.factories import make_group, make_project
 from tests_support.wsgi import call_wsgi
@@ -113,9 +114,6 @@ def test_an_unexpected_fault_in_the_wsgi_door_is_a_500_in_the_api_shape(settings
         b'{"events": [{"id": "1", "target": {"repository": "group/project/image"}}]}',
         b'{"events": [{"id": "1", "action": "launch", "target": {"repository": "group/project/image"}}]}',
         b'{"events": [{"id": "1", "action": "push"}]}',
-        b'{"events": [{"id": "1", "action": "push", "target": {}}]}',
-        b'{"events": [{"id": "1", "action": "push", "target": {"repository": "Group/UPPER"}}]}',
-        b'{"events": [{"id": "1", "action": "push", "target": {"repository": "a//b"}}]}',
         b'{"events": [{"id": 7, "action": "push", "target": {"repository": "group/project"}}]}',
         # Nested deeper than any parser should follow (it was a RecursionError: a 500).
         b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
@@ -134,6 +132,42 @@ def test_one_bad_event_rejects_the_whole_envelope_before_anything_is_applied(pos
     body = json.dumps({"events": [good, {"id": "x", "action": "explode", "target": {"repository": "a"}}]})
     assert post_events(body.encode()).status_code == 400
     assert not ContainerRepository.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        {"tag": "v1"},
+        {"repository": "", "tag": "v1"},
+        {"repository": 42, "tag": "v1"},
+        {"repository": "group/project/Image", "tag": "v1"},
+        {"repository": "group//project", "tag": "v1"},
+        {"repository": "group/project/image\x00", "tag": "v1"},
+        {"repository": "group/project/" + "a" * 3000, "tag": "v1"},
+    ],
+    ids=["missing", "empty", "not-text", "upper-case", "empty-component", "nul", "too-long"],
+)
+def test_an_event_naming_no_valid_repository_is_skipped_and_the_rest_applied(
+    post_events, captured_world, caplog, target
+):
+    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    push = json.loads(envelope(PUSH_OCI))["events"][0]
+    pull = json.loads(envelope(PULL_BY_TAG))["events"][0]
+    skipped = {**push, "id": "skipped-event", "target": target}
+    body = json.dumps({"events": [push, skipped, pull]}).encode()
+
+    for _delivery in range(2):
+        response = post_events(body)
+        assert response.status_code == 200
+        assert response.content == b""
+
+    repository = image_repository(captured_world["project"])
+    assert (repository.push_count, repository.pull_count) == (1, 1)
+    assert set(RegistryEvent.objects.values_list("event_id", flat=True)) == {push["id"], pull["id"]}
+    logged = [r for r in caplog.records if r.getMessage().startswith("registry event skipped")]
+    assert [(r.event_id, r.event_action, r.event_index) for r in logged] == [("skipped-event", "push", 1)] * 2
+    if isinstance(target.get("repository"), str):
+        assert all(len(r.repository) <= 255 for r in logged)
 
 
 def test_empty_envelope_is_acknowledged(post_events, db):
@@ -250,6 +284,36 @@ def test_an_image_path_belongs_to_the_longest_matching_project(post_events, capt
     shadowed.refresh_from_db()
     assert (root.push_count, root.pull_count) == (1, 1)
     assert (shadowed.push_count, shadowed.pull_count) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_does_not_wait_for_another_push_of_the_same_project_to_commit(captured_world, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time")
+    settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    project = captured_world["project"]
+    for name in ("first", "second"):
+        ContainerRepository.objects.create(project=project, name=name)
+    ProjectRegistryStatistics.objects.create(project=project, container_registry_size=0, stale=True)
+    # Another receiver thread is inside the transaction of a push to "first": its
+    # statements ran, its commit (a disk flush) has not returned yet.
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(*stale_statement(project.pk))
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            body = envelope_with(PUSH_OCI, id="second-push", repository="group/project/second")
+            response = call_wsgi("POST", EVENTS_URL, body, CONTENT_TYPE="application/json", HTTP_AUTHORIZATION=SECRET)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+        other.commit()
+    finally:
+        other.close()
+    assert response.status_code == 200
+    assert ContainerRepository.objects.get(project=project, name="second").push_count == 1
 
 
 # --- pull, delete, mount ------------------------------------------------------------------

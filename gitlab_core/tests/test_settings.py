@@ -80,7 +80,7 @@ def test_redis_urls_select_the_redis_broker_and_cache(tmp_path):
     values = loaded(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6390/0", CACHE_URL="redis://127.0.0.1:6390/1")
 
     assert values["broker"] == "redis://127.0.0.1:6390/0"
-    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["cache"] == "gitlab_core.redis_cache.RedisCache"
 
 
 def test_debug_is_off_by_default(tmp_path):

@@ -144,6 +144,43 @@ def test_the_receiver_applies_an_event_once_and_refuses_a_wrong_secret(web, worl
     assert RegistryEvent.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "target", [{"tag": "v1"}, {"repository": "acme/svc/Not Valid", "tag": "v1"}], ids=["no-repository", "invalid-path"]
+)
+def test_an_event_naming_no_valid_repository_is_skipped_and_the_rest_of_the_envelope_counted(
+    web, world, settings, tmp_path, target
+):
+    for name in ("one", "two"):
+        ContainerRepository.objects.create(project=world["project"], name=name)
+    first, last = (
+        json.loads(envelope_with("push-manifest-oci.json", id=f"event-{name}", repository=f"acme/svc/{name}"))
+        for name in ("one", "two")
+    )
+    middle = {**first["events"][0], "id": "event-skipped", "target": target}
+    body = json.dumps({"events": [first["events"][0], middle, last["events"][0]]})
+    url = f"{web}/api/v4/container_registry_event/events"
+    headers = {
+        "Content-Type": "application/vnd.docker.distribution.events.v1+json",
+        "Authorization": settings.REGISTRY_NOTIFICATION_SECRET,
+    }
+
+    for _delivery in range(2):  # the second is the registry re-sending it: nothing more counts
+        response = requests.post(url, data=body, headers=headers, timeout=10)
+        assert (response.status_code, response.content) == (200, b"")
+    counts = dict(ContainerRepository.objects.filter(project=world["project"]).values_list("name", "push_count"))
+    assert counts == {"one": 1, "two": 1}
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["event-one", "event-two"]
+
+    lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
+    skipped = [line for line in lines if line["message"].startswith("registry event skipped")]
+    assert [(line["event_id"], line["event_index"], line["level"]) for line in skipped] == [
+        ("event-skipped", 1, "warning")
+    ] * 2
+    assert all(
+        settings.REGISTRY_NOTIFICATION_SECRET not in line for line in (tmp_path / "web.log").read_text().splitlines()
+    )
+
+
 def test_the_api_finds_a_project_by_its_encoded_path(web, world):
     response = requests.get(f"{web}/api/v4/projects/acme%2Fsvc", headers={"PRIVATE-TOKEN": world["token"]}, timeout=10)
     assert response.status_code == 200
