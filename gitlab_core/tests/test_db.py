@@ -3,6 +3,7 @@ psycopg prepares each once per connection."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -122,11 +123,17 @@ def test_a_statement_whose_result_type_a_migration_changed_runs_again(postgresql
 
 
 @pytest.mark.django_db(transaction=True)
-def test_statements_sent_together_apply_in_order_and_fail_as_one_transaction():
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["autocommit", "in-a-transaction"])
+def test_statements_sent_together_apply_in_order_return_their_rows_and_fail_as_one_transaction(in_atomic):
     stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
     insert = INSERT.replace(" RETURNING id", "")
-    with transaction.atomic():
-        execute_all([(insert, ["first", stamp]), (insert, ["second", stamp])])
-    with pytest.raises(IntegrityError), transaction.atomic():
-        execute_all([(insert, ["third", stamp]), (insert, ["first", stamp])])
-    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["first", "second"]
+    outer = transaction.atomic() if in_atomic else contextlib.nullcontext()
+    with outer:
+        rows = execute_all([(INSERT, ["first", stamp]), (insert, ["second", stamp]), (INSERT, ["third", stamp])])
+        first, third = RegistryEvent.objects.get(event_id="first"), RegistryEvent.objects.get(event_id="third")
+        assert rows == [[(first.pk,)], [], [(third.pk,)]]
+        with pytest.raises(IntegrityError):
+            execute_all([(insert, ["fourth", stamp]), (insert, ["first", stamp])])
+        # The failure undid its own statements only: the connection goes on.
+        execute_all([(insert, ["fifth", stamp])])
+    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["fifth", "first", "second", "third"]
