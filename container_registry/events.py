@@ -68,6 +68,7 @@ def apply_events(events: list[Event]) -> Outcome:
     images = resolve_image_paths({event.repository for event, _kind in relevant}) if relevant else {}
     pushed: dict[int, set[str]] = {}
     for_hooks: dict[int, list[webhooks.RegistryChange]] = {}
+    project_hooks: dict[int, list[int]] = {}  # read with a push's writes
     for event, kind in relevant:
         image = images.get(event.repository)
         if image is None or image.project.pending_delete:
@@ -80,9 +81,11 @@ def apply_events(events: list[Event]) -> Outcome:
                 for_hooks.setdefault(image.project.pk, []).append(_hook_change("delete", event))
             continue
         push = kind == "push"
-        result, repository_id = _apply_counted(event, image, push=push)
+        result, repository_id, hook_ids = _apply_counted(event, image, push=push)
         if result == MISSING and push and _create_for_push(event, image):
-            result, repository_id = _apply_counted(event, image, push=push)
+            result, repository_id, hook_ids = _apply_counted(event, image, push=push)
+        if hook_ids is not None:
+            project_hooks[image.project.pk] = hook_ids
         outcome.add(IGNORED if result == MISSING else result)
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
@@ -94,7 +97,7 @@ def apply_events(events: list[Event]) -> Outcome:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
     _forget_cached_dates(pushed)
     for project_id, changes in for_hooks.items():
-        webhooks.request_deliveries(project_id, changes)
+        webhooks.request_deliveries(project_id, changes, hook_ids=project_hooks.get(project_id))
     return outcome
 
 
@@ -124,10 +127,11 @@ def _kind(event: Event) -> str | None:
     return None
 
 
-def _apply_counted(event: Event, image: ImagePath, *, push: bool) -> tuple[str, int | None]:
+def _apply_counted(event: Event, image: ImagePath, *, push: bool) -> tuple[str, int | None, list[int] | None]:
     """Count the push or pull on the image's repository, record the event's id (and for a
-    push mark the project's registry size stale): one transaction, sent in one round
-    trip on PostgreSQL (``execute_all``). Returns the result and the repository's id.
+    push mark the project's registry size stale and read its webhooks): one transaction,
+    sent in one round trip on PostgreSQL (``execute_all``). Returns the result, the
+    repository's id and, for an applied push, the ids of the project's registry hooks.
 
     The id's unique index decides between deliveries, concurrent ones too: a known id
     fails the insert, which rolls the count back (DUPLICATE: nothing changes). A
@@ -141,14 +145,14 @@ def _apply_counted(event: Event, image: ImagePath, *, push: bool) -> tuple[str, 
     record = [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())]
     statements = [(update, [stamp, stamp, project_id, name]), (insert, [*record, project_id, name])]
     if push:
-        statements.append(stale_statement(project_id))
+        statements += [stale_statement(project_id), webhooks.hooks_statement(project_id)]
     try:
-        updated = execute_all(statements)[0]
+        results = execute_all(statements)
     except IntegrityError:
-        return DUPLICATE, _repository_id(image)
-    if not updated:
-        return MISSING, None
-    return APPLIED, updated[0][0]
+        return DUPLICATE, _repository_id(image), None
+    if not results[0]:
+        return MISSING, None, None
+    return APPLIED, results[0][0][0], [row[0] for row in results[3]] if push else None
 
 
 def _digest(event: Event) -> str | None:

@@ -98,9 +98,15 @@ ORDER BY web_hooks.id
 """
 
 
+def hooks_statement(project_id: int) -> tuple[str, list]:
+    """The statement whose rows are ``hook_ids_for(project_id)``: for a caller that sends
+    it together with its own (the receiver, in the same round trip as an event's writes)."""
+    return _HOOKS_SQL, [project_id, project_id]
+
+
 def hook_ids_for(project_id: int) -> list[int]:
     """The hooks a container registry event of the project goes to."""
-    return [row[0] for row in fetch_all(_HOOKS_SQL, [project_id, project_id])]
+    return [row[0] for row in fetch_all(*hooks_statement(project_id))]
 
 
 def registry_payload(
@@ -159,10 +165,12 @@ class RegistryChange:
     occurred_at: dt.datetime | None = None
 
 
-def request_deliveries(project_id: int, changes: list[RegistryChange]) -> int:
+def request_deliveries(project_id: int, changes: list[RegistryChange], *, hook_ids: list[int] | None = None) -> int:
     """Ask for one delivery per (hook, change) once the transaction commits; returns how
-    many. Costs one statement when the project has no hooks."""
-    hook_ids = hook_ids_for(project_id) if changes else []
+    many. Costs one statement when the project has no hooks, none when the caller read
+    ``hook_ids`` already (the rows of ``hooks_statement``)."""
+    if hook_ids is None:
+        hook_ids = hook_ids_for(project_id) if changes else []
     if not hook_ids:
         return 0
     project = Project.objects.filter(pk=project_id).first()
