@@ -6,6 +6,8 @@ the event receiver).
   and keeps at most ``prepared_max`` (100) of them. ``HOT_QUERIES_PREPARED=false`` sets
   the connection's ``prepare_threshold`` to None (in ``settings.DATABASES``), which turns
   preparing off for a transaction-mode pooler (PgBouncer before 1.21).
+* ``execute_all`` runs statements as one transaction and returns each one's rows; on
+  PostgreSQL as one query (one round trip, no ``BEGIN``/``COMMIT``).
 * ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
