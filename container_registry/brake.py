@@ -75,19 +75,22 @@ def hold_message(plan: dict) -> str:
 
 def release(*, repository: ContainerRepository) -> ContainerRepository:
     """Release a held repository: it is ``cleanup_scheduled`` again, and its runs under the
-    policy as it is now are no longer braked. Raises ``ServiceError`` (400) when the
-    repository is not held."""
-    revision = (
-        ContainerExpirationPolicy.objects.filter(project_id=repository.project_id)
-        .values_list("rules_revision", flat=True)
-        .first()
+    policy revision that was held are no longer braked (if the policy changed since, its
+    new revision's first run still is). Raises ``ServiceError`` (400) when the repository
+    is not held."""
+    held = ContainerRepository.objects.filter(
+        pk=repository.pk, status__isnull=True, expiration_policy_cleanup_status=CleanupStatus.HELD
     )
     with transaction.atomic():
-        released = ContainerRepository.objects.filter(
-            pk=repository.pk, status__isnull=True, expiration_policy_cleanup_status=CleanupStatus.HELD
-        ).update(
+        found = held.values_list("cleanup_held_at", "cleanup_held_plan").first()
+        if found is None:
+            raise bad_request(NOT_HELD)
+        held_at, plan = found
+        # Conditional on the hold read above: a hold lifted or written again meanwhile
+        # is not released on the strength of another plan.
+        released = held.filter(cleanup_held_at=held_at).update(
             expiration_policy_cleanup_status=CleanupStatus.SCHEDULED,
-            cleanup_policy_revision=revision,
+            cleanup_policy_revision=(plan or {}).get("policy_revision"),
             cleanup_held_at=None,
             cleanup_held_plan=None,
         )

@@ -196,3 +196,16 @@ def test_an_administrator_releases_in_the_admin(world, repository):
     assert b"Released: acme/platform/svc/app" in response.content
     assert ContainerRepository.objects.get(pk=repository.pk).expiration_policy_cleanup_status == Status.SCHEDULED
     assert AuditEvent.objects.filter(event_name="container_repository_cleanup_released").count() == 1
+
+
+def test_a_release_approves_the_held_revision_only(world, repository):
+    client = FakeRegistryClient(old_tags(10))
+    assert run(repository, client) == "held"
+    # The policy changes while the hold is being written (the run read the old one): the
+    # repository is held with the old revision's plan.
+    ContainerExpirationPolicy.objects.filter(project=world["project"]).update(rules_revision=99)
+
+    assert as_user(world["users"]["maintainer"]).post(release_url(repository)).status_code == 201
+
+    assert run_policy_cleanup(repository_id=repository.pk, client=client).result == "held"
+    assert len(client.tags) == 10
