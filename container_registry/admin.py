@@ -20,6 +20,7 @@ from django.utils.text import Truncator
 
 from container_registry import (
     admin_policies,  # noqa: F401  (registers the cleanup-policy admin)
+    admin_policy_defaults,  # noqa: F401  (registers the group default cleanup policy admin)
     brake,
 )
 from container_registry.maintenance import retry_failed_deletions

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from projects.models import Project
+from projects.models import Namespace, Project
 
 MAX_DELETION_FAILURES = 10
 
@@ -223,3 +223,13 @@ class ProjectRegistryStatistics(models.Model):
 
     def __str__(self) -> str:
         return f"registry statistics of project {self.project_id}"
+
+
+class GroupCleanupPolicyDefault(Namespace):
+    """A group seen for its default cleanup policy (``Namespace.container_expiration_policy_default``),
+    for the admin page of group defaults; no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "group default cleanup policy"
+        verbose_name_plural = "group default cleanup policies"

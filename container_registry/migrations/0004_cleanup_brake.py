@@ -7,6 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('container_registry', '0003_policy_disabled_reason'),
+        ('projects', '0005_group_cleanup_policy_default'),
     ]
 
     operations = [
@@ -40,5 +41,18 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             "UPDATE container_repositories SET cleanup_policy_revision = 1 WHERE expiration_policy_completed_at IS NOT NULL",
             migrations.RunSQL.noop,
+        ),
+        migrations.CreateModel(
+            name='GroupCleanupPolicyDefault',
+            fields=[
+            ],
+            options={
+                'verbose_name': 'group default cleanup policy',
+                'verbose_name_plural': 'group default cleanup policies',
+                'proxy': True,
+                'indexes': [],
+                'constraints': [],
+            },
+            bases=('projects.namespace',),
         ),
 ]

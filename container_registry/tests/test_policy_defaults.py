@@ -170,3 +170,32 @@ def test_the_admin_refuses_an_invalid_default_regex(db):
     assert response.status_code == 200
     assert b"not valid RE2 syntax" in response.content
     assert ApplicationSettings.current().container_expiration_policy_default_name_regex == ".*"
+
+
+def test_an_administrator_sets_and_removes_a_group_default_in_the_admin(world):
+    platform = world["platform"]
+    browser = Client()
+    browser.force_login(make_user("root", admin=True))
+    url = f"/admin/container_registry/groupcleanuppolicydefault/{platform.pk}/change/"
+    form = {"own_default": "on", "enabled": "on", "cadence": "7d", "keep_n": "5", "older_than": "", "name_regex": "(x"}
+
+    refused = browser.post(url, form)
+    assert refused.status_code == 200 and b"not valid RE2 syntax" in refused.content
+    assert browser.post(url, {**form, "name_regex": "v.*"}).status_code == 302
+
+    platform.refresh_from_db()
+    assert platform.container_expiration_policy_default == {
+        "enabled": True,
+        "cadence": "7d",
+        "keep_n": 5,
+        "older_than": None,
+        "name_regex": "v.*",
+        "name_regex_keep": None,
+    }
+    assert policy_of(make_project(platform, "from-admin"))["cadence"] == "7d"
+    assert AuditEvent.objects.filter(event_name="group_cleanup_policy_default_updated").exists()
+    listing = browser.get("/admin/container_registry/groupcleanuppolicydefault/")
+    assert listing.status_code == 200 and b"acme/platform" in listing.content
+    assert browser.post(url, {"cadence": "1d"}).status_code == 302
+    platform.refresh_from_db()
+    assert platform.container_expiration_policy_default is None
