@@ -18,6 +18,7 @@ from django.db import transaction
 from container_registry.models import ContainerExpirationPolicy
 from container_registry.policies import validate_cleanup_policy_attributes
 from gitlab_core import audit
+from gitlab_core.errors import ServiceError, bad_request
 from gitlab_core.models import ApplicationSettings
 from projects.models import Namespace
 
@@ -51,6 +52,20 @@ def checked(attributes: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     current = ContainerExpirationPolicy(**base)
     changes = validate_cleanup_policy_attributes(attributes=attributes, current=current)
     return {**base, **changes}
+
+
+def check_instance_default(attributes: dict[str, Any], current: dict[str, Any]) -> None:
+    """``checked`` for the application settings: a problem is named by its setting
+    (``{"message": {"container_expiration_policy_default_cadence": [...]}}``)."""
+    try:
+        checked(attributes, current)
+    except ServiceError as exc:
+        problems = exc.body.get("message")
+        if isinstance(problems, dict):
+            setting_of = {attribute: name for name, attribute in ApplicationSettings.DEFAULT_POLICY_FIELDS.items()}
+            renamed = {setting_of.get(key.rpartition(".")[2], key): texts for key, texts in problems.items()}
+            raise bad_request(renamed) from None
+        raise
 
 
 def update_group_default(*, group: Namespace, attributes: dict[str, Any] | None) -> Namespace:

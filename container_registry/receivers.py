@@ -31,7 +31,7 @@ def create_default_cleanup_policy(sender, instance: Project, created: bool, raw:
 
 @receiver(cleanup_policy_defaults_submitted, dispatch_uid="container_registry.check_instance_policy_default")
 def check_instance_policy_default(sender, *, attributes: dict, current: dict, **kwargs) -> None:
-    policy_defaults.checked(attributes, current)
+    policy_defaults.check_instance_default(attributes, current)
 
 
 @receiver(group_cleanup_policy_submitted, dispatch_uid="container_registry.save_group_policy_default")

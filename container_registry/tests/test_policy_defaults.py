@@ -66,16 +66,16 @@ def test_new_projects_take_the_instance_default_set_through_the_settings_api(adm
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"container_expiration_policy_default_cadence": "2d"}, "container_expiration_policy.cadence"),
-        ({"container_expiration_policy_default_keep_n": 7}, "container_expiration_policy.keep_n"),
-        ({"container_expiration_policy_default_older_than": "1d"}, "container_expiration_policy.older_than"),
-        ({"container_expiration_policy_default_name_regex": "(a"}, "container_expiration_policy.name_regex"),
+        ({"container_expiration_policy_default_cadence": "2d"}, "container_expiration_policy_default_cadence"),
+        ({"container_expiration_policy_default_keep_n": 7}, "container_expiration_policy_default_keep_n"),
+        ({"container_expiration_policy_default_older_than": "1d"}, "container_expiration_policy_default_older_than"),
+        ({"container_expiration_policy_default_name_regex": "(a"}, "container_expiration_policy_default_name_regex"),
         (
             {
                 "container_expiration_policy_enabled_by_default": True,
                 "container_expiration_policy_default_name_regex": "",
             },
-            "container_expiration_policy.name_regex",
+            "container_expiration_policy_default_name_regex",
         ),
     ],
 )
