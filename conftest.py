@@ -59,6 +59,18 @@ def gitlab_client():
 
 
 @pytest.fixture
+def cleanup_brake_off(db):
+    """Turn the mass-deletion brake off: it holds the first run of a policy that deletes
+    more than half of a repository's tags, which the tests of the rules and the scheduler
+    do on purpose with a handful of tags. The brake's own tests leave it on."""
+    from gitlab_core.models import ApplicationSettings
+
+    settings = ApplicationSettings.current()
+    settings.container_registry_cleanup_brake_enabled = False
+    settings.save()
+
+
+@pytest.fixture
 def admin(db):
     return make_user("root", admin=True)
 

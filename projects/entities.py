@@ -42,6 +42,9 @@ def group(ns: Namespace, request) -> dict:
         "project_creation_level": "developer",
         "subgroup_creation_level": "maintainer",
         "request_access_enabled": ns.request_access_enabled,
+        # Our extension: the default cleanup policy of new projects below the group, if
+        # the group has its own (else the nearest group above's, or the instance's).
+        "container_expiration_policy": ns.container_expiration_policy_default,
     }
 
 

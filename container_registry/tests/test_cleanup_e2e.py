@@ -24,7 +24,7 @@ from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import build_image, list_tags, skopeo, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cleanup_brake_off")]
 
 
 def ago(days: float) -> dt.datetime:
