@@ -27,6 +27,26 @@ def _fresh_realm_decisions():
     decisions.clear()
 
 
+@pytest.fixture(autouse=True)
+def size_refreshes(request, monkeypatch):
+    """The registry size refreshes enqueued during a test, as ``(project_id, countdown)``:
+    recorded instead of written to the broker, where no worker would take them (tests
+    with a real worker, ``celery_live``, enqueue for real)."""
+    from container_registry import statistics
+    from workers import statistics as statistics_tasks
+
+    sent: list[tuple[int, int]] = []
+    if "celery_live" not in request.keywords:
+        monkeypatch.setattr(
+            statistics_tasks.refresh_registry_size,
+            "apply_async",
+            lambda args, countdown: sent.append((args[0], countdown)),
+        )
+    statistics._enqueued_here.clear()
+    yield sent
+    statistics._enqueued_here.clear()
+
+
 @pytest.fixture
 def gitlab_client():
     """``gitlab_client(url, token)``: the real python-gitlab client, its HTTP session

@@ -118,7 +118,9 @@ class TagDetails:
     revision: str | None
     short_revision: str | None
     created_at: dt.datetime | None
-    total_size: int
+    # GitLab's ``total_size``: the sum of the image's layer sizes (config and manifest
+    # not counted); None for an image index or manifest list, and for schema 1.
+    total_size: int | None
     media_type: str
     # Every blob (manifests included) this tag references, digest -> size: the input of
     # deduplicated repository and project sizes.
@@ -286,9 +288,9 @@ class RegistryClient:
         return _json(response)
 
     def tag_details(self, path: str, tag: str) -> TagDetails | None:
-        """Digest, revision (config digest hex), creation time (config blob ``created``)
-        and total size (manifest + config + layers, children of an index included) of a
-        tag; None if the tag does not exist."""
+        """Digest, revision (config digest hex), creation time (config blob ``created``),
+        total size (its layers) and every blob it reaches (children of an index
+        included) of a tag; None if the tag does not exist."""
         try:
             manifest = self.get_manifest(path, tag)
         except RegistryNotFound:
@@ -306,7 +308,7 @@ class RegistryClient:
             revision=revision,
             short_revision=revision[:9] if revision else None,
             created_at=created_at,
-            total_size=sum(blobs.values()),
+            total_size=_layers_size(manifest),
             media_type=manifest.media_type,
             blobs=blobs,
         )
@@ -415,6 +417,12 @@ class RegistryClient:
         except RegistryNotFound:
             return False
         return True
+
+
+def _layers_size(manifest: Manifest) -> int | None:
+    if manifest.is_index or manifest.body.get("schemaVersion") != 2:
+        return None
+    return sum(_size(layer) for layer in manifest.layers)
 
 
 def _size(descriptor: dict) -> int:

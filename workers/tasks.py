@@ -5,3 +5,4 @@ from __future__ import annotations
 from workers.cleanup import *  # noqa: F403
 from workers.deletion import *  # noqa: F403
 from workers.events import *  # noqa: F403
+from workers.statistics import *  # noqa: F403
