@@ -69,6 +69,11 @@ DUMMY_MANIFEST_DIGEST = "sha256:" + hashlib.sha256(DUMMY_MANIFEST_BODY).hexdiges
 
 TAGS_PAGE_SIZE = 1000
 MAX_PAGES = 2000  # GitLab's MAX_TAGS_PAGES: a guard against a registry that loops.
+# distribution's default ``catalog.maxentries``; a registry configured lower sends smaller
+# pages and a Link to the next one.
+CATALOG_PAGE_SIZE = 1000
+# A guard against a registry that loops: 10 million repositories at the default size.
+MAX_CATALOG_PAGES = 10_000
 # A token is dropped this long before it expires (GitLab reserves 5 s).
 TOKEN_RESERVED_SECONDS = 5
 # Config blobs whose creation time the client remembers (bounded; about 150 bytes each).
@@ -245,14 +250,26 @@ class RegistryClient:
 
     def catalog(self) -> Iterator[str]:
         """Every repository path in the registry (``/v2/_catalog``, all pages)."""
+        for page in self.catalog_pages():
+            yield from page
+
+    def catalog_pages(self, *, page_size: int = CATALOG_PAGE_SIZE) -> Iterator[list[str]]:
+        """The registry's repository paths a page at a time (``?n=`` and ``last=``,
+        following the ``Link`` header), in the registry's order: one page in memory.
+        Raises ``PermanentRegistryError`` when the pages do not end (a ``Link`` that
+        points back at the same page, or more than ``MAX_CATALOG_PAGES``)."""
         access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
-        url: str | None = self._url(f"/v2/_catalog?n={TAGS_PAGE_SIZE}")
-        pages = 0
-        while url is not None and pages < MAX_PAGES:
+        url: str | None = self._url(f"/v2/_catalog?n={page_size}")
+        for _ in range(MAX_CATALOG_PAGES):
             response = self._send("GET", url, access=access)
-            yield from (r for r in (_json(response).get("repositories") or []) if isinstance(r, str))
-            url = _next_link(response, self.base_url)
-            pages += 1
+            yield [r for r in (_json(response).get("repositories") or []) if isinstance(r, str)]
+            next_url = _next_link(response, self.base_url)
+            if next_url == url:
+                raise PermanentRegistryError(f"the catalog's next page is the page itself ({_path_of(url)})")
+            url = next_url
+            if url is None:
+                return
+        raise PermanentRegistryError(f"the catalog did not end after {MAX_CATALOG_PAGES} pages")
 
     def get_manifest(self, path: str, reference: str) -> Manifest:
         """The manifest (image, list or index) at a tag or digest. Raises RegistryNotFound."""

@@ -104,7 +104,9 @@ def test_tags_and_catalog_follow_pagination(registry, images, monkeypatch):
     assert client.list_tags("g/p/many") == ["t1", "t2", "t3", "t4", "t5"]
     before = sent.count
     assert sorted(client.catalog()) == ["g/other", "g/p/many"]
-    assert sent.count - before >= 2
+    pages = list(client.catalog_pages(page_size=1))
+    assert [path for page in pages for path in page] == ["g/other", "g/p/many"]
+    assert len(pages) >= 2 and sent.count - before >= 2 + len(pages)
     assert client.list_tags("g/never/pushed") == []
 
 
