@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -253,17 +253,24 @@ class RegistryClient:
         for page in self.catalog_pages():
             yield from page
 
-    def catalog_pages(self, *, page_size: int = CATALOG_PAGE_SIZE) -> Iterator[list[str]]:
+    def catalog_pages(self, *, page_size: int | None = None) -> Iterator[list[str]]:
         """The registry's repository paths a page at a time (``?n=`` and ``last=``,
         following the ``Link`` header), in the registry's order: one page in memory.
         Raises ``PermanentRegistryError`` when the pages do not end (a ``Link`` that
         points back at the same page, or more than ``MAX_CATALOG_PAGES``)."""
         access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
-        url: str | None = self._url(f"/v2/_catalog?n={page_size}")
+        size = page_size or CATALOG_PAGE_SIZE
+        url: str | None = self._url(f"/v2/_catalog?n={size}")
         for _ in range(MAX_CATALOG_PAGES):
             response = self._send("GET", url, access=access)
-            yield [r for r in (_json(response).get("repositories") or []) if isinstance(r, str)]
+            page = [r for r in (_json(response).get("repositories") or []) if isinstance(r, str)]
+            yield page
             next_url = _next_link(response, self.base_url)
+            if next_url is None and len(page) >= size:
+                # distribution 2.8 can end a full page without a Link when its last path
+                # is followed by its parent (a child named with a leading digit walks
+                # first): ask for the page after it; an empty page ends the catalog.
+                next_url = self._url(f"/v2/_catalog?n={size}&last={quote(page[-1], safe='')}")
             if next_url == url:
                 raise PermanentRegistryError(f"the catalog's next page is the page itself ({_path_of(url)})")
             url = next_url
