@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from projects.models import AccessLevel, GroupMember, ProjectMember
@@ -42,6 +44,8 @@ def size_refreshes(request, monkeypatch):
             "apply_async",
             lambda args, countdown: sent.append((args[0], countdown)),
         )
+        # Pending keys of earlier tests (project ids repeat between runs) stay in Redis.
+        monkeypatch.setattr(statistics, "PENDING_KEY_PREFIX", f"{statistics.PENDING_KEY_PREFIX}:{uuid.uuid4()}")
     statistics._enqueued_here.clear()
     yield sent
     statistics._enqueued_here.clear()

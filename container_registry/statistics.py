@@ -56,8 +56,11 @@ _enqueued_here = TTLCache(
 )
 
 
+PENDING_KEY_PREFIX = "container_registry:size_refresh_pending"
+
+
 def pending_key(project_id: int) -> str:
-    return f"container_registry:size_refresh_pending:{project_id}"
+    return f"{PENDING_KEY_PREFIX}:{project_id}"
 
 
 def request_size_refresh(project_ids: Iterable[int]) -> list[int]:
