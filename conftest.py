@@ -42,7 +42,7 @@ def size_refreshes(request, monkeypatch):
         monkeypatch.setattr(
             statistics_tasks.refresh_registry_size,
             "apply_async",
-            lambda args, countdown: sent.append((args[0], countdown)),
+            lambda args, countdown, **options: sent.append((args[0], countdown)),
         )
         # Pending keys of earlier tests (project ids repeat between runs) stay in Redis.
         monkeypatch.setattr(statistics, "PENDING_KEY_PREFIX", f"{statistics.PENDING_KEY_PREFIX}:{uuid.uuid4()}")

@@ -27,4 +27,6 @@ def refresh_stale_registry_sizes() -> int:
 
 @receiver(registry_size_refresh_requested, dispatch_uid="workers.enqueue_registry_size_refresh")
 def enqueue_registry_size_refresh(sender, *, project_id: int, countdown: int, **kwargs) -> None:
-    refresh_registry_size.apply_async(args=[project_id], countdown=countdown)
+    # No publishing retries: the event receiver is waiting, and a refresh that could not
+    # be sent stays owed (the stale flag; the sweep asks again).
+    refresh_registry_size.apply_async(args=[project_id], countdown=countdown, retry=False)

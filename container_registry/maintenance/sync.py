@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from container_registry import statistics
 from container_registry.client import RegistryClient, get_client
 from container_registry.models import ContainerRepository
 from container_registry.services import mark_registry_size_stale
-from container_registry.statistics import request_size_refresh
 from gitlab_core.db import any_of, as_list_param, fetch_all
 from projects.image_paths import resolve_image_paths
 from projects.models import Project
@@ -150,7 +150,7 @@ def _adopt(page: list[str], only: Project | None, report: SyncReport, on_path: O
         _insert_rows(missing)
         projects = {project_id for project_id, _name in missing}
         mark_registry_size_stale(project_ids=projects)
-        request_size_refresh(projects)
+        statistics.request_size_refresh(projects)
     for key in missing:
         report.created += 1
         on_path(CREATED, wanted[key])

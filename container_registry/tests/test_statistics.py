@@ -109,7 +109,7 @@ def test_a_broker_outage_never_fails_the_receiver_and_the_next_event_asks_again(
     monkeypatch.setattr(
         statistics_tasks.refresh_registry_size,
         "apply_async",
-        lambda args, countdown: size_refreshes.append((args[0], countdown)),
+        lambda args, countdown, **options: size_refreshes.append((args[0], countdown)),
     )
     post_events(envelope_with(PUSH_TAG, tag="v2", id="second"))
     assert size_refreshes == [(project.pk, 60)]
