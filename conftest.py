@@ -51,9 +51,20 @@ def size_refreshes(request, monkeypatch):
     statistics._enqueued_here.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_current_request_id():
+    # A request's id stays current in its thread after the response (for the server's
+    # access line); one test's requests must not lend theirs to the next test's tasks.
+    from gitlab_core import request_id
+
+    request_id.set_current(None)
+    yield
+    request_id.set_current(None)
+
+
 @pytest.fixture
 def gitlab_client():
-    """``gitlab_client(url, token)``: the real python-gitlab client, its HTTP session
+    """``gitlab_client(url, token)`` (or ``job_token=``): the real python-gitlab client, its HTTP session
     closed after the test. An idle keep-alive connection keeps a thread of the live
     server, and its database connection, until the end of the session, and the test
     database can then not be dropped."""
@@ -61,8 +72,8 @@ def gitlab_client():
 
     clients = []
 
-    def make(url: str, token: str):
-        client = gitlab.Gitlab(url, private_token=token)
+    def make(url: str, token: str | None = None, *, job_token: str | None = None):
+        client = gitlab.Gitlab(url, private_token=token, job_token=job_token)
         clients.append(client)
         return client
 

@@ -16,6 +16,7 @@ from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules
 from container_registry.errors import RegistryError
 from container_registry.maintenance import enable_cleanup_policies
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
+from container_registry.policies import record_policy_changes
 from container_registry.regex import validate_regex
 
 
@@ -47,12 +48,13 @@ class ContainerExpirationPolicyAdmin(admin.ModelAdmin):
         "name_regex",
         "name_regex_keep",
         "next_run_at",
+        "disabled_reason",
         "dry_run_link",
     )
     list_filter = ("enabled", "cadence")
     search_fields = ("project__full_path",)
     list_select_related = ("project",)
-    readonly_fields = ("project", "next_run_at", "dry_run_link")
+    readonly_fields = ("project", "next_run_at", "disabled_reason", "dry_run_link")
     actions = ("enable_policies",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -60,6 +62,12 @@ class ContainerExpirationPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: ContainerExpirationPolicy, form, change: bool) -> None:
+        # The admin saves the row itself, in its transaction: audit what changed.
+        before = {name: form.initial.get(name) for name in form.base_fields}
+        super().save_model(request, obj, form, change)
+        record_policy_changes(obj, before, project=obj.project)
 
     @admin.display(description="project", ordering="project__full_path")
     def project_path(self, obj: ContainerExpirationPolicy) -> str:

@@ -27,7 +27,9 @@ from gitlab_core.errors import (
     not_found,
     unauthorized,
 )
-from projects import permissions
+from projects import permissions, protection, webhooks
+from projects.models import Project
+from projects.selectors import lookup_by_id_or_path
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ MAX_TAGS_PER_REQUEST = 10_000
 # The registry's tag grammar: anything else is not a tag there, and is never put in a
 # registry URL.
 TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# GitLab's answer when a protection rule refuses a deletion.
+PROTECTED_DELETE_MESSAGE = "403 Forbidden - Deleting protected container repository forbidden."
 
 
 def registry_unavailable(exc: RegistryError) -> ServiceError:
@@ -57,12 +61,32 @@ def parse_repository_id(raw: str, label: str = "repository_id") -> int:
     return int(raw)
 
 
+# GitLab's answer to a CI job token used on another project's registry endpoints.
+JOB_TOKEN_OTHER_PROJECT = (
+    "403 Forbidden - This project's CI/CD job token cannot be used to authenticate with the container "
+    "registry of a different project."
+)
+
+
 class RegistryApiView(ApiView):
+    # A CI job token works on the registry endpoints of its job's own project.
+    allow_job_token = True
+
     def project(self, project_id: str):
+        job = self.job_token
+        if job is not None:
+            found = lookup_by_id_or_path(Project.objects.all(), self.decode_id(project_id))
+            if found is None or found.pk != job.project_id:
+                raise forbidden(JOB_TOKEN_OTHER_PROJECT)
         return selectors.project_for_api(actor=self.user, raw_id=self.decode_id(project_id))
 
     def abilities(self, project) -> frozenset[str]:
         return permissions.project_abilities(self.user, project)
+
+    def check_delete_not_protected(self, project, repository: ContainerRepository) -> None:
+        """403 when a protection rule keeps this caller from deleting in ``repository``."""
+        if protection.DELETE in protection.refused_actions(self.user, project, repository.path):
+            raise forbidden(PROTECTED_DELETE_MESSAGE)
 
     tags_read = 0
 
@@ -122,6 +146,7 @@ class ProjectRepositoryView(RegistryApiView):
         repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
         if permissions.ADMIN_CONTAINER_IMAGE not in self.abilities(project):
             raise forbidden()
+        self.check_delete_not_protected(project, repository)
         services.schedule_repository_deletion(repository=repository)
         return Response({"message": "202 Accepted"}, status=202)
 
@@ -175,10 +200,12 @@ class RepositoryTagView(RegistryApiView):
         project, repository = self._resolve(project_id, repository_id)
         if permissions.DESTROY_CONTAINER_IMAGE not in self.abilities(project):
             raise forbidden()
+        self.check_delete_not_protected(project, repository)
         self._check_tag_name(tag_name)
         client = get_client()
         try:
-            if client.tag_digest(repository.path, tag_name) is None:
+            digest = client.tag_digest(repository.path, tag_name)
+            if digest is None:
                 raise not_found("Tag")
             deleted = client.delete_tags(repository.path, [tag_name])
         except RegistryError as exc:
@@ -188,11 +215,18 @@ class RepositoryTagView(RegistryApiView):
         if tag_name not in deleted:
             raise bad_request(f"could not delete tags: {tag_name}")
         tag_cache.forget(repository.pk, [tag_name])
+        services.record_repository_event(repository, "container_repository_tags_deleted", f"Deleted tag {tag_name}")
+        webhooks.request_deliveries(
+            project.pk,
+            [webhooks.RegistryChange("delete", repository.path, tag=tag_name, digest=digest, actor=self.user)],
+        )
         return Response(status=200)
 
 
 class GroupRepositoriesView(RegistryApiView):
     """GET /groups/:id/registry/repositories (``tags``/``tags_count`` are ignored)."""
+
+    allow_job_token = False
 
     def get(self, request, group_id: str):
         group = selectors.group_for_api(actor=self.user, raw_id=self.decode_id(group_id))
@@ -209,6 +243,8 @@ class GroupRepositoriesView(RegistryApiView):
 
 class RepositoryView(RegistryApiView):
     """GET /registry/repositories/:id"""
+
+    allow_job_token = False
 
     def get(self, request, repository_id: str):
         if self.user is None:

@@ -14,6 +14,7 @@ the query) would make and the rule that made it. See ``docs/cleanup-dry-run.md``
 from __future__ import annotations
 
 from django.core.cache import cache
+from django.db import transaction
 from rest_framework.response import Response
 
 from container_registry import selectors
@@ -23,6 +24,7 @@ from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules, 
 from container_registry.errors import RegistryError, TooManyTags
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.regex import validate_regex
+from container_registry.services import record_repository_event
 from container_registry.signals import tag_cleanup_requested
 from gitlab_core.api.format import iso
 from gitlab_core.api.params import Params
@@ -76,11 +78,20 @@ def bulk_delete_tags(*, view: RegistryApiView, project: Project, repository: Con
     repository = _repository(project, repository)
     if not permissions.can(view.user, permissions.ADMIN_CONTAINER_IMAGE, project):
         raise forbidden()
+    view.check_delete_not_protected(project, repository)
     if not cache.add(bulk_delete_lease_key(repository.pk), "1", timeout=BULK_DELETE_LEASE_SECONDS):
         raise bad_request(RATE_LIMITED)
-    tag_cleanup_requested.send(
-        sender=ContainerRepository, user_id=view.user.pk, repository_id=repository.pk, params=rules.as_params()
-    )
+    params = rules.as_params()
+    with transaction.atomic():
+        record_repository_event(
+            repository,
+            "container_repository_tags_bulk_delete_requested",
+            "Requested deletion of the tags matching "
+            + ", ".join(f"{key}={value}" for key, value in sorted(params.items()) if value is not None),
+        )
+        tag_cleanup_requested.send(
+            sender=ContainerRepository, user_id=view.user.pk, repository_id=repository.pk, params=params
+        )
     return Response({"message": "202 Accepted"}, status=202)
 
 

@@ -58,10 +58,10 @@ from container_registry.cleanup_rules import (
     kept_until,
     limit_deletions,
 )
-from container_registry.errors import RegistryError, RegistryNotFound
+from container_registry.errors import RegistryError, RegistryNotFound, TagsNotDeleted
 from container_registry.models import ContainerRepository
 from gitlab_core.models import ApplicationSettings, User
-from projects import permissions
+from projects import permissions, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ STOP_TIME_BUDGET = "time_budget"
 STOP_REGISTRY_ERROR = "registry_error"
 STOP_INVALID_POLICY = "invalid_policy"
 STOP_POLICY_DISABLED = "policy_disabled"
+STOP_NEXT_RUN_SOON = "next_run_soon"
 STOP_STALE = "stale"
 LIMIT_REASONS = frozenset({STOP_TAGS_LIMIT, STOP_TIME_BUDGET})
 
@@ -233,13 +234,16 @@ def cleanup_tags(
     now: dt.datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
     progress: ProgressCallback | None = None,
+    actor: User | None = None,
 ) -> CleanupResult:
     """Delete the tags of ``repository`` that ``rules`` select, within the limits.
 
     ``policy_run`` enables the creation-time cache (GitLab caches for policies only).
     Registry faults do not raise: the result is ``unfinished`` with ``stop_reason``
     ``registry_error`` and ``error`` set, and ``deleted`` lists what went before the fault.
-    Raises ``InvalidCleanupRules`` for bad rules.
+    A run that deleted none of the tags it tried ends so too (``TagsNotDeleted``).
+    The project's hooks hear of every deleted tag, from ``actor`` (None: the cleanup
+    policy). Raises ``InvalidCleanupRules`` for bad rules.
     """
     compiled = rules.compile()
     app_settings = ApplicationSettings.current()
@@ -251,6 +255,10 @@ def cleanup_tags(
     except RegistryError as exc:
         result.status, result.stop_reason, result.error = "unfinished", STOP_REGISTRY_ERROR, exc
         logger.warning("cleanup of %s stopped by a registry error: %s", repository.path, exc)
+    webhooks.request_deliveries(
+        repository.project_id,
+        [webhooks.RegistryChange("delete", repository.path, tag=name, actor=actor) for name in result.deleted],
+    )
     return result
 
 
@@ -291,6 +299,10 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
         clock=clock,
         progress=progress,
     )
+    if to_delete and not result.deleted:
+        # Every tag tried was refused (a PUT the registry rejects is skipped): GitLab's
+        # delete service then answers an error, and the run ends unfinished with it.
+        raise TagsNotDeleted(repository.path, to_delete)
     if push_count is not None and timed_out and not truncated:
         _carry_dates(repository, created, gone=result.deleted, push_count=push_count)
     elif push_count is not None and not timed_out and not truncated:
@@ -361,7 +373,7 @@ def bulk_delete_for_user(
         logger.warning("bulk tag deletion dropped: access denied", extra={"container_repository_id": repository_id})
         return None
     result = cleanup_tags(
-        repository=repository, rules=CleanupRules.from_params(params), policy_run=False, client=client
+        repository=repository, rules=CleanupRules.from_params(params), policy_run=False, client=client, actor=user
     )
     logger.info(
         "bulk tag deletion",

@@ -85,6 +85,11 @@ TOKEN_CACHE_SIZE = 1000
 # holds characters no username or deploy-token name may have, and only our signing key
 # can put it in a token (a ``User-Agent`` anyone could copy).
 REGISTRY_CLIENT_SUBJECT = "(registry client)"
+# The write probe (``delete_probe``): a digest no content has, in a repository no one
+# pushes to. Deleting it changes nothing, whatever the answer.
+PROBE_REPOSITORY = "gitlab-registry-check/write-probe"
+PROBE_DIGEST = "sha256:" + "0" * 64
+WRITABLE, DELETES_DISABLED, READ_ONLY = "writable", "deletes disabled", "read-only"
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -212,7 +217,7 @@ class RegistryClient:
         if status == 404:
             raise RegistryNotFound(message, status=status)
         if status == 405:
-            raise RegistryDeleteDisabled(message, status=status)
+            raise RegistryDeleteDisabled(message, status=status, allow=response.headers.get("Allow"))
         raise PermanentRegistryError(message, status=status)
 
     def _url(self, path: str) -> str:
@@ -441,6 +446,24 @@ class RegistryClient:
         except RegistryNotFound:
             return False
         return True
+
+    # --- probes --------------------------------------------------------------------------
+    def delete_probe(self) -> str:
+        """How the registry answers a delete that cannot change anything (a manifest digest
+        nothing has): ``WRITABLE`` (404: deletes enabled), ``DELETES_DISABLED`` (405
+        UNSUPPORTED: ``storage.delete.enabled`` is off) or ``READ_ONLY`` (405 with an
+        ``Allow`` header without DELETE: ``storage.maintenance.readonly`` is on, which
+        refuses pushes too). Verified on distribution 2.8. Raises like every call."""
+        path = PROBE_REPOSITORY
+        url = self._url(f"/v2/{path}/manifests/{PROBE_DIGEST}")
+        try:
+            self._send("DELETE", url, access=_repository_access(path, ["delete"]))
+        except RegistryNotFound:
+            return WRITABLE
+        except RegistryDeleteDisabled as exc:
+            allowed = {m.strip().upper() for m in (exc.allow or "").split(",") if m.strip()}
+            return READ_ONLY if exc.allow is not None and "DELETE" not in allowed else DELETES_DISABLED
+        raise PermanentRegistryError(f"DELETE {_path_of(url)} of a digest nothing has succeeded")
 
 
 def _layers_size(manifest: Manifest) -> int | None:

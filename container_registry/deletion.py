@@ -6,9 +6,11 @@ The life of a deletion:
 * ``schedule_due_deletions`` (every 5 minutes) resets deletions whose worker died
   (``delete_ongoing`` for more than 30 minutes) and returns the repositories due now.
 * ``delete_repository`` claims one repository with a conditional UPDATE, deletes every
-  tag through the registry client and removes the row. A claim that changes no row means
+  tag through the registry client and removes the row. The log line of a deletion
+  carries the tag count before it and the count deleted (GitLab's sizes). A claim that changes no row means
   someone else has the repository (or it is gone, or not due): nothing happens.
-* A failed attempt counts: while ``failed_deletion_count`` is below 10 it goes back to
+* A failed attempt counts, whether the registry failed or the row could not be removed
+  after its tags were gone: while ``failed_deletion_count`` is below 10 it goes back to
   ``delete_scheduled`` and waits 2^count minutes; when it is already 10 (the tenth retry
   failed) the status becomes ``delete_failed`` and only an administrator brings it back
   (``container_registry.maintenance.retry_failed_deletions``).
@@ -25,13 +27,16 @@ import random
 import re
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from container_registry.client import RegistryClient, get_client
 from container_registry.errors import RegistryError, RegistryNotFound
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
+from container_registry.services import record_repository_event
+from gitlab_core import audit
+from projects import webhooks
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -105,6 +110,13 @@ def schedule_project_repositories_for_deletion(*, project: Project, now: dt.date
             failed_deletion_count=0,
             next_delete_attempt_at=None,
         )
+        if fresh + failed:
+            # One event for the project: it may hold many repositories.
+            audit.record(
+                "container_repository_deletion_scheduled",
+                entity=project,
+                message=f"Scheduled deletion of {fresh + failed} container repositories with the project",
+            )
     return fresh + failed
 
 
@@ -181,32 +193,47 @@ def delete_repository(
     claimed_at = repository.delete_started_at
     path = repository.path
     try:
-        deleted = _delete_all_tags(repository, client=client)
+        sizes = _delete_all_tags(repository, client=client)
     except (RegistryError, DeletionIncomplete) as exc:
         return _fail(repository, exc, now=now)
     except Exception as exc:
         _fail(repository, exc, now=now)
         raise
-    removed, _ = ContainerRepository.objects.filter(
-        pk=repository.pk, status=Status.DELETE_ONGOING, delete_started_at=claimed_at
-    ).delete()
+    try:
+        # Its own savepoint, so a failed DELETE leaves a caller's transaction usable.
+        with transaction.atomic():
+            removed, _ = ContainerRepository.objects.filter(
+                pk=repository.pk, status=Status.DELETE_ONGOING, delete_started_at=claimed_at
+            ).delete()
+    except DatabaseError as exc:
+        # The tags are gone but the row stayed (a lock timeout, a trigger, a lost
+        # statement): a failed attempt like any other, retried after the backoff.
+        return _fail(repository, exc, now=now, sizes=sizes)
     if not removed:
         # The claim was reset as stale and taken by another run: that run removes the row.
         logger.warning("repository deletion lost its claim", extra={"repository_id": repository.pk, "path": path})
-        return DeletionOutcome(repository_id=repository_id, result="skipped", path=path, deleted_tags=deleted)
+        return DeletionOutcome(repository_id=repository_id, result="skipped", path=path, deleted_tags=sizes.deleted)
     logger.info(
         "container repository deleted",
-        extra={
-            "repository_id": repository.pk,
-            "project_id": repository.project_id,
-            "path": path,
-            "deleted_tags": deleted,
-        },
+        extra={"repository_id": repository.pk, "project_id": repository.project_id, "path": path, **sizes.log_fields()},
     )
-    return DeletionOutcome(repository_id=repository_id, result="deleted", path=path, deleted_tags=deleted)
+    webhooks.request_deliveries(repository.project_id, [webhooks.RegistryChange("repository_delete", path)])
+    return DeletionOutcome(repository_id=repository_id, result="deleted", path=path, deleted_tags=sizes.deleted)
 
 
-def _delete_all_tags(repository: ContainerRepository, *, client: RegistryClient | None) -> int:
+@dataclass(frozen=True)
+class TagSizes:
+    """How many tags the repository held before the deletion, and how many it deleted."""
+
+    before_delete: int
+    deleted: int
+
+    def log_fields(self) -> dict[str, int]:
+        # GitLab's field names in its deletion worker's log line.
+        return {"tags_size_before_delete": self.before_delete, "deleted_tags_size": self.deleted}
+
+
+def _delete_all_tags(repository: ContainerRepository, *, client: RegistryClient | None) -> TagSizes:
     """Delete every tag; raise ``DeletionIncomplete`` if the registry still lists some."""
     client = client or get_client()
     tags = _list_tags(client, repository.path)
@@ -216,7 +243,7 @@ def _delete_all_tags(repository: ContainerRepository, *, client: RegistryClient 
         raise DeletionIncomplete(
             f"{len(remaining)} tag(s) still in the registry after deleting {len(deleted)} of {len(tags)}"
         )
-    return len(deleted)
+    return TagSizes(before_delete=len(tags), deleted=len(deleted))
 
 
 def _list_tags(client: RegistryClient, path: str) -> list[str]:
@@ -237,16 +264,26 @@ def backoff_wait(failed_count: int) -> dt.timedelta:
     return base + base * random.uniform(0, BACKOFF_JITTER_FRACTION)
 
 
-def _fail(repository: ContainerRepository, exc: BaseException, *, now: dt.datetime | None) -> DeletionOutcome:
+def _fail(
+    repository: ContainerRepository, exc: BaseException, *, now: dt.datetime | None, sizes: TagSizes | None = None
+) -> DeletionOutcome:
     message = scrub_error(f"{type(exc).__name__}: {exc}")
     logger.warning(
         "container repository deletion failed",
         exc_info=not isinstance(exc, RegistryError | DeletionIncomplete),
-        extra={"repository_id": repository.pk, "path": repository.path, "error": message},
+        extra={
+            "repository_id": repository.pk,
+            "path": repository.path,
+            "error": message,
+            **(sizes.log_fields() if sizes else {}),
+        },
     )
     status = record_deletion_failure(repository=repository, message=message, now=now)
     result = "failed" if status == Status.DELETE_FAILED else "rescheduled"
-    return DeletionOutcome(repository_id=repository.pk, result=result, path=repository.path, error=message)
+    deleted = sizes.deleted if sizes else 0
+    return DeletionOutcome(
+        repository_id=repository.pk, result=result, path=repository.path, deleted_tags=deleted, error=message
+    )
 
 
 def record_deletion_failure(*, repository: ContainerRepository, message: str, now: dt.datetime | None = None) -> str:
@@ -272,7 +309,14 @@ def record_deletion_failure(*, repository: ContainerRepository, message: str, no
             failed_deletion_count=count + 1,
             next_delete_attempt_at=now + backoff_wait(count),
         )
-    ContainerRepository.objects.filter(pk=repository.pk, status=Status.DELETE_ONGOING).update(**fields)
+    with transaction.atomic():
+        changed = ContainerRepository.objects.filter(pk=repository.pk, status=Status.DELETE_ONGOING).update(**fields)
+        if changed and fields["status"] == Status.DELETE_FAILED:
+            record_repository_event(
+                repository,
+                "container_repository_deletion_failed",
+                f"Deletion failed for good after {count} retries: {fields['last_deletion_error']}",
+            )
     return fields["status"]
 
 

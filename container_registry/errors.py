@@ -29,7 +29,12 @@ class RegistryNotFound(PermanentRegistryError):
 
 
 class RegistryDeleteDisabled(PermanentRegistryError):
-    """405: the registry runs without ``storage.delete.enabled``."""
+    """405: the registry runs without ``storage.delete.enabled`` (or read-only: then
+    ``allow``, the answer's ``Allow`` header, lists no write method)."""
+
+    def __init__(self, message: str, *, status: int | None = None, allow: str | None = None):
+        super().__init__(message, status=status)
+        self.allow = allow
 
 
 class RegistryUnauthorized(PermanentRegistryError):
@@ -42,3 +47,15 @@ class TooManyTags(PermanentRegistryError):
     def __init__(self, path: str, limit: int):
         super().__init__(f"{path} has more than {limit} tags")
         self.limit = limit
+
+
+class TagsNotDeleted(PermanentRegistryError):
+    """The registry refused every tag a cleanup tried to delete."""
+
+    # Tag names quoted in the message, at most (a run may try thousands).
+    MAX_NAMES = 20
+
+    def __init__(self, path: str, tags: list[str]):
+        names = ", ".join(tags[: self.MAX_NAMES]) + (", ..." if len(tags) > self.MAX_NAMES else "")
+        super().__init__(f"could not delete tags of {path}: {names}")
+        self.tags = tags

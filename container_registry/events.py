@@ -40,6 +40,7 @@ from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_statement
 from container_registry.statistics import request_size_refresh
 from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
+from projects import webhooks
 from projects.image_paths import resolve_image_paths
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def apply_events(events: list[Event]) -> Outcome:
     targets = resolve_targets({event.repository for event, _kind in relevant})
     pushed: dict[int, set[str]] = {}
     pushed_projects: set[int] = set()
+    for_hooks: dict[int, list[webhooks.RegistryChange]] = {}
     for event, kind in relevant:
         target = targets.get(event.repository)
         if target is None or target.pending_delete:
@@ -87,6 +89,8 @@ def apply_events(events: list[Event]) -> Outcome:
         if kind == "stale":
             outcome.add(APPLIED)
             outcome.stale_projects.add(target.project_id)
+            if event.action == "delete" and not event.is_ours:
+                for_hooks.setdefault(target.project_id, []).append(_hook_change("delete", event))
             continue
         push = kind == "push"
         if push and target.repository_id is None:
@@ -99,13 +103,31 @@ def apply_events(events: list[Event]) -> Outcome:
         if push and result in (APPLIED, DUPLICATE):
             pushed.setdefault(target.repository_id, set()).add(event.tag)
             pushed_projects.add(target.project_id)
+        if push and result == APPLIED:
+            for_hooks.setdefault(target.project_id, []).append(_hook_change("push", event))
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
     _forget_cached_dates(pushed)
     if outcome.stale_projects or pushed_projects:
         # No database work: a cache key, skipped when this process enqueued one lately.
         request_size_refresh(outcome.stale_projects | pushed_projects)
+    for project_id, changes in for_hooks.items():
+        webhooks.request_deliveries(project_id, changes)
     return outcome
+
+
+def _hook_change(action: str, event: Event) -> webhooks.RegistryChange:
+    """A tag push, or a deletion the registry reported (our own tag deletions are
+    reported by the code that made them, with the tag names)."""
+    return webhooks.RegistryChange(
+        action=action,
+        repository_path=event.repository,
+        tag=event.tag,
+        digest=_digest(event),
+        actor=event.actor,
+        key=event.id,
+        occurred_at=event.timestamp,
+    )
 
 
 def _kind(event: Event) -> str | None:

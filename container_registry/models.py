@@ -128,6 +128,9 @@ class ContainerExpirationPolicy(models.Model):
     name_regex = models.CharField(max_length=255, null=True, blank=True, default=".*")
     name_regex_keep = models.TextField(max_length=255, null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Why the scheduler turned the policy off (an invalid policy, a project without
+    # repositories); cleared when the policy is saved enabled again.
+    disabled_reason = models.CharField(max_length=255, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -142,8 +145,10 @@ class ContainerExpirationPolicy(models.Model):
     def save(self, *args, **kwargs):
         # GitLab recomputes the schedule on every save (documented behaviour).
         self.next_run_at = timezone.now() + CADENCE_DURATIONS[self.cadence]
+        if self.enabled:
+            self.disabled_reason = None
         if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at"}
+            kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "disabled_reason"}
         super().save(*args, **kwargs)
 
 

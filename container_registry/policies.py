@@ -5,29 +5,44 @@ values outside the allowed lists and bad regexes are model errors
 ``{"message": {"container_expiration_policy.<field>": [...]}}``. Regexes are checked
 whenever they are sent, enabled or not, and the stored ones again when the resulting
 policy is enabled.
+
+Also what the scheduler asks of a stored policy: why it cannot run (``policy_problem``),
+and turning it off with the reason recorded (``disable_policy``,
+``disable_policies_without_repositories``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from container_registry.models import (
     CADENCE_DURATIONS,
     KEEP_N_CHOICES,
     OLDER_THAN_CHOICES,
     ContainerExpirationPolicy,
+    ContainerRepository,
 )
 from container_registry.regex import validate_regex
+from gitlab_core import audit
 from gitlab_core.api.params import parse_bool
 from gitlab_core.errors import bad_request, invalid_params
 from projects.models import Project
+
+logger = logging.getLogger(__name__)
 
 REQUEST_PREFIX = "container_expiration_policy_attributes"
 MODEL_PREFIX = "container_expiration_policy"
 MAX_REGEX_LENGTH = 255
 _NOT_IN_LIST = "is not included in the list"
+# Why the scheduler disabled a policy (``ContainerExpirationPolicy.disabled_reason``).
+DISABLED_INVALID = "invalid_policy"
+DISABLED_NO_REPOSITORIES = "no_container_repositories"
+# Policies disabled per UPDATE by ``disable_policies_without_repositories``.
+DISABLE_BATCH_SIZE = 1000
 
 
 class _Problems:
@@ -141,7 +156,93 @@ def update_cleanup_policy(*, project: Project, attributes: dict) -> ContainerExp
     """
     policy, _ = ContainerExpirationPolicy.objects.select_for_update().get_or_create(project=project)
     changes = validate_cleanup_policy_attributes(attributes=attributes, current=policy)
+    before = audited_values(policy)
     for key, value in changes.items():
         setattr(policy, key, value)
     policy.save()
+    record_policy_changes(policy, before, project=project)
     return policy
+
+
+AUDITED_FIELDS = ("enabled", "cadence", "keep_n", "older_than", "name_regex", "name_regex_keep")
+
+
+def audited_values(policy: ContainerExpirationPolicy) -> dict[str, Any]:
+    return {field: getattr(policy, field) for field in AUDITED_FIELDS}
+
+
+def record_policy_changes(policy: ContainerExpirationPolicy, before: dict[str, Any], *, project: Project) -> None:
+    """Audit each attribute of a saved cleanup policy that differs from ``before``; every
+    writer of a policy (API, admin, commands) calls it in the transaction of the save."""
+    audit.record_changes(
+        "project_cleanup_policy_updated",
+        entity=project,
+        before=before,
+        after=audited_values(policy),
+        target=policy,
+        target_details=f"cleanup policy of {project.full_path}",
+    )
+
+
+def policy_problem(policy: ContainerExpirationPolicy) -> str | None:
+    """Why ``policy`` cannot run when enabled, or None: GitLab's policy validation (a
+    delete regex is required, and both regexes must be valid RE2)."""
+    if not policy.name_regex or not policy.name_regex.strip():
+        return "name_regex is blank"
+    for key in ("name_regex", "name_regex_keep"):
+        value = getattr(policy, key)
+        if value and (detail := validate_regex(value)) is not None:
+            return f"{key} is not valid RE2 syntax: {detail}"
+    return None
+
+
+def disable_policy(*, project_id: int, reason: str) -> bool:
+    """Turn an enabled policy off and record why (GitLab's ``disable!``). True if it was
+    enabled."""
+    with transaction.atomic():
+        changed = ContainerExpirationPolicy.objects.filter(project_id=project_id, enabled=True).update(
+            enabled=False, disabled_reason=reason[:255]
+        )
+        if changed:
+            _record_disabled([project_id], reason)
+    if changed:
+        logger.warning("cleanup policy disabled", extra={"project_id": project_id, "reason": reason})
+    return changed == 1
+
+
+def _record_disabled(project_ids: list[int], reason: str) -> None:
+    """Audit the system turning policies off (a fixed-shape read of their projects)."""
+    policies = ContainerExpirationPolicy.objects.filter(project_id__any=project_ids).select_related("project")
+    for policy in policies:
+        audit.record(
+            "project_cleanup_policy_updated",
+            entity=policy.project,
+            change=("enabled", True, False),
+            target=policy,
+            target_details=f"cleanup policy of {policy.project.full_path}, disabled: {reason}",
+        )
+
+
+def disable_policies_without_repositories() -> list[int]:
+    """Disable the enabled policies of projects that have no container repository, as
+    GitLab's hourly policy worker does. Returns the projects whose policy it disabled.
+
+    Ids are read a batch at a time, then updated under the same condition, so a policy
+    whose project got a repository in between stays enabled."""
+    no_repositories = ~Exists(ContainerRepository.objects.filter(project_id=OuterRef("project_id")))
+    idle = ContainerExpirationPolicy.objects.filter(enabled__in=[True]).filter(no_repositories)
+    disabled: list[int] = []
+    while ids := list(idle.order_by("project_id").values_list("project_id", flat=True)[:DISABLE_BATCH_SIZE]):
+        with transaction.atomic():
+            idle.filter(project_id__any=ids).update(enabled=False, disabled_reason=DISABLED_NO_REPOSITORIES)
+            kept = set(
+                ContainerExpirationPolicy.objects.filter(project_id__any=ids, enabled=True).values_list(
+                    "project_id", flat=True
+                )
+            )
+            batch = [project_id for project_id in ids if project_id not in kept]
+            _record_disabled(batch, DISABLED_NO_REPOSITORIES)
+        disabled += batch
+    if disabled:
+        logger.info("cleanup policies without repositories disabled", extra={"policies": len(disabled)})
+    return disabled

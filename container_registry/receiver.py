@@ -31,6 +31,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from container_registry import event_envelopes, events
+from container_registry.registry_activity import note_event_received
 from gitlab_core import doors
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def receive(method: str, authorization: str, content_type: str, body: bytes) -> 
     except (OperationalError, InterfaceError) as exc:
         logger.warning("registry events not applied, database unavailable: %s", exc.__class__.__name__)
         return 503, {"message": "503 Service Unavailable"}
+    note_event_received()
     return 200, None
 
 
@@ -84,31 +86,11 @@ def _max_body_bytes() -> int:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2**31
 
 
-def _read_body(environ) -> bytes | int:
-    """The request body, or 413 when it is larger than Django accepts. A missing or
-    unparsable ``Content-Length`` means an empty body, as for Django, unless the server
-    says the input ends by itself (chunked bodies under granian and gunicorn): then it is
-    read to its end."""
-    limit = _max_body_bytes()
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > limit:
-        return 413
-    if length > 0:
-        return environ["wsgi.input"].read(length)
-    if environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-        body = environ["wsgi.input"].read(limit + 1)
-        return 413 if len(body) > limit else body
-    return b""
-
-
 def answer_environ(environ) -> doors.Answer:
     """``registry_events`` for ``gitlab_core.doors`` (see the module docstring)."""
-    body = _read_body(environ)
-    if isinstance(body, int):
-        return doors.json_answer(body, {"message": f"{body} {HTTPStatus(body).phrase}"})
+    body = doors.read_body(environ, _max_body_bytes())
+    if body is None:
+        return doors.json_answer(413, {"message": f"413 {HTTPStatus(413).phrase}"})
     status, payload = receive(
         environ.get("REQUEST_METHOD", ""),
         environ.get("HTTP_AUTHORIZATION", ""),

@@ -1,6 +1,7 @@
 """What the registry app does on other apps' signals: every project gets a cleanup
 policy row when it is created (as in GitLab), the project API's policy attributes are
-saved here, and a push the token realm grants creates the repository row."""
+saved here, and a push the token realm grants creates the repository row (and is noted
+for ``registry_check``: a push with no event after it means notifications are lost)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.dispatch import receiver
 
 from container_registry.models import ContainerExpirationPolicy
 from container_registry.policies import update_cleanup_policy
+from container_registry.registry_activity import note_push_granted
 from container_registry.repositories import ensure_repository_exists
 from gitlab_core.models import ApplicationSettings
 from jwt_auth.signals import push_granted
@@ -34,3 +36,4 @@ def save_submitted_cleanup_policy(sender, *, project: Project, attributes: dict,
 def create_pushed_repository(sender, *, project: Project, name: str, **kwargs) -> None:
     # GitLab creates the repository row when it grants a push, before any event arrives.
     ensure_repository_exists(project=project, name=name)
+    note_push_granted()

@@ -4,15 +4,22 @@ its limited-capacity cleanup worker).
 The life of a policy run:
 
 * ``schedule_cleanup_policies`` (beat, hourly at minute 50) puts back repositories whose
-  worker died, marks the repositories of due, enabled policies ``cleanup_scheduled``
+  worker died, disables the enabled policies of projects without repositories (as
+  GitLab does), marks the repositories of due, enabled policies ``cleanup_scheduled``
   (those that have not run since the policy became due) and returns the repositories to
-  start now: unfinished ones first, then scheduled ones, no more than the free worker
-  capacity (``container_registry_expiration_policies_worker_capacity``; 0 = never).
+  start now: scheduled ones first (GitLab's "requiring cleanup"), then unfinished ones,
+  no more than the free worker capacity
+  (``container_registry_expiration_policies_worker_capacity``; 0 = never).
 * ``run_policy_cleanup`` claims one repository with a conditional UPDATE (a second task
-  for the same repository changes no row and does nothing), runs the cleanup service with
-  the policy's rules, and records the outcome on the repository: started and finished
-  times, deleted count, and why it stopped. A run cut short by the limits ends
-  ``cleanup_unfinished`` and is resumed before any scheduled repository.
+  for the same repository changes no row and does nothing); the claim sets the start
+  time and clears the last deleted-tags count. A policy that cannot run (blank or
+  invalid regex) is disabled with its reason instead; a repository whose policy runs
+  again within the deletion time budget goes back to ``cleanup_unscheduled`` and waits
+  for that run. Otherwise it runs the cleanup service with the policy's rules and
+  records the outcome: a finished run ends ``cleanup_unscheduled`` with its completion
+  time and deleted count; a run cut short by the limits or by a registry error (every
+  tag it tried to delete refused included) ends ``cleanup_unfinished`` without them and
+  resumes later.
 * When every repository of the project has run in this cycle, ``next_run_at`` moves on by
   the cadence (a conditional UPDATE, so only once).
 
@@ -31,6 +38,7 @@ from django.utils import timezone
 from container_registry.cleanup import (
     LIMIT_REASONS,
     STOP_INVALID_POLICY,
+    STOP_NEXT_RUN_SOON,
     STOP_POLICY_DISABLED,
     STOP_REGISTRY_ERROR,
     STOP_STALE,
@@ -40,6 +48,12 @@ from container_registry.cleanup import (
 from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules
 from container_registry.errors import RegistryError
 from container_registry.models import CADENCE_DURATIONS, ContainerExpirationPolicy, ContainerRepository
+from container_registry.policies import (
+    DISABLED_INVALID,
+    disable_policies_without_repositories,
+    disable_policy,
+    policy_problem,
+)
 from gitlab_core.models import ApplicationSettings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +70,7 @@ MARK_CHUNK_SIZE = 500
 @dataclass
 class ScheduleReport:
     stale_reset: int = 0
+    disabled: int = 0
     marked: int = 0
     advanced: int = 0
     to_start: list[int] = field(default_factory=list)
@@ -95,10 +110,12 @@ def ongoing_count() -> int:
 
 
 def repositories_to_start(*, include_errored: bool = True, limit: int | None = None) -> list[int]:
-    """Repositories to start now, within the free worker capacity: unfinished runs first
-    (oldest start first), then scheduled ones (never-run first). ``include_errored``
-    False leaves out runs that stopped on a registry error; the hourly scheduler resumes
-    those, so a registry that is down is not hammered by a chain of retries."""
+    """Repositories to start now, within the free worker capacity. As GitLab's cleanup
+    worker picks them: first those whose policy is due and that have not run in this
+    cycle (``cleanup_scheduled``, never-run first, then oldest start), then unfinished
+    runs (oldest start first). ``include_errored`` False leaves out unfinished runs that
+    stopped on a registry error; the hourly scheduler resumes those, so a registry that
+    is down is not hammered by a chain of retries."""
     capacity = ApplicationSettings.current().container_registry_expiration_policies_worker_capacity
     slots = capacity - ongoing_count()
     if limit is not None:
@@ -108,19 +125,14 @@ def repositories_to_start(*, include_errored: bool = True, limit: int | None = N
     live = ContainerRepository.objects.filter(
         status__isnull=True, project__pending_delete=False, project__container_expiration_policy__enabled=True
     )
-    unfinished = live.filter(expiration_policy_cleanup_status=CleanupStatus.UNFINISHED)
-    if not include_errored:
-        unfinished = unfinished.filter(last_cleanup_stop_reason__in=LIMIT_REASONS)
-    ids = list(
-        unfinished.order_by(F("expiration_policy_started_at").asc(nulls_first=True), "id").values_list("id", flat=True)[
-            :slots
-        ]
-    )
+    oldest_start_first = (F("expiration_policy_started_at").asc(nulls_first=True), "id")
+    scheduled = live.filter(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED).order_by(*oldest_start_first)
+    ids = list(scheduled.values_list("id", flat=True)[:slots])
     if len(ids) < slots:
-        scheduled = live.filter(expiration_policy_cleanup_status=CleanupStatus.SCHEDULED).order_by(
-            F("expiration_policy_started_at").asc(nulls_first=True), "id"
-        )
-        ids += list(scheduled.values_list("id", flat=True)[: slots - len(ids)])
+        unfinished = live.filter(expiration_policy_cleanup_status=CleanupStatus.UNFINISHED)
+        if not include_errored:
+            unfinished = unfinished.filter(last_cleanup_stop_reason__in=LIMIT_REASONS)
+        ids += list(unfinished.order_by(*oldest_start_first).values_list("id", flat=True)[: slots - len(ids)])
     return ids
 
 
@@ -194,12 +206,14 @@ def advance_policy_schedule(*, project_id: int, now: dt.datetime) -> bool:
 
 
 def schedule_cleanup_policies(*, now: dt.datetime | None = None) -> ScheduleReport:
-    """The hourly scheduler: reset stale runs, mark due repositories, move the schedule of
-    due policies with nothing left to run, and return the repositories to start (none
-    when the worker capacity is 0)."""
+    """The hourly scheduler: reset stale runs, disable the policies of projects without
+    repositories, mark due repositories, move the schedule of due policies with nothing
+    left to run, and return the repositories to start (none when the worker capacity is
+    0)."""
     now = now or timezone.now()
     report = ScheduleReport()
     report.stale_reset = reset_stale_cleanups(now=now)
+    report.disabled = len(disable_policies_without_repositories())
     report.marked = mark_due_repositories(now=now)
     for project_id in due_policies(now=now).values_list("project_id", flat=True).iterator():
         report.advanced += advance_policy_schedule(project_id=project_id, now=now)
@@ -208,6 +222,7 @@ def schedule_cleanup_policies(*, now: dt.datetime | None = None) -> ScheduleRepo
         "cleanup policies scheduled",
         extra={
             "stale_reset": report.stale_reset,
+            "disabled": report.disabled,
             "marked": report.marked,
             "advanced": report.advanced,
             "started": len(report.to_start),
@@ -221,14 +236,19 @@ def schedule_cleanup_policies(*, now: dt.datetime | None = None) -> ScheduleRepo
 
 def claim_repository(*, repository_id: int, now: dt.datetime, statuses: list[str] | None = None) -> bool:
     """Take a repository for a cleanup run: one conditional UPDATE from ``statuses``
-    (default: scheduled or unfinished) to ``cleanup_ongoing``. False if no row changed.
+    (default: scheduled or unfinished) to ``cleanup_ongoing``, clearing the last run's
+    deleted-tags count as GitLab's start does. False if no row changed.
 
     ``now`` becomes ``expiration_policy_started_at`` and is the run's claim: every later
     change the run makes passes it back as ``claimed_at``."""
     statuses = statuses or [CleanupStatus.SCHEDULED, CleanupStatus.UNFINISHED]
     changed = ContainerRepository.objects.filter(
         pk=repository_id, status__isnull=True, expiration_policy_cleanup_status__in=statuses
-    ).update(expiration_policy_cleanup_status=CleanupStatus.ONGOING, expiration_policy_started_at=now)
+    ).update(
+        expiration_policy_cleanup_status=CleanupStatus.ONGOING,
+        expiration_policy_started_at=now,
+        last_cleanup_deleted_tags_count=None,
+    )
     return changed == 1
 
 
@@ -257,30 +277,47 @@ def record_run(
     now: dt.datetime,
 ) -> bool:
     """Store the end of a run on the repository, only if this run (the one that claimed
-    it at ``claimed_at``) still owns it. False when it did not any more."""
-    finished = result is not None and result.finished
+    it at ``claimed_at``) still owns it. False when it did not any more.
+
+    As GitLab records it: a finished run goes back to ``cleanup_unscheduled`` with its
+    completion time and deleted count; any other end is ``cleanup_unfinished`` and
+    writes neither (the count stays cleared by the claim, the completion time is the
+    last finished run's)."""
     if result is not None and result.error is not None:
         stop_reason = f"{STOP_REGISTRY_ERROR}: {result.error}"
-    changed = _owned(repository_id, claimed_at).update(
-        expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED if finished else CleanupStatus.UNFINISHED,
-        expiration_policy_completed_at=now,
-        last_cleanup_deleted_tags_count=result.deleted_size if result is not None else 0,
-        last_cleanup_stop_reason=stop_reason[:MAX_STOP_REASON_LENGTH],
-    )
+    fields = {"last_cleanup_stop_reason": stop_reason[:MAX_STOP_REASON_LENGTH]}
+    if result is not None and result.finished:
+        fields.update(
+            expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
+            expiration_policy_completed_at=now,
+            last_cleanup_deleted_tags_count=result.deleted_size,
+        )
+    else:
+        fields.update(expiration_policy_cleanup_status=CleanupStatus.UNFINISHED)
+    changed = _owned(repository_id, claimed_at).update(**fields)
     if not changed:
         _lost_claim(repository_id)
     return changed == 1
 
 
 def _release(repository_id: int, reason: str, claimed_at: dt.datetime) -> None:
+    """Hand back a claimed repository that does not run now: ``cleanup_unscheduled``, as
+    GitLab's worker leaves a repository it may not run."""
     changed = _owned(repository_id, claimed_at).update(
-        expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
-        expiration_policy_completed_at=claimed_at,
-        last_cleanup_deleted_tags_count=0,
-        last_cleanup_stop_reason=reason,
+        expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED, last_cleanup_stop_reason=reason
     )
     if not changed:
         _lost_claim(repository_id)
+
+
+def runs_again_soon(policy: ContainerExpirationPolicy, *, now: dt.datetime) -> bool:
+    """The policy's next run is ahead but sooner than one run's deletion budget
+    (``container_registry_delete_tags_service_timeout``): a repository left from the
+    last cycle waits for that run instead of starting now (GitLab's ``allowed_to_run?``)."""
+    if policy.next_run_at is None or policy.next_run_at <= now:
+        return False
+    budget = ApplicationSettings.current().container_registry_delete_tags_service_timeout
+    return policy.next_run_at <= now + dt.timedelta(seconds=budget)
 
 
 def run_policy_cleanup(
@@ -294,9 +331,11 @@ def run_policy_cleanup(
     """Run the project's cleanup policy on one repository.
 
     Claims it first (``skipped`` when another run has it, it is not waiting, or the
-    worker capacity is used up). A disabled policy releases the repository; an invalid
-    one is disabled, as GitLab does. Records the run on the repository and moves the
-    policy's schedule when the whole project is done. Registry faults do not raise: the
+    worker capacity is used up). A disabled policy releases the repository, and so does
+    one that runs again sooner than a run's deletion budget (``next_run_soon``); an
+    invalid one (blank or invalid regex) is disabled with its reason, as GitLab does.
+    Records the run on the repository and moves the policy's schedule when the whole
+    project is done. Registry faults do not raise: the
     outcome carries them (``outcome.error``) so the caller can retry transient ones.
     Other exceptions leave the run recorded as unfinished and propagate.
     """
@@ -312,13 +351,20 @@ def run_policy_cleanup(
     if policy is None or not policy.enabled or repository.project.pending_delete:
         _release(repository_id, STOP_POLICY_DISABLED, now)
         return PolicyRunOutcome(repository_id, STOP_POLICY_DISABLED)
+    if runs_again_soon(policy, now=now):
+        _release(repository_id, STOP_NEXT_RUN_SOON, now)
+        return PolicyRunOutcome(repository_id, STOP_NEXT_RUN_SOON)
     rules = CleanupRules.from_policy(policy)
-    try:
-        rules.compile()
-    except InvalidCleanupRules as exc:
-        ContainerExpirationPolicy.objects.filter(pk=policy.pk).update(enabled=False)
+    problem = policy_problem(policy)
+    if problem is None:
+        try:
+            rules.compile()
+        except InvalidCleanupRules as exc:
+            problem = str(exc)
+    if problem is not None:
+        # GitLab disables a policy that fails its validation instead of running it.
+        disable_policy(project_id=policy.pk, reason=f"{DISABLED_INVALID}: {problem}")
         _release(repository_id, STOP_INVALID_POLICY, now)
-        logger.error("cleanup policy disabled: invalid", extra={"project_id": policy.pk, "problem": str(exc)})
         return PolicyRunOutcome(repository_id, STOP_INVALID_POLICY)
     return _run_claimed(repository, rules, claimed_at=now, client=client, progress=progress)
 

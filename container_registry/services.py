@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from container_registry.client import RegistryClient, get_client
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics
+from gitlab_core import audit
 from gitlab_core.db import execute_all
 from gitlab_core.models import ApplicationSettings
 
@@ -23,11 +24,23 @@ def schedule_repository_deletion(*, repository: ContainerRepository) -> Containe
     GitLab, its failure count stays. Returns the repository as stored.
     """
     now = timezone.now()
-    ContainerRepository.objects.filter(pk=repository.pk).filter(
-        Q(status__isnull=True) | Q(status=Status.DELETE_FAILED)
-    ).update(status=Status.DELETE_SCHEDULED, status_updated_at=now, next_delete_attempt_at=now, updated_at=now)
+    with transaction.atomic():
+        scheduled = (
+            ContainerRepository.objects.filter(pk=repository.pk)
+            .filter(Q(status__isnull=True) | Q(status=Status.DELETE_FAILED))
+            .update(status=Status.DELETE_SCHEDULED, status_updated_at=now, next_delete_attempt_at=now, updated_at=now)
+        )
+        if scheduled:
+            record_repository_event(
+                repository, "container_repository_deletion_scheduled", "Scheduled deletion of the container repository"
+            )
     repository.refresh_from_db()
     return repository
+
+
+def record_repository_event(repository: ContainerRepository, event_name: str, message: str) -> None:
+    """Audit something that happened to a container repository, listed under its project."""
+    audit.record(event_name, entity=repository.project, target=repository, message=message)
 
 
 def mark_registry_size_stale(*, project_ids: set[int]) -> None:

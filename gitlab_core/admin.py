@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
 from gitlab_core import admin_bans, services
-from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
+from gitlab_core.models import PAT_SCOPES, ApplicationSettings, AuditEvent, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed
 
 admin.site.site_header = "GitLab container registry administration"
@@ -127,7 +127,13 @@ class UserAdmin(DjangoUserAdmin):
 
     def save_model(self, request, obj: User, form, change: bool) -> None:
         if change:
+            # The admin saves the row itself (in its transaction); audit access changes.
             super().save_model(request, obj, form, change)
+            services.record_user_access_changes(
+                user=obj,
+                state_before=form.initial.get("state", obj.state),
+                admin_before=form.initial.get("is_superuser", obj.is_superuser),
+            )
             return
         user = services.create_user(
             username=form.cleaned_data["username"],
@@ -178,8 +184,7 @@ class PersonalAccessTokenCreateForm(forms.ModelForm):
 
 @admin.action(description="Revoke selected tokens")
 def revoke_tokens(modeladmin, request, queryset):
-    count = queryset.filter(revoked=False).update(revoked=True)
-    send_access_changed(PersonalAccessToken)
+    count = services.revoke_personal_access_tokens(tokens=queryset)
     modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 
@@ -214,7 +219,11 @@ class PersonalAccessTokenAdmin(ShowsNewSecretOnce, admin.ModelAdmin):
 
     def save_model(self, request, obj: PersonalAccessToken, form, change: bool) -> None:
         if change:
+            # Only ``revoked`` is editable here; the admin saves the row in its transaction.
             super().save_model(request, obj, form, change)
+            if "revoked" in form.changed_data:
+                services.record_revoked_flag_change(token=obj)
+                send_access_changed(PersonalAccessToken)
             return
         token, secret = services.create_personal_access_token(
             user=form.cleaned_data["user"],
@@ -243,7 +252,7 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
         (
             "Container registry",
             {
-                "fields": ("container_registry_token_expire_delay",),
+                "fields": ("container_registry_token_expire_delay", "container_registry_refresh_token_days"),
                 "description": "Settings of the token realm that the registry trusts.",
             },
         ),
@@ -270,6 +279,10 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
                     "signup_enabled",
                 )
             },
+        ),
+        (
+            "Outbound requests",
+            {"fields": ("allow_local_requests_from_web_hooks_and_services",)},
         ),
         (
             "Registry (read only)",
@@ -304,3 +317,46 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
         if "_continue" not in request.POST and "_addanother" not in request.POST:
             return HttpResponseRedirect(request.path)
         return response
+
+
+# --- Audit events (read only) ---------------------------------------------------------------------
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit log, as recorded: listed and searched, never added, changed or deleted."""
+
+    list_display = ("created_at", "event_name", "author_name", "entity_type", "entity_path", "target", "ip_address")
+    list_filter = ("entity_type", "event_name")
+    search_fields = ("entity_path", "author_name", "target_details", "=ip_address")
+    date_hierarchy = "created_at"
+    # The count of every row would scan the whole table on each page.
+    show_full_result_count = False
+    fields = (
+        "created_at",
+        "event_name",
+        "author_id",
+        "author_name",
+        "entity_type",
+        "entity_id",
+        "entity_path",
+        "target_type",
+        "target_id",
+        "target_details",
+        "ip_address",
+        "details",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="target")
+    def target(self, obj: AuditEvent) -> str:
+        return f"{obj.target_type} {obj.target_details}".strip()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("projects.api_urls")),
     path("", include("container_registry.api_urls")),
     path("", include("container_registry.api_cleanup_urls")),
+    path("", include("jwt_auth.api_urls")),
     re_path(r"^.*$", api_not_found),
 ]

@@ -15,6 +15,8 @@ function of the environ. A door keeps what matters of Django's handling:
   other unexpected error is logged and answered 500, both in the API's shape (Django
   would answer its HTML error page);
 * ``X-Content-Type-Options: nosniff``;
+* the request id (``gitlab_core.request_id``): chosen, made current for the logs and
+  echoed in ``X-Request-Id``;
 * logs name the client by ``gitlab_core.client_address`` (``TRUSTED_PROXIES``), as the
   realm's ban and Django's request logs do.
 
@@ -35,6 +37,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from gitlab_core.client_address import client_address
 from gitlab_core.errors import DATABASE_UNAVAILABLE
+from gitlab_core.request_id import HEADER as REQUEST_ID_HEADER
+from gitlab_core.request_id import begin as begin_request
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,27 @@ def json_answer(status: int, payload: dict | None, headers: list[tuple[str, str]
     return status, headers or [], "application/json", body
 
 
+def read_body(environ, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than ``limit`` bytes.
+
+    A missing or unparsable ``Content-Length`` means an empty body, as for Django,
+    unless the server says the input ends by itself (chunked bodies, which skopeo sends
+    for token forms, under granian and gunicorn): then it is read to its end.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return None
+    if length > 0:
+        return environ["wsgi.input"].read(length)
+    if environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        body = environ["wsgi.input"].read(limit + 1)
+        return None if len(body) > limit else body
+    return b""
+
+
 def check_connection() -> None:
     """What Django's request signals do for the database connection."""
     connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
@@ -54,6 +79,7 @@ def check_connection() -> None:
 
 def serve(environ, start_response, handler: Callable[[dict], Answer]):
     """Answer one request with ``handler(environ)``, wrapped as Django wraps a view."""
+    request_id = begin_request(environ)
     try:
         check_connection()
         status, headers, content_type, body = handler(environ)
@@ -81,6 +107,7 @@ def serve(environ, start_response, handler: Callable[[dict], Answer]):
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
             ("X-Content-Type-Options", "nosniff"),
+            (REQUEST_ID_HEADER, request_id),
             *headers,
         ],
     )

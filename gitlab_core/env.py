@@ -50,6 +50,18 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_seconds_list(name: str, default: list[float]) -> list[float]:
+    """Comma-separated non-negative numbers of seconds, checked now."""
+    items = env_list(name, [str(value) for value in default])
+    try:
+        values = [float(item) for item in items]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated seconds, got {os.environ.get(name)!r}") from None
+    if any(value < 0 or value != value for value in values):
+        raise ImproperlyConfigured(f"{name} must not hold negative numbers")
+    return values
+
+
 def env_networks(name: str) -> list[str]:
     """Comma-separated IP addresses or CIDR ranges, checked now; the list of texts."""
     import ipaddress

@@ -15,7 +15,8 @@ with single conditional ``UPDATE`` statements (``failures = failures + 1``): con
 failures are each counted on SQLite and PostgreSQL alike, whatever cache backend is
 configured, and a Redis outage does not touch it. Rows whose window and ban are over
 are deleted whenever a new pair starts counting, so the table holds only live pairs.
-Bans and lifts are logged (``login ban started`` / ``login ban lifted``).
+Bans and lifts are logged (``login ban started`` / ``login ban lifted``) and audited
+(``login_ban_started`` / ``login_ban_lifted``); single failures are only counted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from gitlab_core import audit
 from gitlab_core.client_address import parse_address
 from gitlab_core.db import RowLoader, fetch_all
 from gitlab_core.models import LoginFailures, User
@@ -143,9 +145,20 @@ def record_failure(policy: Policy, *, address: str, login: str) -> bool:
         except IntegrityError:
             continue  # another request created the row meanwhile: count on it
     banned_until = now + dt.timedelta(seconds=policy.ban_time)
-    if rows.filter(failures__gte=policy.max_failures, banned_until__isnull=True).update(
-        banned_until=banned_until, window_ends_at=banned_until
-    ):
+    with transaction.atomic():
+        started = rows.filter(failures__gte=policy.max_failures, banned_until__isnull=True).update(
+            banned_until=banned_until, window_ends_at=banned_until
+        )
+        if started:
+            audit.record(
+                "login_ban_started",
+                entity=audit.INSTANCE,
+                target=_ban_target(policy.kind, address, canonical),
+                message=f"{_KIND_NAMES[policy.kind]} banned until {banned_until.isoformat()} "
+                f"after {policy.max_failures} failed attempts",
+                ip_address=address,
+            )
+    if started:
         # Exactly one request starts a ban; after it the count starts again.
         logger.warning(
             "login ban started",
@@ -198,11 +211,26 @@ def matching(target: str, kind: str | None = None) -> QuerySet:
 def lift(rows: QuerySet, *, by: str) -> list[LoginFailures]:
     """Delete ``rows`` (their bans and failure counts); the bans that were in force are
     logged as lifted by ``by`` and returned."""
-    lifted = list(rows.filter(banned_until__gt=timezone.now()).order_by("pk"))
-    rows.delete()
+    with transaction.atomic():
+        lifted = list(rows.filter(banned_until__gt=timezone.now()).order_by("pk"))
+        rows.delete()
+        for row in lifted:
+            audit.record(
+                "login_ban_lifted",
+                entity=audit.INSTANCE,
+                target=_ban_target(row.kind, row.address, row.login),
+                message=f"{_KIND_NAMES[row.kind]} ban lifted by {by}",
+            )
     for row in lifted:
         logger.warning(
             "login ban lifted",
             extra={"kind": row.kind, "client_address": row.address, "login": row.login, "by": by},
         )
     return lifted
+
+
+_KIND_NAMES = {LoginFailures.Kind.REALM: "Registry login", LoginFailures.Kind.ADMIN: "Admin sign-in"}
+
+
+def _ban_target(kind: str, address: str, login: str) -> audit.Target:
+    return audit.Target("LoginBan", None, f"{kind}: {login} from {address}")

@@ -160,6 +160,17 @@ class ApplicationSettings(models.Model):
         verbose_name="Enable cleanup policies for new projects",
         help_text="Whether the cleanup policy of a newly created project starts enabled.",
     )
+    container_registry_refresh_token_days = models.IntegerField(
+        default=30,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Registry refresh token lifetime (days)",
+        help_text="How long a refresh token that /jwt/auth issues (offline_token) stays valid; 0 issues none.",
+    )
+    allow_local_requests_from_web_hooks_and_services = models.BooleanField(
+        default=False,
+        verbose_name="Allow requests to the local network from webhooks",
+        help_text="Hooks may post to loopback and private addresses (GitLab's setting of the same name).",
+    )
     container_registry_vendor = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_version = models.CharField(max_length=255, blank=True, default="", editable=False)
     container_registry_features = models.JSONField(default=list, blank=True, editable=False)
@@ -222,3 +233,40 @@ class LoginFailures(models.Model):
 
     def __str__(self) -> str:
         return f"{self.login} from {self.address}"
+
+
+class AuditEvent(models.Model):
+    """One change of access or data that an administrator may want to trace (GitLab's
+    audit event). Written by ``gitlab_core.audit.record`` only, never changed afterwards.
+
+    The entity is the scope the event is listed under (a ``User``, ``Project``, ``Group``
+    or the instance), referenced by type name and id so that rows outlive what they name
+    and this app needs no other app's models. ``author_id`` is not a foreign key for the
+    same reason: -1 is the system (a task, a command, an unauthenticated client).
+    ``details`` holds GitLab's keys (``author_name``, ``target_*``, ``custom_message`` or
+    ``change``/``from``/``to``, ``ip_address``, ``entity_path``).
+    """
+
+    author_id = models.BigIntegerField()
+    author_name = models.CharField(max_length=255)
+    entity_type = models.CharField(max_length=64)
+    entity_id = models.BigIntegerField()
+    entity_path = models.CharField(max_length=2048, blank=True)
+    event_name = models.CharField(max_length=128)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_details = models.CharField(max_length=2048, blank=True)
+    ip_address = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "audit_events"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="audit_events_created"),
+            models.Index(fields=["entity_type", "entity_id", "created_at", "id"], name="audit_events_entity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} on {self.entity_type} {self.entity_path or self.entity_id}"

@@ -1,8 +1,8 @@
 """Secrets out of logs and error reports: the one rule every log line and report goes through.
 
 Clients may carry a token in the query string (``private_token``, ``job_token``,
-``access_token``, as GitLab accepts them) or anywhere else a value can travel; every token
-this service issues starts with a known prefix (``gitlab_core.tokens``). ``redact``
+``access_token``, as GitLab accepts them, and the realm's ``refresh_token``) or anywhere
+else a value can travel; every token this service issues starts with a known prefix (``gitlab_core.tokens``). ``redact``
 replaces the value of those parameters and any prefixed token with ``[FILTERED]``, in
 plain and percent-encoded spelling. RE2 keeps the matching linear in the text's length.
 """
@@ -13,17 +13,19 @@ import logging
 
 import re2
 
-from gitlab_core.tokens import CI_JOB_TOKEN_PREFIX, DEPLOY_TOKEN_PREFIX, PAT_PREFIX
+from gitlab_core.tokens import CI_JOB_TOKEN_PREFIX, DEPLOY_TOKEN_PREFIX, PAT_PREFIX, REGISTRY_REFRESH_TOKEN_PREFIX
 
 FILTERED = "[FILTERED]"
-SECRET_QUERY_PARAMETERS = ("private_token", "job_token", "access_token")
+SECRET_QUERY_PARAMETERS = ("private_token", "job_token", "access_token", "refresh_token")
 # Request headers that carry credentials (WSGI names), hidden from error reports.
 SECRET_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_PRIVATE_TOKEN", "HTTP_JOB_TOKEN", "HTTP_DEPLOY_TOKEN")
 
 _PARAMETER = re2.compile(
-    r"(?i)((?:private|job|access)(?:_|%5f)token(?:=|%3d))[^&\s\"'<>\\]*"  # name=value up to a separator
+    r"(?i)((?:private|job|access|refresh)(?:_|%5f)token(?:=|%3d))[^&\s\"'<>\\]*"  # name=value up to a separator
 )
-_PREFIXES = "|".join(p.rstrip("-") for p in (PAT_PREFIX, DEPLOY_TOKEN_PREFIX, CI_JOB_TOKEN_PREFIX))
+_PREFIXES = "|".join(
+    p.rstrip("-") for p in (PAT_PREFIX, DEPLOY_TOKEN_PREFIX, CI_JOB_TOKEN_PREFIX, REGISTRY_REFRESH_TOKEN_PREFIX)
+)
 _PREFIXED_TOKEN = re2.compile(rf"(?i)({_PREFIXES})(?:-|%2d)[A-Za-z0-9_\-]+")
 
 

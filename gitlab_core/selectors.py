@@ -1,11 +1,11 @@
-"""Reads of users and personal access tokens, scoped to what the viewer may see."""
+"""Reads of users, personal access tokens and audit events, scoped to what the viewer may see."""
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gitlab_core.models import PersonalAccessToken, User
+from gitlab_core.models import AuditEvent, PersonalAccessToken, User
 
 USER_ORDER_FIELDS = {
     "id": "id",
@@ -71,3 +71,25 @@ def list_personal_access_tokens(
     if search:
         qs = qs.filter(name__icontains=search)
     return qs.order_by("id")
+
+
+def list_audit_events(
+    *,
+    entity_type: str | None = None,
+    entity_id: int | None = None,
+    created_after=None,
+    created_before=None,
+) -> QuerySet[AuditEvent]:
+    """Audit events, newest first, filtered like GitLab's ``GET /audit_events``
+    (``created_after`` and ``created_before`` are inclusive). Both orders and filters are
+    served by the ``created_at`` and entity indexes; callers paginate."""
+    events = AuditEvent.objects.all()
+    if entity_type is not None:
+        events = events.filter(entity_type=entity_type)
+    if entity_id is not None:
+        events = events.filter(entity_id=entity_id)
+    if created_after is not None:
+        events = events.filter(created_at__gte=created_after)
+    if created_before is not None:
+        events = events.filter(created_at__lte=created_before)
+    return events.order_by("-created_at", "-id")

@@ -14,6 +14,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gitlab_core import audit
 from gitlab_core.errors import bad_request, conflict, invalid_params
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
@@ -110,6 +111,13 @@ def create_user(
         with transaction.atomic():
             user.save()
             user_created.send(sender=User, user=user)
+            audit.record(
+                "user_created",
+                entity=user,
+                target=user,
+                target_details=user.username,
+                message="Created administrator" if admin else "Created user",
+            )
     except IntegrityError:
         # A concurrent request took the name between the check and the insert.
         raise conflict("Username has already been taken")
@@ -157,7 +165,14 @@ def create_personal_access_token(
         user=user, name=name, scopes=list(dict.fromkeys(scopes)), expires_at=expires_at, description=description
     )
     secret = token.set_secret()
-    token.save()
+    with transaction.atomic():
+        token.save()
+        audit.record(
+            "personal_access_token_created",
+            entity=user,
+            target=token,
+            message=f"Created personal access token with id {token.pk}",
+        )
     return token, secret
 
 
@@ -201,6 +216,13 @@ def rotate_personal_access_token(
             reused = PersonalAccessToken.objects.filter(previous=current).exists()
             if reused:
                 PersonalAccessToken.objects.filter(pk__any=_token_family(current)).update(revoked=True)
+                audit.record(
+                    "personal_access_token_family_revoked",
+                    entity=current.user,
+                    target=current,
+                    message=f"Revoked every token rotated from or to personal access token with id {current.pk}: "
+                    "a revoked token was rotated again",
+                )
                 send_access_changed(PersonalAccessToken)
             failure = _already_revoked()
         else:
@@ -217,6 +239,12 @@ def rotate_personal_access_token(
             )
             secret = successor.set_secret()
             successor.save()
+            audit.record(
+                "personal_access_token_rotated",
+                entity=current.user,
+                target=successor,
+                message=f"Rotated personal access token with id {current.pk} to a new one with id {successor.pk}",
+            )
     # Raised after the commit: the family revocation above must stick.
     if failure is not None:
         raise failure
@@ -225,11 +253,74 @@ def rotate_personal_access_token(
 
 def revoke_personal_access_token(*, token: PersonalAccessToken) -> None:
     """Revoke ``token``; it answers 401 from now on. 400 if it was already revoked."""
-    changed = PersonalAccessToken.objects.filter(pk=token.pk, revoked=False).update(revoked=True)
-    if not changed:
-        raise _already_revoked()
-    token.revoked = True
+    with transaction.atomic():
+        changed = PersonalAccessToken.objects.filter(pk=token.pk, revoked=False).update(revoked=True)
+        if not changed:
+            raise _already_revoked()
+        token.revoked = True
+        _record_revocation(token)
     send_access_changed(PersonalAccessToken)
+
+
+def revoke_personal_access_tokens(*, tokens) -> int:
+    """Revoke the active tokens among ``tokens`` (a queryset: the admin's selection);
+    returns how many were revoked."""
+    with transaction.atomic():
+        active = list(tokens.filter(revoked=False).select_related("user").select_for_update(of=("self",)))
+        PersonalAccessToken.objects.filter(pk__any=[t.pk for t in active], revoked=False).update(revoked=True)
+        for token in active:
+            _record_revocation(token)
+    send_access_changed(PersonalAccessToken)
+    return len(active)
+
+
+def record_revoked_flag_change(*, token: PersonalAccessToken) -> None:
+    """Audit an administrator's direct change of ``token``'s revoked flag (the admin form)."""
+    if token.revoked:
+        _record_revocation(token)
+    else:
+        audit.record(
+            "personal_access_token_updated",
+            entity=token.user,
+            target=token,
+            change=("revoked", True, False),
+        )
+
+
+def _record_revocation(token: PersonalAccessToken) -> None:
+    audit.record(
+        "personal_access_token_revoked",
+        entity=token.user,
+        target=token,
+        message=f"Revoked personal access token with id {token.pk}",
+    )
+
+
+# --- users (admin changes) ------------------------------------------------------------------
+
+_STATE_EVENTS = {
+    User.State.BLOCKED: ("user_blocked", "Blocked user"),
+    User.State.DEACTIVATED: ("user_deactivated", "Deactivated user"),
+    User.State.ACTIVE: ("user_unblocked", "Unblocked user"),
+}
+
+
+def record_user_access_changes(*, user: User, state_before: str, admin_before: bool) -> None:
+    """Audit what an administrator changed of ``user``'s access (state, admin flag) when
+    saving the user's row directly (the admin's change form); call in its transaction."""
+    if user.state != state_before:
+        event_name, message = _STATE_EVENTS[user.state]
+        if state_before == User.State.DEACTIVATED and user.state == User.State.ACTIVE:
+            event_name, message = "user_activated", "Activated user"
+        audit.record(event_name, entity=user, target=user, target_details=user.username, message=message)
+    if user.is_superuser != admin_before:
+        audit.record(
+            "user_admin_status_updated",
+            entity=user,
+            target=user,
+            target_details=user.username,
+            change=("admin", admin_before, user.is_superuser),
+        )
 
 
 # --- application settings -----------------------------------------------------------------
@@ -244,6 +335,7 @@ def update_application_settings(*, changes: dict) -> ApplicationSettings:
     with transaction.atomic():
         ApplicationSettings.current()
         settings = ApplicationSettings.objects.select_for_update().get(pk=1)
+        before = {field: getattr(settings, field) for field in changes}
         for field, value in changes.items():
             setattr(settings, field, value)
         try:
@@ -251,4 +343,7 @@ def update_application_settings(*, changes: dict) -> ApplicationSettings:
         except ValidationError as exc:
             raise bad_request({field: [str(m).rstrip(".") for m in msgs] for field, msgs in exc.message_dict.items()})
         settings.save()
+        audit.record_changes(
+            "application_setting_updated", entity=audit.INSTANCE, before=before, after=changes, target=settings
+        )
     return settings

@@ -13,7 +13,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from gitlab_core.env import env_bool, env_int, env_list, env_networks, env_str
+from gitlab_core.env import env_bool, env_int, env_list, env_networks, env_seconds_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -33,6 +33,9 @@ if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
         "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off "
         "(the development key is refused; scripts/run.sh writes one to VAR_DIR/secret_key)."
     )
+
+# The source revision this installation runs (a commit id), shown by GET /version.
+APP_REVISION = env_str("APP_REVISION", "unknown")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -75,6 +78,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every log line of the request carries its id (gitlab_core/request_id.py).
+    "gitlab_core.request_id.RequestIdMiddleware",
     "projects.middleware.RawPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from STATIC_ROOT (collectstatic) under gunicorn.
@@ -85,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The author and client address of the audit events a request records.
+    "gitlab_core.audit.AuditContextMiddleware",
 ]
 
 ROOT_URLCONF = "gitlab_core.urls"
@@ -207,7 +214,11 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at start-up when it is miss
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gitlab_core.api.authentication.TokenAuthentication"],
+    # A personal access token first; a CI job token (JOB-TOKEN, job_token) otherwise.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "gitlab_core.api.authentication.TokenAuthentication",
+        "projects.api.authentication.JobTokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -234,6 +245,9 @@ REGISTRY_CERT_PATH = env_str("REGISTRY_CERT_PATH", "") or None
 REGISTRY_ENABLED = env_bool("REGISTRY_ENABLED", True)
 REGISTRY_NOTIFICATION_SECRET = env_str("REGISTRY_NOTIFICATION_SECRET", "")
 REGISTRY_REQUEST_TIMEOUT = env_int("REGISTRY_REQUEST_TIMEOUT", 15, minimum=1)
+# The registry program `registry_garbage_collect` runs; empty: `registry` or
+# `docker-registry` on PATH.
+REGISTRY_BINARY = env_str("REGISTRY_BINARY", "")
 # Recorded event ids (de-duplication of re-sent notifications) are deleted after this
 # many days, daily; 0 keeps them. The registry re-sends an event only while its delivery
 # keeps failing, so this must exceed the longest outage of the receiver you expect.
@@ -290,6 +304,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800, minim
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Webhooks: how long a delivery may take, and the delays (seconds) of the retries of a
+# failed delivery (each failure also counts towards disabling the hook).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+WEBHOOK_RETRY_DELAYS = env_seconds_list("WEBHOOK_RETRY_DELAYS", [60, 600, 3600])
 # The one beat schedule. Each entry says why it runs when it does.
 CELERY_BEAT_SCHEDULE = {
     # GitLab runs ContainerExpirationPolicyWorker hourly at minute 50.
@@ -313,6 +331,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "container_registry.prune_registry_events",
         "schedule": crontab(minute="17", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
     },
+    # Refresh tokens past their date are refused already; removing them keeps the
+    # table small. Daily, at the same quiet hour.
+    "refresh-token-pruning": {
+        "task": "jwt_auth.prune_refresh_tokens",
+        "schedule": crontab(minute="27", hour=env_str("EVENT_PRUNING_CRON_HOUR", "3")),
+    },
 }
 
 # Error pages (DEBUG) and reports hide connection strings and tokens too (gitlab_core/error_reports.py).
@@ -327,8 +351,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "gitlab_core.logging.JsonFormatter"}},
-    "filters": {"client_address": {"()": "gitlab_core.client_address.RequestClientAddress"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["client_address"]}},
+    "filters": {
+        "client_address": {"()": "gitlab_core.client_address.RequestClientAddress"},
+        "request_id": {"()": "gitlab_core.request_id.RequestIdFilter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["client_address", "request_id"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.server": {"level": "WARNING"}},
 }

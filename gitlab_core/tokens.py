@@ -13,6 +13,8 @@ import secrets
 PAT_PREFIX = "glpat-"
 DEPLOY_TOKEN_PREFIX = "gldt-"
 CI_JOB_TOKEN_PREFIX = "glcbt-"
+# Refresh tokens of the registry realm (``offline_token``).
+REGISTRY_REFRESH_TOKEN_PREFIX = "glrrt-"
 
 
 def generate_secret(prefix: str) -> str:

@@ -18,10 +18,11 @@ from django.contrib.auth.hashers import make_password
 from django.db.models import Q
 
 from gitlab_core import tokens
-from gitlab_core.models import PAT_SCOPES, User
+from gitlab_core.models import PAT_SCOPES, PersonalAccessToken, User
 from gitlab_core.text import clean_text
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 from projects.models import CiJob, DeployToken
+from projects.selectors import find_running_ci_job
 
 CI_JOB_LOGIN = "gitlab-ci-token"
 
@@ -61,6 +62,8 @@ class AuthResult:
     deploy_token: DeployToken | None = None
     ci_job: CiJob | None = None
     abilities: frozenset[str] = field(default_factory=frozenset)
+    # The personal access token behind a ``personal_access_token`` result.
+    personal_access_token: PersonalAccessToken | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -131,11 +134,8 @@ def authenticate(login: str, password: str) -> AuthResult | None:
 def _ci_job(login: str, password: str) -> AuthResult | None:
     if login != CI_JOB_LOGIN:
         return None
-    wanted = tokens.digest(password)
-    job = (
-        CiJob.objects.select_related("project", "user").filter(token_digest=wanted, status=CiJob.Status.RUNNING).first()
-    )
-    if job is None or not hmac.compare_digest(job.token_digest, wanted):
+    job = find_running_ci_job(password)
+    if job is None:
         return None
     if job.user is not None and not job.user.can_log_in:
         return None
@@ -146,20 +146,35 @@ def _ci_job(login: str, password: str) -> AuthResult | None:
 
 def _personal_access_token(password: str) -> AuthResult | None:
     token = find_personal_access_token(password)
-    if token is None or not token.active or not token.user.can_log_in:
+    return None if token is None else personal_access_token_result(token)
+
+
+def personal_access_token_result(token: PersonalAccessToken) -> AuthResult | None:
+    """The caller a personal access token stands for, while it and its user may log in."""
+    if not token.active or not token.user.can_log_in:
         return None
     if not any(scope in PAT_SCOPES for scope in token.scopes):
         return None
     touch_last_used(token)
-    return AuthResult(auth_type="personal_access_token", user=token.user, abilities=abilities_for_scopes(token.scopes))
+    return AuthResult(
+        auth_type="personal_access_token",
+        user=token.user,
+        abilities=abilities_for_scopes(token.scopes),
+        personal_access_token=token,
+    )
 
 
 def _deploy_token(login: str, password: str) -> AuthResult | None:
     wanted = tokens.digest(password)
     token = DeployToken.objects.select_related("project").filter(token_digest=wanted).first()
-    if token is None or not hmac.compare_digest(token.token_digest, wanted):
+    if token is None or not hmac.compare_digest(token.token_digest, wanted) or token.username != login:
         return None
-    if not token.active or token.username != login:
+    return deploy_token_result(token)
+
+
+def deploy_token_result(token: DeployToken) -> AuthResult | None:
+    """The caller a deploy token stands for, while it is active."""
+    if not token.active:
         return None
     return AuthResult(auth_type="deploy_token", deploy_token=token, abilities=abilities_for_scopes(token.scopes))
 
@@ -173,6 +188,15 @@ def _password(login: str, password: str) -> AuthResult | None:
         make_password(password)
         return None
     if not user.check_password(password):
+        return None
+    return password_user_result(user)
+
+
+def password_user_result(user: User) -> AuthResult | None:
+    """The caller a checked password stands for: GitLab refuses the password of a
+    blocked user, of a user with two-factor authentication, and when password
+    authentication for Git is off."""
+    if not settings.PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT:
         return None
     if not user.can_log_in or user.two_factor_enabled:
         return None

@@ -34,9 +34,14 @@ def unauthorized() -> RealmError:
     return RealmError(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE)
 
 
-def denied() -> RealmError:
-    return RealmError(403, "DENIED", "access forbidden")
+def denied(message: str = "access forbidden") -> RealmError:
+    return RealmError(403, "DENIED", message)
 
 
 def unavailable(message: str, status: int = 404) -> RealmError:
     return RealmError(status, "UNAVAILABLE", message)
+
+
+def invalid_request(message: str, code: str = "INVALID_REQUEST") -> RealmError:
+    """A ``POST /jwt/auth`` form the token protocol does not allow (400)."""
+    return RealmError(400, code, message)

@@ -109,8 +109,8 @@ def generate_key_pair(*, key_path: Path, cert_path: Path, algorithm: str = "RS25
     )
     cert_pem = _self_signed_certificate(private_key).public_bytes(serialization.Encoding.PEM)
     # The certificate goes first: a process that sees the new key also finds its cert.
-    _write_atomically(Path(cert_path), cert_pem, mode=0o644)
-    _write_atomically(Path(key_path), key_pem, mode=0o600)
+    write_atomically(Path(cert_path), cert_pem, mode=0o644)
+    write_atomically(Path(key_path), key_pem, mode=0o600)
     return libtrust_kid(private_key.public_key())
 
 
@@ -130,7 +130,7 @@ def _self_signed_certificate(private_key) -> x509.Certificate:
     )
 
 
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -1,5 +1,5 @@
-"""Parsing the ``scope`` parameters of ``/jwt/auth`` (image paths are mapped to projects
-by ``projects.image_paths``).
+"""Parsing the ``scope`` parameters of ``/jwt/auth`` (image paths are checked and mapped
+to projects by ``projects.image_paths``).
 
 ``repository:<path>:<actions>`` and ``registry:catalog:*`` are understood; anything
 malformed is dropped, never an error (GitLab answers some of them with a 500).
@@ -7,19 +7,9 @@ malformed is dropped, never an error (GitLab answers some of them with a 500).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-import re2
-
-# GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
-# quantifiers of this pattern backtrack exponentially in Python's ``re``.
-PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
-# distribution's limit on a repository name.
-MAX_PATH_LENGTH = 255
-MIN_COMPONENTS = 2
-# Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
-MAX_COMPONENTS = 19
 MAX_SCOPES = 50
 
 REPOSITORY = "repository"
@@ -42,20 +32,42 @@ def scopes_from_query_string(query_string: str) -> list[str]:
 
     Read from the raw query string because ``QueryDict.get`` keeps only the last one.
     """
-    return realm_query(query_string)[1]
+    return realm_query(query_string).scopes
 
 
-def realm_query(query_string: str) -> tuple[str | None, list[str]]:
-    """``(service, scopes)`` of a realm request: the last ``service`` value (as
-    ``QueryDict.get`` gives it) and every ``scope`` value, in one pass."""
-    service = None
-    values = []
+# Parameters of the distribution token protocol other than ``scope`` and ``service``
+# (``account`` is accepted and ignored, as by GitLab).
+_FORM_FIELDS = frozenset(
+    {"offline_token", "client_id", "grant_type", "access_type", "refresh_token", "username", "password"}
+)
+
+
+@dataclass
+class RealmParams:
+    """The parameters of a realm request: the query of a ``GET`` or the form of a ``POST``."""
+
+    service: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    # The last value of each of ``_FORM_FIELDS`` that was given.
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
+def realm_query(query_string: str) -> RealmParams:
+    """A realm request's parameters in one pass: the last ``service`` value (as
+    ``QueryDict.get`` gives it), every ``scope`` value in order, and the last value of
+    each other protocol field."""
+    params = RealmParams()
     for key, value in parse_qsl(query_string, keep_blank_values=True, errors="replace"):
         if key == "scope":
-            values.extend(value.split())
+            params.scopes.extend(value.split())
         elif key == "service":
-            service = value
-    return service, values
+            params.service = value
+        elif key in _FORM_FIELDS:
+            params.fields[key] = value
+    return params
 
 
 def parse_scope(text: str) -> Scope | None:
@@ -72,10 +84,3 @@ def parse_scope(text: str) -> Scope | None:
     if not parsed:
         return None
     return Scope(type=type_, name=name, actions=parsed)
-
-
-def valid_path(path: str) -> bool:
-    """GitLab's container registry path rule (``path`` already lower-cased)."""
-    if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
-        return False
-    return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS

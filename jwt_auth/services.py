@@ -8,19 +8,20 @@ anonymous with nothing granted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.conf import settings
 
-from jwt_auth import credentials, decisions, throttle
+from gitlab_core.text import clean_text
+from jwt_auth import credentials, decisions, refresh_tokens, throttle
 from jwt_auth.credentials import AuthResult
-from jwt_auth.errors import Banned, denied, unauthorized, unavailable
-from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, Scope, parse_scope, valid_path
+from jwt_auth.errors import Banned, denied, invalid_request, unauthorized, unavailable
+from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, RealmParams, Scope, parse_scope
 from jwt_auth.signals import push_granted
 from jwt_auth.tokens import mint_registry_token
-from projects import permissions
-from projects.image_paths import ImagePath, resolve_image_paths
+from projects import permissions, protection
+from projects.image_paths import ImagePath, resolve_image_paths, valid_image_path
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -44,12 +45,18 @@ _ACTION_RULES = {
 }
 
 
+# The failed-login ban counts bad refresh tokens from one address under this name (no
+# username can contain a space or parentheses).
+REFRESH_TOKEN_LOGIN = "(refresh token)"
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
     expires_in: int
     issued_at: str
     access: list[dict]
+    refresh_token: str | None = None
 
 
 def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
@@ -66,6 +73,16 @@ def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     if basic is None:
         return credentials.ANONYMOUS
     login, password = basic
+    return authenticate_login(login=login, password=password, client_ip=client_ip)
+
+
+def authenticate_login(*, login: str, password: str, client_ip: str) -> AuthResult:
+    """The caller behind a login and password (or token), under the failed-login ban.
+
+    Raises ``Banned`` while this (client address, canonical login) is banned,
+    ``RealmError`` 401 for bad credentials (and counts the failure). A success clears
+    earlier failures.
+    """
     banned, has_failures = throttle.check(ip=client_ip, login=login)
     if banned:
         raise Banned
@@ -79,13 +96,37 @@ def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     return result
 
 
-def authorize_and_issue(*, authorization: str, client_ip: str, query: str, scopes: list[str]) -> IssuedToken:
+def authenticate_refresh_token(*, secret: str, client_ip: str) -> AuthResult:
+    """The caller a refresh token stands for, under the same ban as a login (bad
+    refresh tokens from one address count together). Raises as ``authenticate_login``."""
+    banned, has_failures = throttle.check(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
+    if banned:
+        raise Banned
+    result = refresh_tokens.authenticate(secret)
+    if result is None:
+        throttle.record_failure(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
+        logger.warning("JWT authentication failed", extra={"login": REFRESH_TOKEN_LOGIN, "client_address": client_ip})
+        raise unauthorized()
+    if has_failures:
+        throttle.record_success(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
+    return result
+
+
+def authorize_and_issue(
+    *, authorization: str, client_ip: str, query: str, scopes: list[str], offline_client_id: str | None = None
+) -> IssuedToken:
     """The realm: identify the caller, decide what it gets, sign the token.
 
     A successful decision is reused for an identical request within
     ``REALM_DECISION_CACHE_SECONDS`` (``jwt_auth.decisions``): only the signature is
-    made again. Raises what ``identify_caller`` and ``decide`` raise.
+    made again. With ``offline_client_id`` (``offline_token=true``) the answer also
+    carries a new refresh token for the caller's credential, and the request is always
+    decided. Raises what ``identify_caller`` and ``decide`` raise.
     """
+    if offline_client_id is not None:
+        auth = identify_caller(authorization=authorization, client_ip=client_ip)
+        issued = issue(decide(auth=auth, scopes=scopes))
+        return replace(issued, refresh_token=refresh_tokens.issue(auth, client_id=offline_client_id))
     key = decisions.request_key(authorization, query, client_ip)
     decision = decisions.lookup(key)
     if decision is None:
@@ -93,6 +134,39 @@ def authorize_and_issue(*, authorization: str, client_ip: str, query: str, scope
         decision = decide(auth=identify_caller(authorization=authorization, client_ip=client_ip), scopes=scopes)
         decisions.remember(key, decision, started)
     return issue(decision)
+
+
+def authorize_form(*, params: RealmParams, client_ip: str) -> IssuedToken:
+    """``POST /jwt/auth``: distribution's OAuth2 token request.
+
+    ``grant_type=password`` authenticates ``username`` and ``password`` as Basic
+    credentials would be (a token works as the password); with ``access_type=offline``
+    the answer carries a new refresh token. ``grant_type=refresh_token`` authenticates
+    the ``refresh_token``. Either way the ``scope`` values are decided by the same rules
+    as a ``GET``. Raises ``RealmError`` 400 for a request the protocol does not allow,
+    and what ``authenticate_login`` and ``decide`` raise.
+    """
+    grant_type = params.get("grant_type")
+    if grant_type == "password":
+        login, password = params.get("username"), params.get("password")
+        if not login or not password:
+            raise invalid_request("username and password are required with grant_type=password")
+        if not clean_text(login) or not clean_text(password):
+            raise unauthorized()
+        auth = authenticate_login(login=login, password=password, client_ip=client_ip)
+        offline = params.get("access_type") == "offline"
+    elif grant_type == "refresh_token":
+        secret = params.get("refresh_token")
+        if not secret:
+            raise invalid_request("refresh_token is required with grant_type=refresh_token")
+        auth = authenticate_refresh_token(secret=secret, client_ip=client_ip)
+        offline = False
+    else:
+        raise invalid_request("grant_type must be password or refresh_token", code="UNSUPPORTED")
+    issued = issue(decide(auth=auth, scopes=params.scopes))
+    if not offline:
+        return issued
+    return replace(issued, refresh_token=refresh_tokens.issue(auth, client_id=params.get("client_id")))
 
 
 def decide(*, auth: AuthResult, scopes: list[str]) -> decisions.Decision:
@@ -140,8 +214,8 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
         scope = parse_scope(text)
         if scope is not None:
             parsed.append(scope)
-    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_path(s.name.lower())]
-    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user)
+    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_image_path(s.name.lower())]
+    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user, deploy_token=auth.deploy_token)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
     for scope in parsed:
@@ -175,12 +249,13 @@ def _repository_entry(
         return None
     project = target.project
     if project.pk not in cache:
-        cache[project.pk] = _abilities_on(auth, project, target.access_level)
+        cache[project.pk] = _abilities_on(auth, project, target)
     granted = [action for action in scope.actions if _allowed(action, auth.abilities, cache[project.pk])]
     if len(granted) != len(scope.actions):
         _log_denied(auth, scope, granted, denials, reason="insufficient permissions")
     if not granted:
         return None
+    _check_protection(auth, target, granted)
     if "push" in granted:
         push_granted.send(sender=Project, project=project, name=target.repository_name)
     meta = {"project_path": project.full_path_lower, "project_id": project.pk}
@@ -189,11 +264,31 @@ def _repository_entry(
     return {"type": REPOSITORY, "name": target.path, "actions": granted, "meta": meta}
 
 
-def _abilities_on(auth: AuthResult, project: Project, access_level: int | None) -> frozenset[str]:
-    # access_level is auth.user's, resolved with the project (deploy tokens ignore it).
+def _check_protection(auth: AuthResult, target: ImagePath, granted: list[str]) -> None:
+    """A push or delete granted on a protected repository fails the whole request, as
+    GitLab answers a push to a protected path (``projects.protection``)."""
+    wants_push = "push" in granted or "*" in granted
+    wants_delete = "delete" in granted or "*" in granted
+    if not target.has_protection_rules or (not wants_push and not wants_delete):
+        return
+    actor = auth.user if auth.user is not None else auth.deploy_token
+    refused = protection.refused_actions(actor, target.project, target.path, access_level=target.access_level)
+    if wants_push and protection.PUSH in refused:
+        raise denied("Pushing to protected repository path forbidden")
+    if wants_delete and protection.DELETE in refused:
+        raise denied("Deleting from protected repository path forbidden")
+
+
+def _abilities_on(auth: AuthResult, project: Project, target: ImagePath) -> frozenset[str]:
+    # The access level (auth.user's) and the deploy token's reach were resolved with the project.
     if auth.ci_job is not None:
-        return permissions.ci_job_abilities(auth.ci_job, project, access_level=access_level)
-    return permissions.project_abilities(auth.deploy_token or auth.user, project, access_level=access_level)
+        return permissions.ci_job_abilities(auth.ci_job, project, access_level=target.access_level)
+    return permissions.project_abilities(
+        auth.deploy_token or auth.user,
+        project,
+        access_level=target.access_level,
+        deploy_token_access=target.deploy_token_access,
+    )
 
 
 def _allowed(action: str, credential: frozenset[str], on_project: frozenset[str]) -> bool:

@@ -1,7 +1,10 @@
-"""``GET /jwt/auth`` (the registry's token realm) and ``GET /jwt/jwks`` (public keys).
+"""``/jwt/auth`` (the registry's token realm) and ``GET /jwt/jwks`` (public keys).
 
+``GET /jwt/auth`` is GitLab's realm; with ``offline_token=true`` the answer also carries
+a ``refresh_token``. ``POST /jwt/auth`` is distribution's OAuth2 token form
+(``grant_type=password`` or ``refresh_token``; ``jwt_auth.refresh_tokens``).
 ``answer`` decides a realm request from its method, query string, ``Authorization``
-header and client address. Django's view ``auth`` and the bare WSGI door that production
+header, client address and form body. Django's view ``auth`` and the bare WSGI door that production
 servers use for this path (``answer_environ``, see ``gitlab_core.doors``) both call it.
 Errors are in the registry's shape, not the REST API's.
 """
@@ -9,15 +12,17 @@ Errors are in the registry's shape, not the REST API's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from gitlab_core import doors
 from gitlab_core.client_address import client_address
 from jwt_auth import services
-from jwt_auth.errors import Banned, RealmError, unavailable
+from jwt_auth.errors import Banned, RealmError, invalid_request, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
 from jwt_auth.scopes import realm_query
 from jwt_auth.throttle import BANNED_MESSAGE
@@ -28,15 +33,41 @@ logger = logging.getLogger(__name__)
 NO_STORE = [("Cache-Control", "no-store")]
 
 
-def answer(method: str, query: str, authorization: str, client_ip: str) -> doors.Answer:
-    service, scopes = realm_query(query)
-    # GitLab routes only GET; anything else (POST included) is a 404 with no body.
-    if method != "GET" or service != settings.REGISTRY_SERVICE:
+def answer(method: str, query: str, authorization: str, client_ip: str, body: bytes = b"") -> doors.Answer:
+    """A realm request: ``GET`` with the query (GitLab's realm), or ``POST`` with a form
+    body (distribution's OAuth2 token request, for password and refresh-token grants)."""
+    if method == "POST":
+        return _answer_form(body, client_ip)
+    params = realm_query(query)
+    # GitLab routes only GET: any other method is a 404 with no body.
+    if method != "GET" or params.service != settings.REGISTRY_SERVICE:
         return 404, [], "text/plain", b""
-    try:
-        issued = services.authorize_and_issue(
-            authorization=authorization, client_ip=client_ip, query=query, scopes=scopes
+    offline = params.get("offline_token").lower() == "true"
+    return _answered(
+        lambda: services.authorize_and_issue(
+            authorization=authorization,
+            client_ip=client_ip,
+            query=query,
+            scopes=params.scopes,
+            offline_client_id=params.get("client_id") if offline else None,
         )
+    )
+
+
+def _answer_form(body: bytes, client_ip: str) -> doors.Answer:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(invalid_request("the form is not UTF-8"), NO_STORE)
+    params = realm_query(text)
+    if params.service != settings.REGISTRY_SERVICE:
+        return 404, [], "text/plain", b""
+    return _answered(lambda: services.authorize_form(params=params, client_ip=client_ip), with_scope=True)
+
+
+def _answered(decide: Callable[[], services.IssuedToken], *, with_scope: bool = False) -> doors.Answer:
+    try:
+        issued = decide()
     except Banned:
         return 403, [], "text/plain; charset=utf-8", BANNED_MESSAGE.encode()
     except RealmError as error:
@@ -48,7 +79,9 @@ def answer(method: str, query: str, authorization: str, client_ip: str) -> doors
         # The registry shows this to the client, which retries the login.
         logger.warning("token realm: database unavailable: %s", exc.__class__.__name__)
         return _error(unavailable("service temporarily unavailable", status=503), NO_STORE)
-    return 200, NO_STORE, "application/json", _token_body(issued)
+    if issued.refresh_token is None and not with_scope:
+        return 200, NO_STORE, "application/json", _token_body(issued)
+    return doors.json_answer(200, _oauth_body(issued), NO_STORE)
 
 
 def _token_body(issued: services.IssuedToken) -> bytes:
@@ -62,20 +95,49 @@ def _token_body(issued: services.IssuedToken) -> bytes:
     ).encode()
 
 
+def _oauth_body(issued: services.IssuedToken) -> dict:
+    """The answer with the granted ``scope`` (space separated, as the OAuth2 token
+    response has it) and, when one was issued, the ``refresh_token``."""
+    body = {
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": int(issued.expires_in),
+        "issued_at": issued.issued_at,
+        "scope": " ".join(f"{entry['type']}:{entry['name']}:{','.join(entry['actions'])}" for entry in issued.access),
+    }
+    if issued.refresh_token is not None:
+        body["refresh_token"] = issued.refresh_token
+    return body
+
+
 def _error(error: RealmError, headers: list[tuple[str, str]]) -> doors.Answer:
     return doors.json_answer(error.status, {"errors": [{"code": error.code, "message": error.message}]}, headers)
 
 
+# A token request form is a few hundred bytes; a refresh token, a password and fifty
+# scopes fit well within this.
+MAX_FORM_BYTES = 64 * 1024
+
+
 def answer_environ(environ) -> doors.Answer:
+    method = environ.get("REQUEST_METHOD", "")
+    body = b""
+    if method == "POST":
+        body = doors.read_body(environ, MAX_FORM_BYTES)
+        if body is None:
+            return _error(invalid_request("the form is too large", code="TOO_LARGE"), NO_STORE)
     return answer(
-        environ.get("REQUEST_METHOD", ""),
+        method,
         environ.get("QUERY_STRING", ""),
         environ.get("HTTP_AUTHORIZATION", ""),
         client_address(environ),
+        body,
     )
 
 
+@csrf_exempt
 def auth(request):
+    # The same environ the bare door gets: the view reads the body from wsgi.input.
     status, headers, content_type, body = answer_environ(request.META)
     response = HttpResponse(body, status=status, content_type=content_type)
     for name, value in headers:

@@ -12,14 +12,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import re2
+
 from gitlab_core.models import User
-from projects.models import Project
+from projects.models import DeployToken, Project
 from projects.permissions import projects_with_access_level
 
+# GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
+# quantifiers of this pattern backtrack exponentially in Python's ``re``.
+PATH_REGEX = re2.compile(r"[a-z0-9]+(?:(?:[._/]|__|-*)[a-z0-9])*")
+# distribution's limit on a repository name.
+MAX_PATH_LENGTH = 255
+MIN_COMPONENTS = 2
+# Namespace::NUMBER_OF_ANCESTORS_ALLOWED: a path has fewer than 20 components.
+MAX_COMPONENTS = 19
 # The project path plus at most two image levels (GitLab's LEVELS_SUPPORTED).
 LEVELS_SUPPORTED = 3
 # A project path has a namespace and a project name at least.
 MIN_PROJECT_COMPONENTS = 2
+
+
+def valid_image_path(path: str) -> bool:
+    """GitLab's container registry path rule (``path`` already lower-cased)."""
+    if len(path) > MAX_PATH_LENGTH or PATH_REGEX.fullmatch(path) is None:
+        return False
+    return MIN_COMPONENTS <= path.count("/") + 1 <= MAX_COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,10 @@ class ImagePath:
     root_namespace_id: int | None
     # The user's effective access level on the project (None: no membership, or no user).
     access_level: int | None
+    # Whether the deploy token asked about reaches the project.
+    deploy_token_access: bool = False
+    # Whether the project has container repository protection rules.
+    has_protection_rules: bool = False
 
 
 def candidate_project_paths(path: str) -> list[str]:
@@ -43,12 +64,16 @@ def candidate_project_paths(path: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
 
 
-def resolve_image_paths(paths: Iterable[str], *, user: User | None = None) -> dict[str, ImagePath]:
+def resolve_image_paths(
+    paths: Iterable[str], *, user: User | None = None, deploy_token: DeployToken | None = None
+) -> dict[str, ImagePath]:
     """Each image path's project (pending deletion too: callers refuse it), keyed by the path as given,
-    with ``user``'s access level and the root namespace id: one query in all. Paths of
-    no project are left out."""
+    with ``user``'s access level, whether ``deploy_token`` reaches it and the root
+    namespace id: one query in all. Paths of no project are left out."""
     candidates = {path: candidate_project_paths(path) for path in paths}
-    found = projects_with_access_level(user=user, paths={c for cands in candidates.values() for c in cands})
+    found = projects_with_access_level(
+        user=user, deploy_token=deploy_token, paths={c for cands in candidates.values() for c in cands}
+    )
     resolved = {}
     for path, cands in candidates.items():
         for candidate in cands:
@@ -60,6 +85,8 @@ def resolve_image_paths(paths: Iterable[str], *, user: User | None = None) -> di
                     repository_name=path.lower()[len(candidate) + 1 :],
                     root_namespace_id=hit.root_namespace_id,
                     access_level=hit.access_level,
+                    deploy_token_access=hit.deploy_token_access,
+                    has_protection_rules=hit.has_protection_rules,
                 )
                 break
     return resolved

@@ -1,23 +1,29 @@
-"""Keep URL-encoded slashes in ``/api/v4/projects/:id`` and ``/api/v4/groups/:id``.
+"""Keep URL-encoded slashes in ``/api/v4/projects/:id``, ``/api/v4/groups/:id`` and
+``/api/v4/namespaces/:id``.
 
 python-gitlab sends ``acme%2Fsvc``; WSGI servers decode ``%2F`` in ``PATH_INFO``. Under
 gunicorn (``RAW_URI``) or uWSGI (``REQUEST_URI``) the raw path is used, so the id keeps
-its ``%2F``. Servers that give no raw path (Django's runserver and test servers) fall back
-to resolving the longest existing project or group path after the collection name.
-Route patterns capture the id with ``<str:...>`` and views ``unquote`` it.
+its ``%2F``. Servers that give no raw path (granian, Django's runserver and test servers)
+fall back to the longest existing project, group or namespace path after the collection
+name; when none exists, to the longest path that leaves a known route after it, so that
+a path naming nothing is answered by its route (``404 Project Not Found``) on every
+server. Route patterns capture the id with ``<str:...>`` and views ``unquote`` it.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit
 
+from django.urls import Resolver404, resolve
+
+from gitlab_core.api.errors import api_not_found
 from gitlab_core.text import clean_text
 from projects.models import Namespace, Project
 
 API_PREFIX = "/api/v4/"
 # GitLab nests groups 20 deep below a top-level group: 21 group levels and a project.
 MAX_PATH_SEGMENTS = 22
-_COLLECTIONS = ("projects", "groups")
+_COLLECTIONS = ("projects", "groups", "namespaces")
 
 
 def _encode_segment(segment: str) -> str:
@@ -43,7 +49,7 @@ class RawPathMiddleware:
             request.META["RAW_REQUEST_PATH"] = quote(request.path_info)
             rest = request.path_info[len(API_PREFIX) :].split("/")
             if len(rest) >= 3 and rest[0] in _COLLECTIONS and not rest[1].isdigit():
-                prefix_len = _longest_existing_path(rest[0], rest[1:])
+                prefix_len = _longest_existing_path(rest[0], rest[1:]) or _longest_routed_path(rest)
                 if prefix_len > 1:
                     rest = [rest[0], "/".join(rest[1 : 1 + prefix_len]), *rest[1 + prefix_len :]]
         if len(rest) >= 2 and rest[0] in _COLLECTIONS:
@@ -64,12 +70,31 @@ def _longest_existing_path(collection: str, segments: list[str]) -> int:
     if collection == "projects":
         found = set(Project.objects.filter(full_path_lower__any=candidates).values_list("full_path_lower", flat=True))
     else:
-        found = set(
-            Namespace.objects.filter(kind="group", full_path_lower__any=candidates).values_list(
-                "full_path_lower", flat=True
-            )
-        )
+        namespaces = Namespace.objects.filter(full_path_lower__any=candidates)
+        if collection == "groups":
+            namespaces = namespaces.filter(kind="group")
+        found = set(namespaces.values_list("full_path_lower", flat=True))
     for n in range(len(segments), 1, -1):
         if "/".join(segments[:n]).lower() in found:
             return n
     return 0
+
+
+def _longest_routed_path(rest: list[str]) -> int:
+    """For a path that names nothing and matches no route as it is: the longest id (in
+    segments) that leaves a known route after it (``acme/none/registry/repositories``:
+    ``acme/none``); 0 when the path routes as it is, or never does."""
+    if _routes(rest):
+        return 0
+    segments = rest[1 : 1 + MAX_PATH_SEGMENTS]
+    for n in range(len(segments), 1, -1):
+        if _routes([rest[0], _encode_segment("/".join(segments[:n])), *rest[1 + n :]]):
+            return n
+    return 0
+
+
+def _routes(parts: list[str]) -> bool:
+    try:
+        return resolve(API_PREFIX + "/".join(parts)).func is not api_not_found
+    except Resolver404:
+        return False

@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from gitlab_core import tokens
+from gitlab_core.audit import Entity
 
 
 class Visibility(models.IntegerChoices):
@@ -93,6 +94,13 @@ class Namespace(models.Model):
     @property
     def is_group(self) -> bool:
         return self.kind == self.Kind.GROUP
+
+    @property
+    def audit_entity(self) -> Entity:
+        """Audit events are listed under the group, or under the owner of a personal namespace."""
+        if self.is_group:
+            return Entity("Group", self.pk, self.full_path)
+        return Entity("User", self.owner_id, self.full_path)
 
     @property
     def visibility_name(self) -> str:
@@ -179,6 +187,10 @@ class Project(models.Model):
         return Visibility(self.visibility).label
 
     @property
+    def audit_entity(self) -> Entity:
+        return Entity("Project", self.pk, self.full_path)
+
+    @property
     def name_with_namespace(self) -> str:
         return f"{self.namespace.full_name} / {self.name}"
 
@@ -259,7 +271,23 @@ class DeployTokenQuerySet(models.QuerySet):
 
 
 class DeployToken(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deploy_tokens")
+    """A registry credential of a project, or of a group: a group token reaches every
+    project of the group and its subgroups (GitLab's ``deploy_token_type``)."""
+
+    class Type(models.TextChoices):
+        PROJECT = "project"
+        GROUP = "group"
+
+    deploy_token_type = models.CharField(max_length=8, choices=Type.choices, default=Type.PROJECT)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="deploy_tokens")
+    group = models.ForeignKey(
+        Namespace,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deploy_tokens",
+        limit_choices_to={"kind": Namespace.Kind.GROUP},
+    )
     name = models.CharField(max_length=255)
     # Empty until saved: the default is gitlab+deploy-token-<id>.
     username = models.CharField(max_length=255, blank=True)
@@ -274,9 +302,23 @@ class DeployToken(models.Model):
     class Meta:
         db_table = "deploy_tokens"
         ordering = ["id"]
+        constraints = [
+            # A token belongs to exactly the owner its type names.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(deploy_token_type="project", project__isnull=False, group__isnull=True)
+                    | models.Q(deploy_token_type="group", group__isnull=False, project__isnull=True)
+                ),
+                name="deploy_token_owner_matches_type",
+            )
+        ]
+
+    @property
+    def owner(self) -> Project | Namespace:
+        return self.group if self.deploy_token_type == self.Type.GROUP else self.project
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.project.full_path})"
+        return f"{self.name} ({self.owner.full_path})"
 
     def set_secret(self) -> str:
         secret = tokens.generate_secret(tokens.DEPLOY_TOKEN_PREFIX)
@@ -326,3 +368,98 @@ class CiJob(models.Model):
         secret = tokens.generate_secret(tokens.CI_JOB_TOKEN_PREFIX)
         self.token_digest = tokens.digest(secret)
         return secret
+
+
+class ProtectionLevel(models.IntegerChoices):
+    """The minimum role a container repository protection rule asks for (GitLab's values;
+    ``admin`` is an instance administrator)."""
+
+    MAINTAINER = 40, "maintainer"
+    OWNER = 50, "owner"
+    ADMIN = 60, "admin"
+
+
+class ContainerRepositoryProtectionRule(models.Model):
+    """Who may push to and delete from the container repositories whose full path matches
+    ``repository_path_pattern`` (``*`` matches any run of characters). A level left empty
+    does not protect that action. The rule is ``projects.protection``."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="container_protection_rules")
+    repository_path_pattern = models.CharField(max_length=255)
+    minimum_access_level_for_push = models.SmallIntegerField(choices=ProtectionLevel.choices, null=True, blank=True)
+    minimum_access_level_for_delete = models.SmallIntegerField(choices=ProtectionLevel.choices, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "container_registry_protection_rules"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "repository_path_pattern"], name="protection_rule_unique_pattern"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.repository_path_pattern
+
+
+class WebHook(models.Model):
+    """A project or group hook (GitLab's hook API) that posts container registry events:
+    tag pushes and deletions and repository deletions (``container_registry_events``,
+    our trigger; GitLab's other triggers are accepted and stored, never fired here).
+    Failing hooks are disabled by ``projects.webhooks`` as GitLab does."""
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    group = models.ForeignKey(Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    url = models.CharField(max_length=2048)
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    # Sent as X-Gitlab-Token; never shown by the API or the admin after it is set.
+    token = models.CharField(max_length=255, blank=True, default="")
+    container_registry_events = models.BooleanField(default=True)
+    push_events = models.BooleanField(default=True)
+    tag_push_events = models.BooleanField(default=False)
+    enable_ssl_verification = models.BooleanField(default=True)
+    # GitLab's auto-disabling state: failures in a row, backoffs taken, and until when the
+    # hook rests (None with failures past the limit: disabled until someone saves it).
+    recent_failures = models.SmallIntegerField(default=0)
+    backoff_count = models.SmallIntegerField(default=0)
+    disabled_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_hooks"
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(project__isnull=False, group__isnull=True)
+                | models.Q(project__isnull=True, group__isnull=False),
+                name="web_hook_has_one_parent",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebHookLog(models.Model):
+    """One delivery attempt of a hook: what the admin shows as recent deliveries."""
+
+    hook = models.ForeignKey(WebHook, on_delete=models.CASCADE, related_name="logs")
+    trigger = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=64)
+    attempt = models.SmallIntegerField(default=1)
+    # The HTTP status, or "internal error" when no answer came (GitLab's word).
+    response_status = models.CharField(max_length=32)
+    response_body = models.TextField(blank=True, default="")
+    execution_duration = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_hook_logs"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["hook", "-id"], name="web_hook_logs_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} -> {self.response_status}"

@@ -24,6 +24,7 @@ from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all
 from gitlab_core.models import User
 from projects.models import (
     AccessLevel,
+    ContainerRepositoryProtectionRule,
     DeployToken,
     GroupMember,
     Namespace,
@@ -51,6 +52,7 @@ REMOVE_PROJECT = "remove_project"
 READ_MEMBERS = "read_project_member"
 ADMIN_PROJECT_MEMBER = "admin_project_member"
 ADMIN_DEPLOY_TOKENS = "admin_deploy_token"
+READ_PROJECT_AUDIT_EVENTS = "read_project_audit_events"
 # Grant, change or remove the Owner role of a project member (Owners only).
 MANAGE_PROJECT_OWNERS = "manage_owners"
 # Group abilities.
@@ -59,7 +61,12 @@ READ_GROUP_CONTAINER_IMAGES = "read_group_container_image"
 CREATE_SUBGROUP = "create_subgroup"
 CREATE_PROJECTS = "create_projects"
 ADMIN_GROUP_MEMBER = "admin_group_member"
+# Group settings and hooks (Owner).
+ADMIN_GROUP = "admin_group"
 READ_GROUP_MEMBERS = "read_group_member"
+READ_GROUP_AUDIT_EVENTS = "read_group_audit_events"
+# List, create and revoke a group's deploy tokens (Owners, as in GitLab).
+ADMIN_GROUP_DEPLOY_TOKENS = "admin_group_deploy_token"
 
 _ALL_PROJECT = frozenset(
     {
@@ -76,10 +83,21 @@ _ALL_PROJECT = frozenset(
         ADMIN_PROJECT_MEMBER,
         ADMIN_DEPLOY_TOKENS,
         MANAGE_PROJECT_OWNERS,
+        READ_PROJECT_AUDIT_EVENTS,
     }
 )
 _ALL_GROUP = frozenset(
-    {READ_GROUP, READ_GROUP_CONTAINER_IMAGES, CREATE_SUBGROUP, CREATE_PROJECTS, ADMIN_GROUP_MEMBER, READ_GROUP_MEMBERS}
+    {
+        READ_GROUP,
+        READ_GROUP_CONTAINER_IMAGES,
+        CREATE_SUBGROUP,
+        CREATE_PROJECTS,
+        ADMIN_GROUP_MEMBER,
+        ADMIN_GROUP,
+        READ_GROUP_MEMBERS,
+        READ_GROUP_AUDIT_EVENTS,
+        ADMIN_GROUP_DEPLOY_TOKENS,
+    }
 )
 _REGISTRY_ABILITIES = frozenset(
     {READ_CONTAINER_IMAGE, CREATE_CONTAINER_IMAGE, DESTROY_CONTAINER_IMAGE, ADMIN_CONTAINER_IMAGE}
@@ -98,17 +116,22 @@ def _can_see(user: User | None, visibility: int, level: int | None) -> bool:
 
 
 def project_abilities(
-    actor: Actor, project: Project, *, access_level: int | None | object = _UNKNOWN
+    actor: Actor,
+    project: Project,
+    *,
+    access_level: int | None | object = _UNKNOWN,
+    deploy_token_access: bool | object = _UNKNOWN,
 ) -> frozenset[str]:
     """Everything ``actor`` may do on ``project``.
 
-    ``access_level``: the user's effective level when the caller already has it (from
-    ``registry_projects``), which saves the membership queries.
+    ``access_level`` (a user's effective level) and ``deploy_token_access`` (whether a
+    deploy token reaches the project): when the caller already has them from
+    ``projects_with_access_level``, which saves a query.
     """
     if project.pending_delete:
         return frozenset()
     if isinstance(actor, DeployToken):
-        return deploy_token_abilities(actor, project)
+        return deploy_token_abilities(actor, project, has_access=deploy_token_access)
     user = actor
     if user is not None and not user.can_log_in:
         return frozenset()
@@ -129,19 +152,33 @@ def project_abilities(
     if (level or 0) >= AccessLevel.REPORTER:
         abilities.add(READ_STATISTICS)
     if (level or 0) >= AccessLevel.MAINTAINER:
-        abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS}
+        abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS, READ_PROJECT_AUDIT_EVENTS}
     if (level or 0) >= AccessLevel.OWNER:
         abilities |= {CHANGE_NAMESPACE_ATTRIBUTES, REMOVE_PROJECT, MANAGE_PROJECT_OWNERS}
     return frozenset(abilities)
 
 
-def deploy_token_abilities(token: DeployToken, project: Project) -> frozenset[str]:
-    """A project deploy token acts on its own project only, through its scopes."""
-    if not token.active or token.project_id != project.pk or project.pending_delete:
+def deploy_token_abilities(
+    token: DeployToken, project: Project, *, has_access: bool | object = _UNKNOWN
+) -> frozenset[str]:
+    """What ``token`` may do with ``project``'s images: through its scopes on a project
+    it reaches (a project token its own project, a group token every project of the
+    group and its subgroups: ``projects_with_access_level``), and everywhere at least
+    what an anonymous caller may (pull a public project's images).
+
+    ``has_access``: whether the token reaches the project, when already known.
+    """
+    if not token.active or project.pending_delete:
         return frozenset()
     if project.container_registry_access_level == RegistryAccessLevel.DISABLED:
         return frozenset()
-    abilities = set()
+    # Any authenticated caller gets at least what an anonymous one gets.
+    abilities = set(project_abilities(None, project) & _REGISTRY_ABILITIES)
+    if has_access is _UNKNOWN:
+        found = projects_with_access_level(user=None, deploy_token=token, paths=[project.full_path_lower])
+        has_access = project.full_path_lower in found and found[project.full_path_lower].deploy_token_access
+    if not has_access:
+        return frozenset(abilities)
     if "read_registry" in token.scopes:
         abilities.add(READ_CONTAINER_IMAGE)
     if "write_registry" in token.scopes:
@@ -175,7 +212,7 @@ def group_abilities(actor: Actor, group: Namespace) -> frozenset[str]:
     if (level or 0) >= AccessLevel.MAINTAINER:
         abilities.add(CREATE_SUBGROUP)
     if (level or 0) >= AccessLevel.OWNER:
-        abilities.add(ADMIN_GROUP_MEMBER)
+        abilities |= {ADMIN_GROUP_MEMBER, ADMIN_GROUP, READ_GROUP_AUDIT_EVENTS, ADMIN_GROUP_DEPLOY_TOKENS}
     return frozenset(abilities)
 
 
@@ -313,11 +350,16 @@ def ci_job_abilities(job, project: Project, *, access_level: int | None | object
 @dataclass(frozen=True)
 class ProjectAccess:
     """A project found by path, the user's effective access level on it (None: no
-    membership) and the id of its root namespace."""
+    membership), the id of its root namespace, and whether the deploy token asked about
+    reaches it."""
 
     project: Project
     access_level: int | None
     root_namespace_id: int | None
+    deploy_token_access: bool = False
+    # Whether the project has container repository protection rules (``projects.protection``
+    # reads them only then).
+    has_protection_rules: bool = False
 
 
 # Fields the callers read; the others stay deferred (loaded if ever touched).
@@ -362,21 +404,29 @@ def _project_statement(vendor: str) -> tuple[RowLoader, str]:
  CASE WHEN n.kind = %s AND n.owner_id = %s THEN %s ELSE NULL END,
  (SELECT r.id FROM {namespaces} r
    WHERE r.parent_id IS NULL AND {any_of("r.full_path_lower", vendor)}
-     AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/')
+     AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/'),
+ (SELECT d.id FROM {DeployToken._meta.db_table} d LEFT JOIN {namespaces} dg ON dg.id = d.group_id
+   WHERE d.id = %s AND (d.project_id = p.id
+     OR substr(p.full_path_lower, 1, length(dg.full_path_lower) + 1) = dg.full_path_lower || '/')),
+ EXISTS (SELECT 1 FROM {ContainerRepositoryProtectionRule._meta.db_table} pr WHERE pr.project_id = p.id)
 FROM {Project._meta.db_table} p JOIN {namespaces} n ON n.id = p.namespace_id
 WHERE {any_of("p.full_path_lower", vendor)}"""
     return loader, sql
 
 
-def projects_with_access_level(*, user: User | None, paths: Iterable[str]) -> dict[str, ProjectAccess]:
+def projects_with_access_level(
+    *, user: User | None, paths: Iterable[str], deploy_token: DeployToken | None = None
+) -> dict[str, ProjectAccess]:
     """Projects (pending deletion too: callers refuse them) whose lower-cased full path is in ``paths``, keyed
-    by that path, each with ``user``'s effective access level and its root namespace id:
-    one query for all of them. The effective level is the highest of the user's active
-    direct membership, active memberships of the project's group and its ancestors, and
-    Owner for the owner of a personal namespace.
+    by that path, each with ``user``'s effective access level, its root namespace id and
+    whether ``deploy_token`` reaches it: one query for all of them. The effective level
+    is the highest of the user's active direct membership, active memberships of the
+    project's group and its ancestors, and Owner for the owner of a personal namespace.
+    A deploy token reaches its own project, or (a group token) every project whose full
+    path lies below its group's.
 
     Pass the level on to ``project_abilities(..., access_level=...)`` or
-    ``ci_job_abilities``.
+    ``ci_job_abilities``, the reach to ``deploy_token_abilities(..., has_access=...)``.
     """
     paths = sorted(set(paths))
     if not paths:
@@ -396,6 +446,7 @@ def projects_with_access_level(*, user: User | None, paths: Iterable[str]) -> di
         user_id,
         AccessLevel.OWNER.value,
         as_list_param(roots, vendor),
+        deploy_token.pk if deploy_token is not None else None,
         as_list_param(paths, vendor),
     ]
     width = len(loader)
@@ -404,7 +455,11 @@ def projects_with_access_level(*, user: User | None, paths: Iterable[str]) -> di
         project = loader.load(row[:width])
         levels = [level for level in row[width : width + 3] if level is not None]
         result[project.full_path_lower] = ProjectAccess(
-            project=project, access_level=max(levels) if levels else None, root_namespace_id=row[width + 3]
+            project=project,
+            access_level=max(levels) if levels else None,
+            root_namespace_id=row[width + 3],
+            deploy_token_access=row[width + 4] is not None,
+            has_protection_rules=bool(row[width + 5]),
         )
     return result
 

@@ -6,15 +6,17 @@ visibility rules themselves live in ``projects.permissions``.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 
 from django.db.models import Q, QuerySet
 
+from gitlab_core import tokens
 from gitlab_core.errors import not_found
 from gitlab_core.models import User
 from gitlab_core.text import clean_text, parse_int_id
 from projects import permissions
-from projects.models import AccessLevel, DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
+from projects.models import AccessLevel, CiJob, DeployToken, GroupMember, Namespace, Project, ProjectMember, Visibility
 
 PROJECT_ORDER_FIELDS = ("id", "name", "path", "created_at", "last_activity_at")
 GROUP_ORDER_FIELDS = ("name", "path", "id")
@@ -49,6 +51,44 @@ def find_group(actor: User | None, raw_id: str) -> Namespace:
     return group
 
 
+def namespaces_of(user: User, *, owned_only: bool = False) -> Q:
+    """A condition for the namespaces that are ``user``'s: the personal namespace and the
+    groups where the user is an effective member (Owner with ``owned_only``)."""
+    groups = permissions.member_group_ids(user, AccessLevel.OWNER if owned_only else AccessLevel.GUEST)
+    return Q(owner=user) | Q(pk__any=groups)
+
+
+def list_namespaces(
+    *, viewer: User, search: str | None = None, owned_only: bool = False, top_level_only: bool = False
+) -> QuerySet[Namespace]:
+    """The namespaces of ``viewer`` (administrators: every namespace), by id."""
+    qs = Namespace.objects.select_related("parent")
+    if not viewer.is_admin:
+        qs = qs.filter(namespaces_of(viewer, owned_only=owned_only))
+    elif owned_only:
+        qs = qs.filter(namespaces_of(viewer, owned_only=True))
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(path__icontains=search))
+    if top_level_only:
+        qs = qs.filter(parent__isnull=True)
+    return qs.order_by("id")
+
+
+def find_namespace(actor: User, raw_id: str) -> Namespace:
+    """The namespace ``raw_id`` names (id or full path) if it is ``actor``'s (a personal
+    namespace: its owner; a group: one ``actor`` may see); else 404 Namespace Not Found."""
+    namespace = lookup_by_id_or_path(Namespace.objects.select_related("parent"), raw_id)
+    if namespace is None:
+        raise not_found("Namespace")
+    if namespace.is_group:
+        visible = permissions.can(actor, permissions.READ_GROUP, namespace)
+    else:
+        visible = actor.is_admin or namespace.owner_id == actor.pk
+    if not visible:
+        raise not_found("Namespace")
+    return namespace
+
+
 def projects_with_access(user: User, minimum: int) -> Q:
     """A condition for projects where ``user``'s effective access is at least ``minimum``."""
     direct = ProjectMember.objects.active().filter(user=user, access_level__gte=minimum).values("project_id")
@@ -59,6 +99,7 @@ def projects_with_access(user: User, minimum: int) -> Q:
 def list_projects(
     *,
     viewer: User | None,
+    namespace_ids: list[int] | None = None,
     search: str | None = None,
     visibility: str | None = None,
     membership: bool | None = None,
@@ -67,11 +108,14 @@ def list_projects(
     order_by: str | None = None,
     sort: str | None = None,
 ) -> QuerySet[Project]:
-    """Projects visible to ``viewer`` with GitLab's ``GET /projects`` filters.
+    """Projects visible to ``viewer`` with GitLab's ``GET /projects`` filters
+    (``namespace_ids``: only those of these namespaces, for a group's projects).
 
     Default order: ``created_at`` descending (GitLab's default), ties broken by id.
     """
     qs = permissions.visible_projects(viewer).select_related("namespace", "namespace__parent", "creator")
+    if namespace_ids is not None:
+        qs = qs.filter(namespace_id__any=namespace_ids)
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(path__icontains=search))
     if visibility is not None:
@@ -94,6 +138,7 @@ def list_groups(
     *,
     viewer: User | None,
     parent: Namespace | None = None,
+    ancestor: Namespace | None = None,
     search: str | None = None,
     owned: bool | None = None,
     min_access_level: int | None = None,
@@ -102,10 +147,13 @@ def list_groups(
     order_by: str | None = None,
     sort: str | None = None,
 ) -> QuerySet[Namespace]:
-    """Groups visible to ``viewer`` (admins: all), or the visible children of ``parent``."""
+    """Groups visible to ``viewer`` (admins: all), or the visible children of ``parent``,
+    or the visible descendants of ``ancestor`` (children, their children, ...)."""
     qs = permissions.visible_groups(viewer).select_related("parent")
     if parent is not None:
         qs = qs.filter(parent=parent)
+    if ancestor is not None:
+        qs = qs.filter(pk__any=ancestor.self_and_descendant_ids()[1:])
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(path__icontains=search))
     if top_level_only:
@@ -190,17 +238,39 @@ def find_direct_member(source: Project | Namespace, raw_user_id: str):
     return row
 
 
-def list_deploy_tokens(project: Project, *, active: bool | None = None) -> QuerySet[DeployToken]:
-    qs = DeployToken.objects.filter(project=project)
+def find_running_ci_job(secret: str) -> CiJob | None:
+    """The running job whose token is ``secret``, with its project and user (the realm's
+    ``gitlab-ci-token`` login and the API's ``JOB-TOKEN`` share it); None for an unknown
+    or finished job. Looked up by digest, compared in constant time."""
+    wanted = tokens.digest(secret)
+    job = (
+        CiJob.objects.select_related("project", "user").filter(token_digest=wanted, status=CiJob.Status.RUNNING).first()
+    )
+    if job is None or not hmac.compare_digest(job.token_digest, wanted):
+        return None
+    return job
+
+
+def list_deploy_tokens(owner: Project | Namespace | None, *, active: bool | None = None) -> QuerySet[DeployToken]:
+    """Deploy tokens of a project or a group (``None``: every token, for administrators),
+    by id; ``active`` keeps only the usable (True) or unusable (False) ones."""
+    qs = DeployToken.objects.all() if owner is None else _owned_deploy_tokens(owner)
     if active is not None:
-        active_ids = DeployToken.objects.filter(project=project).active().values("pk")
+        active_ids = DeployToken.objects.active().values("pk")
         qs = qs.filter(pk__in=active_ids) if active else qs.exclude(pk__in=active_ids)
     return qs.order_by("id")
 
 
-def find_deploy_token(project: Project, raw_id: str) -> DeployToken:
+def find_deploy_token(owner: Project | Namespace, raw_id: str) -> DeployToken:
+    """The deploy token ``raw_id`` of ``owner``; else 404 Not found."""
     token_id = parse_int_id(raw_id)
-    token = DeployToken.objects.filter(project=project, pk=token_id).first() if token_id else None
+    token = _owned_deploy_tokens(owner).filter(pk=token_id).first() if token_id else None
     if token is None:
         raise not_found()
     return token
+
+
+def _owned_deploy_tokens(owner: Project | Namespace) -> QuerySet[DeployToken]:
+    if isinstance(owner, Project):
+        return DeployToken.objects.filter(deploy_token_type=DeployToken.Type.PROJECT, project=owner)
+    return DeployToken.objects.filter(deploy_token_type=DeployToken.Type.GROUP, group=owner)

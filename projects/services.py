@@ -13,6 +13,7 @@ import re
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gitlab_core import audit
 from gitlab_core.errors import bad_request, conflict, forbidden
 from gitlab_core.models import User
 from gitlab_core.signals import send_access_changed
@@ -128,9 +129,37 @@ def create_group(
                 description=description,
             )
             GroupMember.objects.create(group=group, user=creator, access_level=AccessLevel.OWNER, created_by=creator)
+            record_group_created(group)
     except IntegrityError:
         raise bad_request('Failed to save group {:path=>["has already been taken"]}')
     return group
+
+
+def record_group_created(group: Namespace) -> None:
+    audit.record("group_created", entity=group, target=group, message="Created group")
+
+
+# Attribute -> the event name's middle part (GitLab's names, where it has them).
+AUDITED_ATTRIBUTES = {
+    "visibility": "visibility_level",
+    "container_registry_access_level": "container_registry_access_level",
+    "path": "path",
+    "name": "name",
+}
+
+
+def record_attribute_changes(subject: Project | Namespace, before: dict) -> None:
+    """Audit each attribute of a saved group or project that differs from ``before``
+    (attribute -> stored value), one event per attribute."""
+    kind = "project" if isinstance(subject, Project) else "group"
+    for attribute, old in before.items():
+        new = getattr(subject, attribute)
+        if new == old:
+            continue
+        if attribute == "visibility":
+            old, new = Visibility(old).label, Visibility(new).label
+        event_name = f"{kind}_{AUDITED_ATTRIBUTES[attribute]}_updated"
+        audit.record(event_name, entity=subject, target=subject, change=(attribute, old, new))
 
 
 # --- projects -----------------------------------------------------------------------------
@@ -190,9 +219,14 @@ def create_project(
                 ProjectMember.objects.create(
                     project=project, user_id=namespace.owner_id, access_level=AccessLevel.OWNER, created_by=creator
                 )
+            record_project_created(project)
     except IntegrityError:
         raise bad_request({"path": ["has already been taken"]})
     return project
+
+
+def record_project_created(project: Project) -> None:
+    audit.record("project_created", entity=project, target=project, message="Created project")
 
 
 def update_project(*, project: Project, changes: dict) -> Project:
@@ -212,12 +246,14 @@ def update_project(*, project: Project, changes: dict) -> Project:
         raise bad_request(problems)
     if path != project.path and project.container_repositories.exists():
         raise bad_request("Cannot rename project because it contains container registry tags!")
+    before = {field: getattr(project, field) for field in AUDITED_ATTRIBUTES}
     for field, value in changes.items():
         setattr(project, field, value)
     project.last_activity_at = timezone.now()
     try:
         with transaction.atomic():
             project.save()
+            record_attribute_changes(project, before)
     except IntegrityError:
         raise bad_request({"path": ["has already been taken"]})
     return project
@@ -231,12 +267,14 @@ def request_project_deletion(*, project: Project) -> None:
     container repositories), and deletes the row right away when no repository is left.
     Otherwise the row goes with the last repository.
     """
-    Project.objects.filter(pk=project.pk).update(pending_delete=True)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(pending_delete=True)
+        audit.record("project_destroyed", entity=project, target=project, message="Deleted project")
+        project.pending_delete = True
+        project_deletion_requested.send(sender=Project, project=project)
+        if not project.container_repositories.exists():
+            project.delete()
     send_access_changed(Project)
-    project.pending_delete = True
-    project_deletion_requested.send(sender=Project, project=project)
-    if not project.container_repositories.exists():
-        project.delete()
 
 
 # --- members ------------------------------------------------------------------------------
@@ -304,7 +342,11 @@ def add_member(
     _check_expiry(expires_at)
     try:
         with transaction.atomic():
-            return source.members.create(user=user, access_level=access_level, expires_at=expires_at, created_by=actor)
+            member = source.members.create(
+                user=user, access_level=access_level, expires_at=expires_at, created_by=actor
+            )
+            record_member_created(source, member)
+            return member
     except IntegrityError:
         raise conflict("Member already exists")
 
@@ -329,10 +371,13 @@ def update_member(*, member, actor: User, access_level: int, changes_expiry: boo
         and _would_lose_last_owner(member.group, member.user_id)
     ):
         raise bad_request(LAST_OWNER)
+    before = {"access_level": member.access_level, "expires_at": member.expires_at}
     member.access_level = access_level
     if changes_expiry:
         member.expires_at = expires_at
-    member.save(update_fields=["access_level", "expires_at"])
+    with transaction.atomic():
+        member.save(update_fields=["access_level", "expires_at"])
+        record_member_updated(source, member, before)
     return member
 
 
@@ -350,6 +395,47 @@ def remove_member(*, member, actor: User) -> None:
             if member.access_level == AccessLevel.OWNER and _would_lose_last_owner(member.group, member.user_id):
                 raise bad_request(LAST_OWNER)
         member.delete()
+        record_member_destroyed(source, member)
+
+
+# GitLab's member events: the entity is the project or group, the target the member's user.
+
+
+def record_member_created(source: Project | Namespace, member) -> None:
+    level = AccessLevel(member.access_level).label
+    audit.record(
+        "member_created",
+        entity=source,
+        target=member.user,
+        target_details=member.user.username,
+        message=f"Added member as {level}" + (f" until {member.expires_at}" if member.expires_at else ""),
+    )
+
+
+def record_member_updated(source: Project | Namespace, member, before: dict) -> None:
+    for attribute, old in before.items():
+        new = getattr(member, attribute)
+        if new == old:
+            continue
+        if attribute == "access_level":
+            old, new = AccessLevel(old).label, AccessLevel(new).label
+        audit.record(
+            "member_updated",
+            entity=source,
+            target=member.user,
+            target_details=member.user.username,
+            change=(attribute, old, new),
+        )
+
+
+def record_member_destroyed(source: Project | Namespace, member) -> None:
+    audit.record(
+        "member_destroyed",
+        entity=source,
+        target=member.user,
+        target_details=member.user.username,
+        message=f"Removed member (was {AccessLevel(member.access_level).label})",
+    )
 
 
 # --- deploy tokens ------------------------------------------------------------------------
@@ -357,33 +443,99 @@ def remove_member(*, member, actor: User) -> None:
 
 def create_deploy_token(
     *,
-    project: Project,
+    owner: Project | Namespace,
     name: str,
     scopes: list[str],
     expires_at: dt.datetime | None = None,
     username: str | None = None,
 ) -> tuple[DeployToken, str]:
-    """Create a project deploy token; returns it with its ``gldt-`` secret (shown once).
+    """Create a deploy token of a project, or of a group (it reaches every project of the
+    group and its subgroups); returns it with its ``gldt-`` secret (shown once).
 
-    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project.
-    Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
+    ``username`` defaults to ``gitlab+deploy-token-<id>`` and is unique per project or
+    group. Raises ``ServiceError`` 400 for blank scopes or a bad/taken username.
     """
     if not scopes:
         raise bad_request("Scopes can't be blank")
+    is_group = isinstance(owner, Namespace)
+    owned = {"group": owner} if is_group else {"project": owner}
     if username is not None:
         if not DEPLOY_USERNAME_RE.match(username):
             raise bad_request({"username": ["can contain only letters, digits, '_', '-', '+', and '.'"]})
-        if DeployToken.objects.filter(project=project, username__iexact=username).exists():
+        if DeployToken.objects.filter(**owned, username__iexact=username).exists():
             raise bad_request({"username": ["has already been taken"]})
     token = DeployToken(
-        project=project, name=name, scopes=list(dict.fromkeys(scopes)), expires_at=expires_at, username=username or ""
+        deploy_token_type=DeployToken.Type.GROUP if is_group else DeployToken.Type.PROJECT,
+        **owned,
+        name=name,
+        scopes=list(dict.fromkeys(scopes)),
+        expires_at=expires_at,
+        username=username or "",
     )
     secret = token.set_secret()
     with transaction.atomic():
         token.save()
+        record_deploy_token_created(token)
     return token, secret
+
+
+def record_deploy_token_created(token: DeployToken) -> None:
+    audit.record(
+        "deploy_token_created",
+        entity=token.owner,
+        target=token,
+        target_details=token.name,
+        message=(
+            f"Created {token.deploy_token_type} deploy token {token.username} with scopes {', '.join(token.scopes)}"
+        ),
+    )
 
 
 def delete_deploy_token(*, token: DeployToken) -> None:
     """Delete a deploy token: it is no longer listed and stops working for registry logins."""
-    token.delete()
+    with transaction.atomic():
+        audit.record(
+            "deploy_token_destroyed",
+            entity=token.owner,
+            target=token,
+            target_details=token.name,
+            message=f"Deleted {token.deploy_token_type} deploy token {token.username}",
+        )
+        token.delete()
+
+
+def record_deploy_token_revoked_flag(token: DeployToken) -> None:
+    """Audit an administrator's direct change of ``token``'s revoked flag (the admin form)."""
+    if token.revoked:
+        _record_deploy_token_revoked(token)
+    else:
+        audit.record(
+            "deploy_token_updated",
+            entity=token.owner,
+            target=token,
+            target_details=token.name,
+            change=("revoked", True, False),
+        )
+    send_access_changed(DeployToken)
+
+
+def _record_deploy_token_revoked(token: DeployToken) -> None:
+    audit.record(
+        "deploy_token_revoked",
+        entity=token.owner,
+        target=token,
+        target_details=token.name,
+        message=f"Revoked {token.deploy_token_type} deploy token {token.username}",
+    )
+
+
+def revoke_deploy_tokens(*, tokens) -> int:
+    """Revoke the active deploy tokens among ``tokens`` (a queryset: the admin's
+    selection); returns how many were revoked."""
+    with transaction.atomic():
+        active = list(tokens.filter(revoked=False).select_related("project", "group").select_for_update(of=("self",)))
+        DeployToken.objects.filter(pk__any=[t.pk for t in active], revoked=False).update(revoked=True)
+        for token in active:
+            _record_deploy_token_revoked(token)
+    send_access_changed(DeployToken)
+    return len(active)

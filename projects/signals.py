@@ -13,3 +13,8 @@ project_deletion_requested = Signal()
 # project API creates or edits a project: the registry app validates and saves the
 # project's cleanup policy. Its ``ServiceError`` rolls the project write back.
 cleanup_policy_submitted = Signal()
+
+# Sent with ``hook_id=``, ``payload=`` (a dict) and ``idempotency_key=`` for each hook a
+# container registry event goes to (``projects.webhooks``): ``workers`` enqueues the
+# delivery once the transaction commits.
+webhook_delivery_requested = Signal()

@@ -121,39 +121,29 @@ def render_config(
     cert_bundle: Path,
     notification_url: str | None,
     notification_secret: str,
+    read_only: bool = False,
 ) -> dict:
-    """The registry's config.yml as a dict (JSON is valid YAML, so it is written as JSON)."""
-    config: dict = {
-        "version": 0.1,
-        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
-        "storage": {
-            "filesystem": {"rootdirectory": str(data_dir)},
-            "delete": {"enabled": True},
-            "maintenance": {"uploadpurging": {"enabled": False}},
-        },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
-        "auth": {
-            "token": {
-                "realm": realm,
-                "service": SERVICE,
-                "issuer": issuer,
-                "rootcertbundle": str(cert_bundle),
-            }
-        },
-    }
+    """The registry's config as a dict, from the service's own generator
+    (``container_registry.registry_config``) with the test's addresses. Only the test's
+    conveniences differ: no access log, quick notification retries, no upload purging."""
+    from container_registry.registry_config import Notifications, build_config
+
+    notifications = None
     if notification_url:
-        config["notifications"] = {
-            "endpoints": [
-                {
-                    "name": "gitlab",
-                    "url": notification_url,
-                    "headers": {"Authorization": [notification_secret]},
-                    "timeout": "1s",
-                    "threshold": 3,
-                    "backoff": "1s",
-                }
-            ]
-        }
+        notifications = Notifications(url=notification_url, secret=notification_secret, timeout="1s", threshold=3)
+    config = build_config(
+        realm_url=realm,
+        service=SERVICE,
+        issuer=issuer,
+        cert_bundle=cert_bundle,
+        listen=f"127.0.0.1:{port}",
+        storage_root=data_dir,
+        http_secret=secrets.token_hex(16),
+        notifications=notifications,
+        read_only=read_only,
+    )
+    config["log"]["accesslog"] = {"disabled": True}
+    config["storage"]["maintenance"]["uploadpurging"] = {"enabled": False}
     return config
 
 
@@ -239,8 +229,11 @@ def create_registry(
     cert_bundle: Path,
     notification_url: str | None,
     notification_secret: str,
+    read_only: bool = False,
 ) -> Registry:
     """Write a config.yml under ``work_dir`` for a registry on a free port (not started)."""
+    from container_registry.registry_config import render
+
     work_dir = Path(work_dir)
     data_dir = work_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -253,9 +246,10 @@ def create_registry(
         cert_bundle=cert_bundle,
         notification_url=notification_url,
         notification_secret=notification_secret,
+        read_only=read_only,
     )
     config_path = work_dir / "config.yml"
-    config_path.write_text(json.dumps(config, indent=2))
+    config_path.write_text(render(config))
     return Registry(port=port, data_dir=data_dir, config_path=config_path, log_path=work_dir / "registry.log")
 
 

@@ -33,12 +33,14 @@ def start_cleanups(repository_ids: list[int]) -> None:
 
 @app.task(name="container_registry.schedule_cleanup_policies", base=RegistryTask)
 def schedule_cleanup_policies() -> dict:
-    """Beat, hourly at minute 50: mark due repositories and start runs up to the worker
-    capacity. Returns the counts (for the result backend and logs)."""
+    """Beat, hourly at minute 50: disable the policies of projects without repositories,
+    mark due repositories and start runs up to the worker capacity. Returns the counts
+    (for the result backend and logs)."""
     report = schedule()
     start_cleanups(report.to_start)
     return {
         "stale_reset": report.stale_reset,
+        "disabled": report.disabled,
         "marked": report.marked,
         "advanced": report.advanced,
         "started": report.to_start,

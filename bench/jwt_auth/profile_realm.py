@@ -102,7 +102,7 @@ def part_costs() -> None:
     from django.test import RequestFactory
 
     user = User.objects.get(username="benchdev")
-    scopes = realm_query(QUERY)[1]
+    scopes = realm_query(QUERY).scopes
     caller = services.identify_caller(authorization=AUTH, client_ip="127.0.0.1")
     access = services.grant_access(auth=caller, scopes=scopes)
     view_request = RequestFactory().get("/jwt/auth?" + QUERY, HTTP_AUTHORIZATION=AUTH)

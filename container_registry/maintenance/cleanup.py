@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -26,7 +27,7 @@ from container_registry.cleanup import (
 )
 from container_registry.errors import RegistryError
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
-from container_registry.regex import validate_regex
+from container_registry.policies import audited_values, policy_problem, record_policy_changes
 from container_registry.scheduling import claim_repository, record_run
 from projects.models import Project
 
@@ -164,21 +165,14 @@ def enable_cleanup_policies(projects: Iterable[Project] | None = None) -> Enable
     report = EnableReport()
     for project in projects if projects is not None else projects_with_disabled_cleanup_policy():
         policy, _ = ContainerExpirationPolicy.objects.get_or_create(project=project)
-        problem = _enable_problem(policy)
+        problem = policy_problem(policy)
         if problem:
             report.skipped[project.full_path] = problem
             continue
+        before = audited_values(policy)
         policy.enabled = True
-        policy.save()
+        with transaction.atomic():
+            policy.save()
+            record_policy_changes(policy, before, project=project)
         report.enabled.append(project.full_path)
     return report
-
-
-def _enable_problem(policy: ContainerExpirationPolicy) -> str | None:
-    if not policy.name_regex or not policy.name_regex.strip():
-        return "name_regex is blank"
-    for key in ("name_regex", "name_regex_keep"):
-        value = getattr(policy, key)
-        if value and (detail := validate_regex(value)) is not None:
-            return f"{key} is not valid RE2 syntax: {detail}"
-    return None

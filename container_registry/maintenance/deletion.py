@@ -16,11 +16,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from container_registry import deletion
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
+from container_registry.services import record_repository_event
 from projects.models import Project
 
 __all__ = [
@@ -81,15 +83,26 @@ def retry_failed_deletions(
         result.not_failed = list(selected.exclude(status=Status.DELETE_FAILED))
     if dry_run or not result.repositories:
         return result
-    changed = ContainerRepository.objects.filter(
-        pk__in=[r.pk for r in result.repositories], status=Status.DELETE_FAILED
-    ).update(
-        status=Status.DELETE_SCHEDULED,
-        status_updated_at=now,
-        failed_deletion_count=0,
-        next_delete_attempt_at=None,
-        delete_started_at=None,
-    )
+    with transaction.atomic():
+        # Locked, so that each repository put back gets exactly one audit event.
+        failed = list(
+            ContainerRepository.objects.filter(pk__any=[r.pk for r in result.repositories], status=Status.DELETE_FAILED)
+            .select_related("project")
+            .select_for_update(of=("self",))
+        )
+        changed = ContainerRepository.objects.filter(pk__any=[r.pk for r in failed]).update(
+            status=Status.DELETE_SCHEDULED,
+            status_updated_at=now,
+            failed_deletion_count=0,
+            next_delete_attempt_at=None,
+            delete_started_at=None,
+        )
+        for repository in failed:
+            record_repository_event(
+                repository,
+                "container_repository_deletion_retried",
+                f"Deletion scheduled again after {repository.failed_deletion_count} failed retries",
+            )
     logger.info("failed repository deletions scheduled again", extra={"repositories": changed})
     return result
 

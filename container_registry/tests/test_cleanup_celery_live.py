@@ -181,13 +181,18 @@ class TestPoliciesThroughARealWorker:
 
         schedule_cleanup_policies.delay()
 
+        claims = set()
+
         def second_run_going() -> bool:
             # A first run ended (unfinished at the per-run maximum) and the worker has
-            # claimed the repository again: stop the registry under that run.
-            row = ContainerRepository.objects.get(pk=repository.pk)
-            return row.expiration_policy_completed_at is not None and row.expiration_policy_cleanup_status == (
-                "cleanup_ongoing"
-            )
+            # claimed the repository again (a new start time): stop the registry under
+            # that run.
+            status, started_at = ContainerRepository.objects.values_list(
+                "expiration_policy_cleanup_status", "expiration_policy_started_at"
+            ).get(pk=repository.pk)
+            if status == "cleanup_ongoing":
+                claims.add(started_at)
+            return len(claims) >= 2
 
         wait_for(second_run_going, celery, "a resumed run to start", timeout=RUN_DEADLINE_SECONDS, interval=0.01)
         registry.stop()
@@ -199,6 +204,9 @@ class TestPoliciesThroughARealWorker:
             )
 
         wait_for(stopped_by_the_registry, celery, "the run to stop on the registry error", timeout=RUN_DEADLINE_SECONDS)
+        # No run of this cleanup finished: no completion time, no count (each claim cleared it).
+        row = ContainerRepository.objects.get(pk=repository.pk)
+        assert (row.expiration_policy_completed_at, row.last_cleanup_deleted_tags_count) == (None, None)
 
         registry.start()
         left = remaining(registry, creds, path)
@@ -215,3 +223,34 @@ class TestPoliciesThroughARealWorker:
 
         wait_for(finished, celery, "the resumed runs to finish", timeout=RUN_DEADLINE_SECONDS)
         assert remaining(registry, creds, path) == ["keep-me", "latest"]
+
+    def test_the_scheduler_task_disables_policies_that_cannot_run_and_runs_the_others(
+        self, worker_and_registry, tmp_path
+    ):
+        registry, celery = worker_and_registry
+        valid, creds = maintainer_project("valid")
+        cleaner = ProjectMember.objects.get(project=valid).user
+        blank, empty = (
+            make_project(make_group(f"{name}-{uuid.uuid4().hex[:8]}"), "svc") for name in ("blank", "empty")
+        )
+        ProjectMember.objects.create(project=blank, user=cleaner, access_level=AccessLevel.MAINTAINER)
+        cleaned = push(registry, tmp_path, valid, creds, {"old": (100, ["v1"]), "new": (1, ["v2"])})
+        enable_policy(valid, name_regex=".*", older_than="7d")
+        untouched = push(registry, tmp_path, blank, creds, {"old": (100, ["v1"])})
+        enable_policy(blank, name_regex="")
+        enable_policy(empty, name_regex=".*")
+        ContainerRepository.objects.filter(pk=cleaned.pk).update(last_cleanup_deleted_tags_count=9)
+
+        schedule_cleanup_policies.delay()
+
+        def policy(project) -> ContainerExpirationPolicy:
+            return ContainerExpirationPolicy.objects.get(project=project)
+
+        wait_for(lambda: run_ended(cleaned), celery, "the valid policy's run", timeout=RUN_DEADLINE_SECONDS)
+        wait_for(lambda: not policy(blank).enabled, celery, "the blank policy to be disabled")
+        assert remaining(registry, creds, cleaned.path) == ["v2"]
+        assert ContainerRepository.objects.get(pk=cleaned.pk).last_cleanup_deleted_tags_count == 1
+        assert policy(blank).disabled_reason == "invalid_policy: name_regex is blank"
+        assert remaining(registry, creds, untouched.path) == ["v1"]
+        assert (policy(empty).enabled, policy(empty).disabled_reason) == (False, "no_container_repositories")
+        assert policy(valid).enabled and policy(valid).disabled_reason is None

@@ -177,13 +177,52 @@ def test_a_registry_failing_mid_run_leaves_it_unfinished_and_it_resumes(registry
     assert isinstance(outcome.error, TransientRegistryError)
     repository.refresh_from_db()
     assert repository.expiration_policy_cleanup_status == "cleanup_unfinished"
-    assert repository.last_cleanup_deleted_tags_count == 2
+    # As in GitLab, only a finished run records its count; the outcome has what went.
+    assert len(outcome.cleanup.deleted) == 2 and repository.last_cleanup_deleted_tags_count is None
+    assert repository.expiration_policy_completed_at is None
     assert repository.last_cleanup_stop_reason.startswith("registry_error")
 
     registry.start()
     assert len(remaining(registry, creds, repository.path)) == 4
     assert run_policy_cleanup(repository_id=repository.pk).result == "finished"
     assert remaining(registry, creds, repository.path) == []
+
+
+def set_read_only(registry, read_only: bool) -> None:
+    """Restart the registry with its storage in read-only maintenance mode (or out of
+    it): it then refuses every write, the re-pointing PUT of a tag deletion included."""
+    config = json.loads(registry.config_path.read_text())
+    config["storage"]["maintenance"]["readonly"] = {"enabled": read_only}
+    registry.config_path.write_text(json.dumps(config))
+    registry.stop()
+    registry.start()
+
+
+def test_a_run_whose_every_tag_the_registry_refuses_ends_unfinished_with_the_error(registry, pusher, tmp_path):
+    project, _user, creds = pusher
+    repository = push(registry, tmp_path, project, creds, {"a": (100, ["v1"]), "b": (90, ["v2"]), "c": (1, ["new"])})
+    enable_policy(project, name_regex="v1")
+    # A first cleanup deletes v1 (and leaves the small config blob tag deletions use).
+    assert run_scheduled(repository) == "finished"
+    assert remaining(registry, creds, repository.path) == ["new", "v2"]
+
+    set_read_only(registry, True)
+    enable_policy(project, name_regex="v.*")
+    # Due now, after the first run started (the helper backdates it by a minute).
+    ContainerExpirationPolicy.objects.filter(project=project).update(next_run_at=timezone.now())
+    outcome = run_scheduled(repository)
+
+    assert outcome == "unfinished"
+    repository.refresh_from_db()
+    assert repository.expiration_policy_cleanup_status == "cleanup_unfinished"
+    assert repository.last_cleanup_stop_reason == f"registry_error: could not delete tags of {repository.path}: v2"
+    assert repository.last_cleanup_deleted_tags_count is None
+    set_read_only(registry, False)
+    assert remaining(registry, creds, repository.path) == ["new", "v2"]
+    # The hourly scheduler resumes it once the registry accepts writes again.
+    assert repository.pk in schedule_cleanup_policies().to_start
+    assert run_policy_cleanup(repository_id=repository.pk).result == "finished"
+    assert remaining(registry, creds, repository.path) == ["new"]
 
 
 def test_dry_run_api_shows_every_decision_and_deletes_nothing(registry, pusher, tmp_path, client):

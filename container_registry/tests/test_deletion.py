@@ -16,6 +16,7 @@ from container_registry import deletion
 from container_registry.models import ContainerRepository
 from projects.models import Project
 from projects.signals import project_deletion_requested
+from tests_support import db_faults
 from tests_support.factories import make_group, make_project
 from tests_support.registry import free_port
 
@@ -157,6 +158,41 @@ def test_successful_deletion_removes_the_row(project):
     repo = scheduled(project)
     outcome = deletion.delete_repository(repository_id=repo.pk, now=T0, client=FakeClient(tags=["v1", "v2"]))
     assert (outcome.result, outcome.deleted_tags) == ("deleted", 2)
+    assert not ContainerRepository.objects.filter(pk=repo.pk).exists()
+
+
+def test_deletion_log_line_has_the_tag_count_before_and_the_count_deleted(project, caplog):
+    repo = scheduled(project)
+    with caplog.at_level("INFO", logger="container_registry.deletion"):
+        deletion.delete_repository(repository_id=repo.pk, now=T0, client=FakeClient(tags=["v1", "v2", "v3"]))
+    (line,) = [r for r in caplog.records if r.getMessage() == "container repository deleted"]
+    assert (line.tags_size_before_delete, line.deleted_tags_size) == (3, 3)
+    assert line.path == repo.path
+
+
+def test_a_row_that_cannot_be_removed_after_its_tags_are_gone_is_a_failed_attempt(project, caplog):
+    """A real fault: a trigger makes the DELETE of the row fail once the tags are gone."""
+    repo = scheduled(project)
+    with db_faults.refused_deletes("container_repositories"):
+        outcome = deletion.delete_repository(repository_id=repo.pk, now=T0, client=FakeClient(tags=["v1", "v2"]))
+        assert outcome.result == "rescheduled"
+        repo.refresh_from_db()
+        # Not left delete_ongoing for the stale reset: counted, and backed off like any failure.
+        assert repo.status == Status.DELETE_SCHEDULED
+        assert repo.failed_deletion_count == 1
+        assert repo.delete_started_at is None
+        assert MINUTE <= repo.next_delete_attempt_at - T0 <= MINUTE * (1 + deletion.BACKOFF_JITTER_FRACTION)
+        assert db_faults.MESSAGE in repo.last_deletion_error and repo.last_deletion_error_at == T0
+        (line,) = [r for r in caplog.records if r.getMessage() == "container repository deletion failed"]
+        assert (line.tags_size_before_delete, line.deleted_tags_size) == (2, 2)
+        # The backoff is the one of every failure, up to delete_failed after the tenth retry.
+        ContainerRepository.objects.filter(pk=repo.pk).update(failed_deletion_count=10)
+        later = repo.next_delete_attempt_at
+        assert deletion.delete_repository(repository_id=repo.pk, now=later, client=FakeClient()).result == "failed"
+        assert ContainerRepository.objects.get(pk=repo.pk).status == Status.DELETE_FAILED
+    # Once the row can go, a retry removes it.
+    ContainerRepository.objects.filter(pk=repo.pk).update(status=Status.DELETE_SCHEDULED, next_delete_attempt_at=None)
+    assert deletion.delete_repository(repository_id=repo.pk, now=later, client=FakeClient()).result == "deleted"
     assert not ContainerRepository.objects.filter(pk=repo.pk).exists()
 
 

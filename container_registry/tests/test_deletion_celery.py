@@ -9,6 +9,7 @@ Time is moved by rewriting ``delete_started_at``, never waited for.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from container_registry.models import ContainerRepository
 from container_registry.tests.test_deletion_e2e import push, registry_tags, schedule
 from gitlab_core.celery import app
 from projects.models import AccessLevel, ProjectMember
+from tests_support import db_faults
 from tests_support.celery_live import child_environment
 from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import free_port
@@ -39,8 +41,9 @@ Status = ContainerRepository.Status
 DEADLINE = 60
 DELETE_TASK = "container_registry.delete_repository"
 SCHEDULE_TASK = "container_registry.schedule_repository_deletions"
-# Celery's line for a finished task: "Task <name>[<id>] succeeded in 0.1s: <repr(result)>".
-_SUCCEEDED = re.compile(r"Task (?P<name>[\w.]+)\[[0-9a-f-]+\] succeeded in [\d.e-]+s: (?P<result>.+)$", re.MULTILINE)
+# Celery's JSON line for a finished task: "Task <name>[<id>] succeeded in 0.1s: <repr(result)>",
+# with the name and result in its ``data``.
+_SUCCEEDED = re.compile(r"Task [\w.]+\[[0-9a-f-]+\] succeeded in ")
 
 
 def _wait(predicate, *, timeout: float, what: str, log=None) -> None:
@@ -54,7 +57,20 @@ def _wait(predicate, *, timeout: float, what: str, log=None) -> None:
 
 def task_results(log: str, name: str) -> list[str]:
     """The results (as logged, e.g. ``'deleted'``) of every finished ``name`` task."""
-    return [m["result"].strip() for m in _SUCCEEDED.finditer(log) if m["name"] == name]
+    lines = []
+    for text in log.splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            continue  # the start-up banner, or the last line of a killed worker
+    return [
+        line["data"]["return_value"]
+        for line in lines
+        if isinstance(line, dict)
+        and line.get("logger") == "celery.app.trace"
+        and _SUCCEEDED.match(line["message"])
+        and line["data"]["name"] == name
+    ]
 
 
 @pytest.fixture
@@ -218,6 +234,26 @@ def test_celery_worker_deletes_a_scheduled_repository_end_to_end(registry, redis
     assert registry_tags(registry, creds, "acme/svc/app") == []
     _wait(lambda: task_results(worker.log(), DELETE_TASK), timeout=10, what="the task result", log=worker.log)
     assert task_results(worker.log(), DELETE_TASK) == ["'deleted'"]
+
+
+def test_worker_whose_row_removal_fails_records_a_failed_attempt(registry, redis_url, start_worker, pusher, tmp_path):
+    """A trigger (committed, so the worker's connection meets it) refuses the DELETE of
+    the row after the worker removed the tags from the registry."""
+    project, creds = pusher
+    repository = push(registry, tmp_path, project, creds, "app", ["v1", "latest"])
+    schedule(repository)
+    worker = start_worker("worker")
+
+    with db_faults.refused_deletes("container_repositories"):
+        send(redis_url, SCHEDULE_TASK)
+        _wait(lambda: task_results(worker.log(), DELETE_TASK), timeout=DEADLINE, what="the task", log=worker.log)
+
+    assert task_results(worker.log(), DELETE_TASK) == ["'rescheduled'"]
+    assert registry_tags(registry, creds, "acme/svc/app") == []
+    repository.refresh_from_db()
+    assert (repository.status, repository.failed_deletion_count) == (Status.DELETE_SCHEDULED, 1)
+    assert repository.delete_started_at is None and db_faults.MESSAGE in repository.last_deletion_error
+    assert repository.next_delete_attempt_at > timezone.now()
 
 
 def test_worker_killed_mid_deletion_is_reset_and_a_new_worker_finishes(

@@ -25,6 +25,7 @@ from container_registry import deletion, maintenance
 from container_registry.client import get_client
 from container_registry.models import ContainerRepository
 from projects.models import AccessLevel, ProjectMember
+from tests_support import db_faults
 from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import build_image, list_tags, skopeo
 
@@ -77,6 +78,29 @@ def test_repository_with_tags_is_deleted_end_to_end(registry, pusher, tmp_path):
     assert not ContainerRepository.objects.filter(pk=doomed.pk).exists()
     assert registry_tags(registry, creds, kept.path) == ["v1"]
     assert deletion.delete_repository(repository_id=doomed.pk).result == "skipped"
+
+
+def test_a_row_that_cannot_be_removed_after_its_tags_are_gone_is_retried_after_the_backoff(registry, pusher, tmp_path):
+    """A real fault: a trigger refuses the DELETE of the row after the registry removed
+    the tags."""
+    project, creds = pusher
+    repository = push(registry, tmp_path, project, creds, "app", ["v1", "v2"])
+    schedule(repository)
+    with db_faults.refused_deletes("container_repositories"):
+        before = timezone.now()
+        outcome = deletion.delete_repository(repository_id=repository.pk)
+    assert (outcome.result, outcome.deleted_tags) == ("rescheduled", 2)
+    assert registry_tags(registry, creds, repository.path) == []
+    repository.refresh_from_db()
+    assert repository.status == Status.DELETE_SCHEDULED  # never left delete_ongoing
+    assert repository.failed_deletion_count == 1
+    assert db_faults.MESSAGE in repository.last_deletion_error
+    assert repository.next_delete_attempt_at >= before + dt.timedelta(minutes=1)
+    assert deletion.delete_repository(repository_id=repository.pk).result == "skipped"  # waiting
+
+    later = repository.next_delete_attempt_at
+    assert deletion.delete_repository(repository_id=repository.pk, now=later).result == "deleted"
+    assert not ContainerRepository.objects.filter(pk=repository.pk).exists()
 
 
 def test_stopped_registry_backs_off_then_fails_and_retry_completes_the_deletion(registry, pusher, tmp_path):

@@ -165,6 +165,13 @@ def test_deleting_a_tag_keeps_the_tags_that_share_its_digest(pushed, registry):
     # Our dummy manifest push was not counted as a push of the user's.
     time.sleep(1)
     assert ContainerRepository.objects.get(pk=app.id).push_count == 3
+    # The owner reads the deletion (once: the second one found no tag) in the project's audit events.
+    deleted = [
+        e for e in project.audit_events.list(get_all=True) if e.event_name == "container_repository_tags_deleted"
+    ]
+    assert [(e.author_id, e.details["custom_message"], e.details["target_id"]) for e in deleted] == [
+        (pushed["owner"].pk, "Deleted tag gone", app.id)
+    ]
 
 
 def test_reporter_cannot_delete_tags_or_repositories(pushed, live_server, gitlab_client):

@@ -10,8 +10,10 @@ import datetime as dt
 import re
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
+from container_registry.errors import TagsNotDeleted
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from container_registry.scheduling import (
     advance_policy_schedule,
@@ -152,19 +154,46 @@ def test_next_run_moves_by_the_cadence_once_every_repository_has_run(due_project
     assert schedule_cleanup_policies().marked == 0
 
 
-def test_unfinished_runs_are_resumed_before_scheduled_ones(due_project):
-    _project, repos = due_project
+def test_due_repositories_not_yet_cleaned_go_before_unfinished_ones(due_project):
+    _project, (first, second) = due_project
     settings = ApplicationSettings.current()
     settings.container_registry_cleanup_tags_service_max_list_size = 1
+    settings.container_registry_expiration_policies_worker_capacity = 1
     settings.save()
     schedule_cleanup_policies()
     client = FakeRegistryClient({"v1": None, "v2": None})
-    outcome = run_policy_cleanup(repository_id=repos[1].pk, client=client)
+    outcome = run_policy_cleanup(repository_id=second.pk, client=client)
     assert (outcome.result, outcome.cleanup.stop_reason) == ("unfinished", "tags_limit")
-    assert statuses(repos[1]) == [Status.UNFINISHED]
-    assert repositories_to_start(include_errored=False)[0] == repos[1].pk
-    assert run_policy_cleanup(repository_id=repos[1].pk, client=client).result == "finished"
+    assert statuses(first, second) == [Status.SCHEDULED, Status.UNFINISHED]
+
+    # One free worker: the repository that has not run in this cycle goes first.
+    assert repositories_to_start(include_errored=False) == [first.pk]
+    assert run_policy_cleanup(repository_id=first.pk, client=FakeRegistryClient({})).result == "finished"
+    # Then the unfinished one resumes and ends the cleanup.
+    assert repositories_to_start(include_errored=False) == [second.pk]
+    assert run_policy_cleanup(repository_id=second.pk, client=client).result == "finished"
     assert list(client.tags) == []
+
+
+def test_the_hourly_scheduler_also_starts_scheduled_repositories_before_unfinished_ones(world, due_project):
+    _project, repos = due_project
+    other = make_project(world["platform"], "other")
+    make_due(other)
+    unfinished = ContainerRepository.objects.create(
+        project=other,
+        name="u",
+        expiration_policy_cleanup_status=Status.UNFINISHED,
+        expiration_policy_started_at=timezone.now() - dt.timedelta(days=3),
+        last_cleanup_stop_reason="tags_limit",
+    )
+    settings = ApplicationSettings.current()
+    settings.container_registry_expiration_policies_worker_capacity = 2
+    settings.save()
+
+    report = schedule_cleanup_policies()
+
+    assert sorted(report.to_start) == sorted(r.pk for r in repos)
+    assert unfinished.pk not in report.to_start
 
 
 def test_a_run_stopped_by_a_registry_error_waits_for_the_scheduler(due_project):
@@ -176,8 +205,9 @@ def test_a_run_stopped_by_a_registry_error_waits_for_the_scheduler(due_project):
     assert outcome.result == "unfinished" and outcome.error is not None
     repo = ContainerRepository.objects.get(pk=repos[0].pk)
     assert repo.last_cleanup_stop_reason.startswith("registry_error: DELETE")
-    assert repos[0].pk not in repositories_to_start(include_errored=False)
-    assert repositories_to_start(include_errored=True)[0] == repos[0].pk
+    assert repositories_to_start(include_errored=False) == [repos[1].pk]
+    # The hourly scheduler resumes it, after the repository still waiting for its first run.
+    assert repositories_to_start(include_errored=True) == [repos[1].pk, repos[0].pk]
 
 
 def test_stale_ongoing_runs_are_put_back_as_unfinished(due_project):
@@ -189,7 +219,7 @@ def test_stale_ongoing_runs_are_put_back_as_unfinished(due_project):
     report = schedule_cleanup_policies()
     assert report.stale_reset == 1
     assert statuses(repos[0]) == [Status.UNFINISHED]
-    assert report.to_start[0] == repos[0].pk
+    assert repos[0].pk in report.to_start
 
 
 def test_an_invalid_policy_is_disabled_and_deletes_nothing(due_project):
@@ -198,8 +228,188 @@ def test_an_invalid_policy_is_disabled_and_deletes_nothing(due_project):
     ContainerExpirationPolicy.objects.filter(project=project).update(name_regex="[")
     client = FakeRegistryClient({"v1": None})
     assert run_policy_cleanup(repository_id=repos[0].pk, client=client).result == "invalid_policy"
-    assert not ContainerExpirationPolicy.objects.get(project=project).enabled
+    policy = ContainerExpirationPolicy.objects.get(project=project)
+    assert not policy.enabled
+    assert policy.disabled_reason.startswith("invalid_policy: name_regex is not valid RE2 syntax")
     assert list(client.tags) == ["v1"]
+
+
+@pytest.mark.parametrize("name_regex", [None, "", "   "])
+def test_an_enabled_policy_without_a_delete_regex_is_disabled_with_its_reason_instead_of_running(
+    due_project, name_regex
+):
+    project, (first, second) = due_project
+    schedule_cleanup_policies()
+    ContainerExpirationPolicy.objects.filter(project=project).update(name_regex=name_regex)
+    client = FakeRegistryClient({"v1": None})
+
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "invalid_policy"
+
+    policy = ContainerExpirationPolicy.objects.get(project=project)
+    assert (policy.enabled, policy.disabled_reason) == (False, "invalid_policy: name_regex is blank")
+    assert client.calls["list_tags"] == 0 and list(client.tags) == ["v1"]
+    repo = ContainerRepository.objects.get(pk=first.pk)
+    assert (repo.expiration_policy_cleanup_status, repo.last_cleanup_stop_reason) == (
+        Status.UNSCHEDULED,
+        "invalid_policy",
+    )
+    # The project's other repository is released too when its turn comes.
+    assert run_policy_cleanup(repository_id=second.pk, client=client).result == "policy_disabled"
+    assert statuses(second) == [Status.UNSCHEDULED]
+    # Enabling it again (with a regex) clears the reason.
+    policy.name_regex, policy.enabled = ".*", True
+    policy.save()
+    assert ContainerExpirationPolicy.objects.get(project=project).disabled_reason is None
+
+
+def test_the_hourly_scheduler_disables_enabled_policies_of_projects_without_repositories(world, due_project):
+    project, _repos = due_project
+    empty_due = make_project(world["platform"], "empty-due")
+    make_due(empty_due)
+    empty_later = make_project(world["platform"], "empty-later")
+    ContainerExpirationPolicy.objects.filter(project=empty_later).update(enabled=True)
+    empty_off = make_project(world["platform"], "empty-off")
+
+    report = schedule_cleanup_policies()
+
+    assert report.disabled == 2
+    policies = {p.project_id: p for p in ContainerExpirationPolicy.objects.all()}
+    for empty in (empty_due, empty_later):
+        assert (policies[empty.pk].enabled, policies[empty.pk].disabled_reason) == (
+            False,
+            "no_container_repositories",
+        )
+    assert (policies[empty_off.pk].enabled, policies[empty_off.pk].disabled_reason) == (False, None)
+    assert policies[project.pk].enabled and policies[project.pk].disabled_reason is None
+    assert schedule_cleanup_policies().disabled == 0
+
+
+def test_starting_a_run_clears_the_last_count_and_an_unfinished_run_records_no_completion(due_project):
+    _project, (first, second) = due_project
+    yesterday = timezone.now() - dt.timedelta(days=1)
+    ContainerRepository.objects.filter(pk=first.pk).update(
+        expiration_policy_completed_at=yesterday, last_cleanup_deleted_tags_count=7
+    )
+    settings = ApplicationSettings.current()
+    settings.container_registry_cleanup_tags_service_max_list_size = 1
+    settings.save()
+    schedule_cleanup_policies()
+    seen_during_run = []
+
+    class WatchedRegistry(FakeRegistryClient):
+        def list_tags(self, path: str, *, limit: int | None = None) -> list[str]:
+            seen_during_run.append(
+                ContainerRepository.objects.values_list(
+                    "expiration_policy_cleanup_status", "last_cleanup_deleted_tags_count"
+                ).get(pk=first.pk)
+            )
+            return super().list_tags(path, limit=limit)
+
+    client = WatchedRegistry({"v1": None, "v2": None})
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "unfinished"
+
+    assert seen_during_run == [(Status.ONGOING, None)]
+    repo = ContainerRepository.objects.get(pk=first.pk)
+    assert repo.expiration_policy_cleanup_status == Status.UNFINISHED
+    assert repo.last_cleanup_deleted_tags_count is None
+    assert repo.expiration_policy_completed_at == yesterday  # the last finished run's
+    assert list(client.tags) == ["v2"]
+
+    # A repository whose only run is unfinished has no completion time at all.
+    assert run_policy_cleanup(repository_id=second.pk, client=FakeRegistryClient({"a": None, "b": None})).result == (
+        "unfinished"
+    )
+    assert ContainerRepository.objects.get(pk=second.pk).expiration_policy_completed_at is None
+
+    # The run that finishes records its completion and what it deleted.
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "finished"
+    repo = ContainerRepository.objects.get(pk=first.pk)
+    assert repo.expiration_policy_cleanup_status == Status.UNSCHEDULED
+    assert repo.expiration_policy_completed_at >= repo.expiration_policy_started_at > yesterday
+    assert repo.last_cleanup_deleted_tags_count == 1
+
+
+def test_a_run_whose_every_tag_is_refused_ends_unfinished_with_the_error(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+
+    class RefusingRegistry(FakeRegistryClient):
+        # The client skips a tag whose re-pointing PUT the registry refuses; here it
+        # refuses every one (the real registry does so in read-only mode, test_cleanup_e2e).
+        def delete_tags(self, path: str, tags: list[str]) -> list[str]:
+            self.calls["delete_tags"] += 1
+            return []
+
+    client = RefusingRegistry({"latest": None, "v1": None, "v2": None})
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=client)
+
+    assert outcome.result == "unfinished"
+    assert isinstance(outcome.error, TagsNotDeleted)
+    repo = ContainerRepository.objects.get(pk=repos[0].pk)
+    assert repo.expiration_policy_cleanup_status == Status.UNFINISHED
+    assert repo.last_cleanup_stop_reason == f"registry_error: could not delete tags of {repo.path}: v1, v2"
+    assert repo.expiration_policy_completed_at is None and repo.last_cleanup_deleted_tags_count is None
+    # Like any registry error it waits for the hourly scheduler rather than a chain of retries.
+    assert repos[0].pk not in repositories_to_start(include_errored=False)
+
+
+def test_a_run_that_deletes_some_of_its_tags_is_not_an_error(due_project):
+    _project, repos = due_project
+    schedule_cleanup_policies()
+
+    class PartlyRefusingRegistry(FakeRegistryClient):
+        def delete_tags(self, path: str, tags: list[str]) -> list[str]:
+            return super().delete_tags(path, [t for t in tags if t != "v1"])
+
+    outcome = run_policy_cleanup(repository_id=repos[0].pk, client=PartlyRefusingRegistry({"v1": None, "v2": None}))
+    assert (outcome.result, outcome.error) == ("finished", None)
+    assert ContainerRepository.objects.get(pk=repos[0].pk).last_cleanup_deleted_tags_count == 1
+
+
+def test_an_unfinished_repository_whose_policy_runs_again_within_the_budget_waits_for_that_run(due_project):
+    project, (first, _second) = due_project
+    settings = ApplicationSettings.current()
+    assert settings.container_registry_delete_tags_service_timeout == 250
+    started = timezone.now() - dt.timedelta(days=1)
+    ContainerRepository.objects.filter(pk=first.pk).update(
+        expiration_policy_cleanup_status=Status.UNFINISHED,
+        expiration_policy_started_at=started,
+        last_cleanup_stop_reason="tags_limit",
+    )
+    # The next cycle starts in three minutes, within one run's 250 s deletion budget.
+    ContainerExpirationPolicy.objects.filter(project=project).update(
+        next_run_at=timezone.now() + dt.timedelta(minutes=3)
+    )
+    client = FakeRegistryClient({"v1": None})
+
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "next_run_soon"
+
+    repo = ContainerRepository.objects.get(pk=first.pk)
+    assert repo.expiration_policy_cleanup_status == Status.UNSCHEDULED
+    assert list(client.tags) == ["v1"] and client.calls["list_tags"] == 0
+    # Four minutes later (every stored time moved back instead of waiting) that run has
+    # come: the repository is due like the others and is cleaned.
+    four_minutes = dt.timedelta(minutes=4)
+    ContainerExpirationPolicy.objects.filter(project=project).update(next_run_at=F("next_run_at") - four_minutes)
+    ContainerRepository.objects.filter(pk=first.pk).update(
+        expiration_policy_started_at=F("expiration_policy_started_at") - four_minutes
+    )
+    assert first.pk in schedule_cleanup_policies().to_start
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "finished"
+    assert list(client.tags) == []
+
+
+def test_an_unfinished_repository_whose_policy_runs_again_later_resumes_now(due_project):
+    project, (first, _second) = due_project
+    ContainerRepository.objects.filter(pk=first.pk).update(
+        expiration_policy_cleanup_status=Status.UNFINISHED, last_cleanup_stop_reason="tags_limit"
+    )
+    ContainerExpirationPolicy.objects.filter(project=project).update(
+        next_run_at=timezone.now() + dt.timedelta(minutes=10)
+    )
+    client = FakeRegistryClient({"v1": None})
+    assert run_policy_cleanup(repository_id=first.pk, client=client).result == "finished"
+    assert list(client.tags) == []
 
 
 def test_a_policy_disabled_after_scheduling_releases_its_repositories(due_project):

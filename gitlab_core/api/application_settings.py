@@ -14,6 +14,7 @@ from gitlab_core.models import ApplicationSettings
 # and, like id and timestamps, are read-only here.
 INTEGER_FIELDS = (
     "container_registry_token_expire_delay",
+    "container_registry_refresh_token_days",
     "container_registry_cleanup_tags_service_max_list_size",
     "container_registry_delete_tags_service_timeout",
     "container_registry_expiration_policies_worker_capacity",
@@ -24,6 +25,7 @@ BOOLEAN_FIELDS = (
     "container_registry_expiration_policies_caching",
     "container_expiration_policy_enabled_by_default",
     "signup_enabled",
+    "allow_local_requests_from_web_hooks_and_services",
 )
 VISIBILITY_FIELDS = ("default_project_visibility", "default_group_visibility")
 WRITABLE_FIELDS = INTEGER_FIELDS + BOOLEAN_FIELDS + VISIBILITY_FIELDS

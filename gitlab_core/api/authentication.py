@@ -2,11 +2,15 @@
 
 Accepts ``PRIVATE-TOKEN``, ``Authorization: Bearer`` and ``?private_token=``. An unknown,
 revoked or expired token is a 401 in GitLab's shape; a blocked user is a 403. Scope
-enforcement (``read_api`` is read-only, registry scopes have no API access) happens in
-``gitlab_core.api.views.ApiView`` because it depends on the method and route.
+enforcement (``read_api`` is read-only, registry scopes have no API access) and ``Sudo``
+happen in ``gitlab_core.api.views.ApiView`` because they depend on the method and route.
+CI job tokens are authenticated by ``projects`` (which owns jobs) and handed over as a
+``JobTokenAuth``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rest_framework.authentication import BaseAuthentication
 
@@ -24,6 +28,15 @@ def token_from_request(request) -> str | None:
         return value.strip()
     query = request.GET.get("private_token")
     return query.strip() if query else None
+
+
+@dataclass(frozen=True)
+class JobTokenAuth:
+    """``request.auth`` of a call made with a running CI job's token: the job acts as its
+    user, on the registry endpoints of its own project only."""
+
+    job_id: int
+    project_id: int
 
 
 class TokenAuthentication(BaseAuthentication):
@@ -59,4 +72,4 @@ class TokenAuthentication(BaseAuthentication):
         return 'Bearer realm="GitLab"'
 
 
-__all__ = ["TokenAuthentication", "find_personal_access_token", "token_from_request", "unauthorized"]
+__all__ = ["JobTokenAuth", "TokenAuthentication", "find_personal_access_token", "token_from_request", "unauthorized"]

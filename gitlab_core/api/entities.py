@@ -1,10 +1,10 @@
-"""Response shapes of users, personal access tokens and application settings, as GitLab's
-API renders them."""
+"""Response shapes of users, personal access tokens, application settings and audit
+events, as GitLab's API renders them."""
 
 from __future__ import annotations
 
 from gitlab_core.api.format import base_url, iso, iso_date
-from gitlab_core.models import ApplicationSettings, PersonalAccessToken, User
+from gitlab_core.models import ApplicationSettings, AuditEvent, PersonalAccessToken, User
 
 
 def user_basic(user: User, request) -> dict:
@@ -85,6 +85,7 @@ def application_settings(settings: ApplicationSettings) -> dict:
         "created_at": iso(settings.created_at),
         "updated_at": iso(settings.updated_at),
         "container_registry_token_expire_delay": settings.container_registry_token_expire_delay,
+        "container_registry_refresh_token_days": settings.container_registry_refresh_token_days,
         "container_expiration_policies_enable_historic_entries": (
             settings.container_expiration_policies_enable_historic_entries
         ),
@@ -102,6 +103,19 @@ def application_settings(settings: ApplicationSettings) -> dict:
         "container_registry_features": list(settings.container_registry_features or []),
         "default_projects_limit": settings.default_projects_limit,
         "signup_enabled": settings.signup_enabled,
+        "allow_local_requests_from_web_hooks_and_services": settings.allow_local_requests_from_web_hooks_and_services,
         "default_project_visibility": settings.default_project_visibility,
         "default_group_visibility": settings.default_group_visibility,
+    }
+
+
+def audit_event(event: AuditEvent) -> dict:
+    return {
+        "id": event.pk,
+        "author_id": event.author_id,
+        "entity_id": event.entity_id,
+        "entity_type": event.entity_type,
+        "event_name": event.event_name,
+        "details": event.details,
+        "created_at": iso(event.created_at),
     }

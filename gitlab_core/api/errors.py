@@ -22,19 +22,16 @@ from gitlab_core.errors import DATABASE_UNAVAILABLE, ServiceError
 logger = logging.getLogger(__name__)
 
 
-def insufficient_scope() -> ServiceError:
-    """403 for a token without the ``api``/``read_api`` scope (API only: it names the scopes)."""
+def insufficient_scope(scope: str = "api read_api") -> ServiceError:
+    """403 for a token without the scopes a request needs (``api``/``read_api``, or
+    ``sudo`` to act as another user): the API names them."""
+    description = "The request requires higher privileges than provided by the access token."
     return ServiceError(
         403,
-        {
-            "error": "insufficient_scope",
-            "error_description": "The request requires higher privileges than provided by the access token.",
-            "scope": "api read_api",
-        },
+        {"error": "insufficient_scope", "error_description": description, "scope": scope},
         headers={
-            "WWW-Authenticate": 'Bearer realm="GitLab", error="insufficient_scope", '
-            'error_description="The request requires higher privileges than provided by the access token.", '
-            'scope="api read_api"'
+            "WWW-Authenticate": f'Bearer realm="GitLab", error="insufficient_scope", '
+            f'error_description="{description}", scope="{scope}"'
         },
     )
 

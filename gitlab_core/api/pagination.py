@@ -8,22 +8,46 @@ from urllib.parse import urlencode
 
 from django.db.models import QuerySet
 
+from gitlab_core.errors import invalid_params
+
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 
 
-def _positive_int(raw: str | None, default: int) -> int:
-    try:
-        value = int(raw) if raw is not None else default
-    except (TypeError, ValueError):
+def _positive_int(name: str, raw: str | None, default: int, problems: list[str]) -> int:
+    """GitLab's reading of an integer parameter: not a number is "invalid", below 1 "does
+    not have a valid value". A huge page is valid (and empty)."""
+    if raw is None:
         return default
-    return value if value >= 1 else default
+    text = raw.strip()
+    try:
+        if not (text.isascii() and text.lstrip("+-").isdigit()):
+            raise ValueError
+        value = int(text)
+    except ValueError:  # also: more digits than Python converts
+        problems.append(f"{name} is invalid")
+        return default
+    if value < 1:
+        problems.append(f"{name} does not have a valid value")
+        return default
+    return value
+
+
+def page_params(request) -> tuple[int, int]:
+    """``page`` and ``per_page`` (clamped to 100); raises ``ServiceError`` 400 in GitLab's
+    words for a value that is not a positive integer."""
+    problems: list[str] = []
+    page = _positive_int("page", request.query_params.get("page"), 1, problems)
+    per_page = _positive_int("per_page", request.query_params.get("per_page"), DEFAULT_PER_PAGE, problems)
+    if problems:
+        raise invalid_params(*problems)
+    return page, min(per_page, MAX_PER_PAGE)
 
 
 def paginate(request, items: QuerySet | Sequence) -> tuple[list, dict[str, str]]:
-    """One page of ``items`` and the headers that describe it."""
-    page = _positive_int(request.query_params.get("page"), 1)
-    per_page = min(_positive_int(request.query_params.get("per_page"), DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    """One page of ``items`` and the headers that describe it. Raises ``ServiceError``
+    400 for an invalid ``page`` or ``per_page``."""
+    page, per_page = page_params(request)
     total = items.count() if isinstance(items, QuerySet) else len(items)
     total_pages = max(1, math.ceil(total / per_page))
     start = (page - 1) * per_page

@@ -27,6 +27,7 @@ def admin_client(client, admin):
 def settings_form(**overrides) -> dict:
     data = {
         "container_registry_token_expire_delay": 5,
+        "container_registry_refresh_token_days": 30,
         "container_registry_expiration_policies_worker_capacity": 4,
         "container_registry_cleanup_tags_service_max_list_size": 200,
         "container_registry_delete_tags_service_timeout": 250,
@@ -213,6 +214,30 @@ def test_creating_a_deploy_token_shows_the_secret_once(admin_client, world):
     change_page = admin_client.get(f"/admin/projects/deploytoken/{token.pk}/change/").content.decode()
     assert token.token_digest not in change_page
     assert secret not in change_page
+
+
+def test_an_admin_creates_a_group_deploy_token_and_lists_it_by_type(admin_client, world):
+    group = world["acme"]
+    response = admin_client.post(
+        "/admin/projects/deploytoken/add/",
+        {"group": group.pk, "name": "fleet", "username": "", "scopes": ["read_registry", "write_registry"]},
+    )
+    secret = re.search(r"gldt-[A-Za-z0-9_-]{20,}", response.content.decode()).group(0)
+    token = DeployToken.objects.get(group=group)
+    assert token.deploy_token_type == DeployToken.Type.GROUP and token.project is None
+    assert token.token_digest == tokens.digest(secret)
+    listed = admin_client.get("/admin/projects/deploytoken/?deploy_token_type__exact=group").content.decode()
+    assert "fleet" in listed and "acme" in listed
+
+
+@pytest.mark.parametrize("owners", ["both", "neither"])
+def test_a_deploy_token_needs_exactly_one_owner_in_the_admin(admin_client, world, owners):
+    data = {"name": "x", "username": "", "scopes": ["read_registry"]}
+    if owners == "both":
+        data.update(project=world["project"].pk, group=world["acme"].pk)
+    response = admin_client.post("/admin/projects/deploytoken/add/", data)
+    assert response.status_code == 200 and "Choose a project or a group" in response.content.decode()
+    assert not DeployToken.objects.exists()
 
 
 @pytest.mark.parametrize(

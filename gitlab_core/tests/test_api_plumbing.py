@@ -50,10 +50,27 @@ def test_pagination_headers_and_links(client, five_groups):
 
 def test_per_page_is_clamped_and_pages_past_the_end_are_empty(client, five_groups):
     assert client.get("/api/v4/groups", {"per_page": 1000})["X-Per-Page"] == "100"
-    assert client.get("/api/v4/groups", {"per_page": 0})["X-Per-Page"] == "20"
     response = client.get("/api/v4/groups", {"page": 10**25})
     assert response.status_code == 200 and response.json() == []
     assert response["X-Total-Pages"] == "1" and response["X-Next-Page"] == ""
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ({"page": 0}, "page does not have a valid value"),
+        ({"page": -1}, "page does not have a valid value"),
+        ({"page": "a"}, "page is invalid"),
+        ({"per_page": 0}, "per_page does not have a valid value"),
+        ({"per_page": -1}, "per_page does not have a valid value"),
+        ({"per_page": "1.5"}, "per_page is invalid"),
+        ({"page": "9" * 5000}, "page is invalid"),
+        ({"page": 0, "per_page": "x"}, "page does not have a valid value, per_page is invalid"),
+    ],
+)
+def test_an_invalid_page_or_per_page_is_gitlabs_400(client, query, error):
+    response = client.get("/api/v4/groups", query)
+    assert response.status_code == 400 and response.json() == {"error": error}
 
 
 def test_empty_list_still_has_headers(client):

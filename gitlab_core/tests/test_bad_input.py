@@ -92,7 +92,7 @@ PARAMS = (
     "query reset_password revoked scopes search simple size skip_confirmation skip_groups sort state tags "
     "tags_count top_level_only user_id user_ids username visibility page per_page name_regex name_regex_delete "
     "name_regex_keep cadence enabled container_expiration_policy_attributes container_registry_token_expire_delay "
-    "default_project_visibility default_group_visibility signup_enabled"
+    "default_project_visibility default_group_visibility signup_enabled include_subgroups owned_only sudo"
 ).split()
 
 # Every documented route (see the URL confs), with "{}" where an id goes.
@@ -145,6 +145,17 @@ ROUTES = [
     ("GET", "projects/{}/registry/cleanup_plan"),
     ("GET", "groups/{}/registry/repositories"),
     ("GET", "registry/repositories/{}"),
+    ("GET", "version"),
+    ("GET", "metadata"),
+    ("GET", "namespaces"),
+    ("GET", "namespaces/{}"),
+    ("GET", "groups/{}/projects"),
+    ("GET", "groups/{}/descendant_groups"),
+    ("GET", "groups/{}/deploy_tokens"),
+    ("POST", "groups/{}/deploy_tokens"),
+    ("GET", "groups/{}/deploy_tokens/{}"),
+    ("DELETE", "groups/{}/deploy_tokens/{}"),
+    ("GET", "deploy_tokens"),
 ]
 # Ids that name real rows of the fixture, so that odd parameters get past the lookups.
 REAL_IDS = ["1", "acme", "acme%2Fplatform", "acme%2Fplatform%2Fsvc"]
@@ -362,7 +373,7 @@ RECEIVER_MAX_NAME = 2048  # longer fields are refused before any pattern runs
 
 def test_the_repository_grammar_refuses_the_adversarial_name_in_linear_time():
     from container_registry.event_envelopes import REPOSITORY_PATH
-    from jwt_auth.scopes import valid_path
+    from projects.image_paths import valid_image_path as valid_path
 
     started = time.perf_counter()
     assert REPOSITORY_PATH.fullmatch(ADVERSARIAL_NAME) is None
@@ -410,5 +421,9 @@ def test_odd_full_paths_in_the_url_are_404_not_500(bad_input_world, path):
     started = time.perf_counter()
     response = api_call("GET", path, headers=headers)
     assert response.status_code == 404
-    assert response.json() in ({"error": "404 Not Found"}, {"message": "404 Project Not Found"})
+    assert response.json() in (
+        {"error": "404 Not Found"},
+        {"message": "404 Project Not Found"},
+        {"message": "404 Group Not Found"},
+    )
     assert time.perf_counter() - started < 0.5

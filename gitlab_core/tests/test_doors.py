@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from unittest import mock
 
 import pytest
@@ -46,6 +47,7 @@ def test_an_error_the_handler_did_not_answer_is_answered_in_the_api_shape(caplog
 def test_the_answer_gets_its_length_type_and_extra_headers():
     status, headers, body = _serve(lambda environ: doors.json_answer(201, {"a": 1}, [("Cache-Control", "no-store")]))
     assert status == "201 Created"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers.pop("X-Request-Id"))
     assert headers == {
         "Content-Type": "application/json",
         "Content-Length": str(len(json.dumps({"a": 1}))),

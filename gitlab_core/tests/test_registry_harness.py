@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+import yaml
 
 from tests_support.factories import make_token
 from tests_support.registry import RegistryError, build_image, skopeo
@@ -28,7 +29,7 @@ def test_registry_settings_point_at_the_running_registry(registry, settings):
     assert settings.REGISTRY_API_URL == registry.url
     assert settings.REGISTRY_HOST_PORT == registry.host_port
     assert settings.REGISTRY_NOTIFICATION_SECRET
-    config = json.loads(registry.config_path.read_text())
+    config = yaml.safe_load(registry.config_path.read_text())
     assert config["notifications"]["endpoints"][0]["headers"]["Authorization"] == [
         settings.REGISTRY_NOTIFICATION_SECRET
     ]

@@ -66,9 +66,12 @@ def assert_nowhere(secret: str, caplog, formatted_logs) -> None:
         "/api/v4/x?private%5Ftoken%3D{s}",
         "<WSGIRequest: GET '/api/v4/user?a=1&access_token={s}'>",
         '{{"message": "token was {s}"}}',
+        "grant_type=refresh_token&refresh_token={s}&service=container_registry",
     ],
 )
-@pytest.mark.parametrize("secret", ["glpat-AbCdEf0123456789_-xyz", "gldt-QwErTy0987654321", "glcbt-aA1_bB2-cC3"])
+@pytest.mark.parametrize(
+    "secret", ["glpat-AbCdEf0123456789_-xyz", "gldt-QwErTy0987654321", "glcbt-aA1_bB2-cC3", "glrrt-Rr0_Ff1-Hh2"]
+)
 def test_redact_hides_secret_parameters_and_prefixed_tokens(text, secret):
     redacted = redact(text.format(s=secret))
 

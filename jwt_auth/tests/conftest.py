@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from jwt_auth.keys import generate_key_pair, load_key
-from projects.models import CiJob, DeployToken
+from projects.models import CiJob, DeployToken, Project
 from tests_support.wsgi import call_wsgi
 
 
@@ -95,8 +95,13 @@ def realm(request, client, signing_key_settings):
 
 @pytest.fixture
 def make_deploy_token():
-    def build(project, scopes=("read_registry",), **extra):
-        token = DeployToken(project=project, name="deploy", scopes=list(scopes), **extra)
+    def build(owner, scopes=("read_registry",), **extra):
+        """A deploy token of a project, or of a group (a ``Namespace``)."""
+        if isinstance(owner, Project):
+            extra.update(project=owner, deploy_token_type=DeployToken.Type.PROJECT)
+        else:
+            extra.update(group=owner, deploy_token_type=DeployToken.Type.GROUP)
+        token = DeployToken(name="deploy", scopes=list(scopes), **extra)
         secret = token.set_secret()
         token.save()
         return token, secret

@@ -12,7 +12,7 @@ from jwt_auth.keys import certificate_bundle
 from jwt_auth.tests.conftest import KeyPair
 from jwt_auth.tokens import mint_registry_token
 from projects.models import AccessLevel, ProjectMember, RegistryAccessLevel, Visibility
-from tests_support.factories import make_project, make_token, make_user
+from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import build_image, create_registry, skopeo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -98,6 +98,33 @@ def test_deploy_token_and_ci_job_token(registry, world, image, make_deploy_token
     job.status = "success"
     job.save()
     assert refused(skopeo("inspect", registry.ref(f"{SVC}/ci"), creds=ci, check=False))
+
+
+def test_group_deploy_token_pushes_and_pulls_in_a_subgroups_project_only(registry, world, image, make_deploy_token):
+    outside = make_project(make_group("elsewhere", owner=world["users"]["owner"]), "app")
+    token, secret = make_deploy_token(world["acme"], scopes=["read_registry", "write_registry"])
+    group_deploy = f"{token.username}:{secret}"
+    # acme/platform/svc is a project of a subgroup of acme.
+    assert ok(push(registry, image, f"{SVC}/fleet", group_deploy))
+    assert ok(skopeo("inspect", registry.ref(f"{SVC}/fleet"), creds=group_deploy))
+    assert refused(push(registry, image, f"{outside.full_path}/fleet", group_deploy, check=False))
+    push(registry, image, outside.full_path, _creds(world["users"]["owner"]))
+    assert refused(skopeo("inspect", registry.ref(outside.full_path), creds=group_deploy, check=False))
+    token.revoked = True
+    token.save()
+    assert refused(skopeo("inspect", registry.ref(f"{SVC}/fleet"), creds=group_deploy, check=False))
+
+
+def test_a_project_deploy_token_pulls_another_projects_public_image(registry, world, image, make_deploy_token):
+    owner = world["users"]["owner"]
+    public = make_project(make_group("pub", owner=owner, visibility="public"), "app", visibility="public")
+    push(registry, image, public.full_path, _creds(owner))
+    token, secret = make_deploy_token(world["project"], scopes=["read_registry", "write_registry"])
+    deploy = f"{token.username}:{secret}"
+    # What anonymous may do, the deploy token of another project may do too; no more.
+    assert ok(skopeo("inspect", registry.ref(public.full_path), creds=None))
+    assert ok(skopeo("inspect", registry.ref(public.full_path), creds=deploy))
+    assert refused(push(registry, image, f"{public.full_path}/mine", deploy, check=False))
 
 
 def test_cross_project_blob_mount_needs_pull_on_the_source(registry, world, image):

@@ -35,7 +35,8 @@ def test_missing_or_unknown_service_is_an_empty_404(realm, service):
     assert response.content == b""
 
 
-def test_post_is_a_404(client):
+def test_post_without_a_token_form_is_a_404(client):
+    # A POST is distribution's OAuth2 form (test_refresh_tokens.py); the query is not read.
     assert client.post("/jwt/auth?service=container_registry").status_code == 404
 
 
@@ -293,6 +294,44 @@ def test_revoked_or_expired_deploy_token_is_401(realm, world, make_deploy_token,
 def test_deploy_token_without_registry_scope_is_denied(realm, world, make_deploy_token):
     token, secret = make_deploy_token(world["project"], scopes=["read_repository"])
     assert realm.get(ALL, creds=(token.username, secret)).status_code == 403
+
+
+def test_group_deploy_token_reaches_every_project_of_its_group_and_subgroups(realm, world, make_deploy_token):
+    top = make_project(world["acme"], "top")
+    sibling_group = make_group("acme2")
+    outside = make_project(sibling_group, "app")
+    token, secret = make_deploy_token(world["acme"], scopes=["read_registry", "write_registry"])
+    access = realm.access(
+        ALL,
+        "repository:acme/top/img:pull,push",
+        f"repository:{outside.full_path}:pull,push",
+        creds=(token.username, secret),
+    )
+    # The subgroup's project and the group's own; never "acme2", whose path only starts alike.
+    assert access == {SVC: ["pull", "push"], "acme/top/img": ["pull", "push"]}
+    assert top.pk
+
+
+def test_group_deploy_token_of_a_subgroup_does_not_reach_its_parent(realm, world, make_deploy_token):
+    make_project(world["acme"], "top")
+    token, secret = make_deploy_token(world["platform"])
+    access = realm.access(f"repository:{SVC}:pull", "repository:acme/top:pull", creds=(token.username, secret))
+    assert access == {SVC: ["pull"]}
+
+
+def test_a_deploy_token_pulls_what_anonymous_may_pull_elsewhere(realm, world, make_deploy_token):
+    public = make_project(make_group("pub", visibility="public"), "app", visibility="public")
+    private_registry = make_project(make_group("pub2", visibility="public"), "app", visibility="public")
+    _set(private_registry, container_registry_access_level=RegistryAccessLevel.PRIVATE)
+    token, secret = make_deploy_token(world["project"], scopes=["read_registry", "write_registry"])
+    scopes = [f"repository:{p.full_path}:pull,push" for p in (public, private_registry)]
+    # Pull as anonymous would; never push, and nothing where anonymous gets nothing.
+    assert realm.access(*scopes, creds=(token.username, secret)) == {public.full_path: ["pull"]}
+
+
+def test_a_revoked_group_deploy_token_is_401(realm, world, make_deploy_token):
+    token, secret = make_deploy_token(world["acme"], revoked=True)
+    assert realm.get(ALL, creds=(token.username, secret)).status_code == 401
 
 
 # --- CI job tokens -----------------------------------------------------------------------

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from jwt_auth.scopes import parse_scope, scopes_from_query_string, valid_path
+from jwt_auth.scopes import parse_scope, scopes_from_query_string
 from projects.image_paths import candidate_project_paths
+from projects.image_paths import valid_image_path as valid_path
 
 
 def test_repeated_and_space_separated_scopes_are_all_collected():

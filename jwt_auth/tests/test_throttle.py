@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from gitlab_core.models import LoginFailures
+from gitlab_core.models import AuditEvent, LoginFailures
 from jwt_auth import throttle
 from jwt_auth.tests.conftest import basic
 from jwt_auth.throttle import BANNED_MESSAGE
@@ -179,6 +179,23 @@ def test_realm_bans_lists_and_lifts_by_login(realm, world, api_token, caplog):
     assert out.getvalue().splitlines()[-1] == "1 ban(s) lifted for 'Reporter@Example.test'."
     assert realm.get(SCOPE, creds=("reporter", api_token(world["users"]["reporter"]))).status_code == 200
     assert [r.login for r in caplog.records if r.getMessage() == "login ban lifted"] == ["reporter"]
+
+
+def test_a_ban_and_its_lifting_are_audit_events_but_single_refusals_are_not(realm, world, api_token):
+    _fail(realm, "Reporter", 3)
+    for _ in range(2):  # refused while banned
+        assert realm.get(SCOPE, creds=("reporter", "wrong")).status_code == 403
+    call_command("realm_bans", "--lift", "reporter", stdout=io.StringIO())
+
+    events = list(AuditEvent.objects.order_by("id"))
+    assert [e.event_name for e in events] == ["login_ban_started", "login_ban_lifted"]
+    started, lifted = events
+    assert (started.author_id, started.ip_address, started.target_details) == (
+        -1,
+        "127.0.0.1",
+        "realm: reporter from 127.0.0.1",
+    )
+    assert lifted.details["custom_message"] == "Registry login ban lifted by command"
 
 
 def test_realm_bans_lifts_every_login_of_an_address(realm, world, api_token):

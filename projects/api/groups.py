@@ -1,4 +1,4 @@
-"""``/groups``: create, list, get by id or full path, subgroups."""
+"""``/groups``: create, list, get by id or full path, subgroups, descendant groups, projects."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from gitlab_core.api.views import ApiView
 from gitlab_core.errors import forbidden, not_found
 from gitlab_core.models import ApplicationSettings
 from projects import entities, permissions, selectors, services
+from projects.api.projects import ProjectListMixin
 from projects.models import AccessLevel, Namespace, Visibility
 
 VISIBILITIES = ("private", "internal", "public")
@@ -15,7 +16,7 @@ MAX_LENGTH = 255
 
 
 class _GroupListMixin(ApiView):
-    def list_groups(self, parent: Namespace | None = None) -> Response:
+    def list_groups(self, parent: Namespace | None = None, ancestor: Namespace | None = None) -> Response:
         params = self.params()
         filters = {
             "search": params.str("search", max_length=MAX_LENGTH),
@@ -34,7 +35,7 @@ class _GroupListMixin(ApiView):
         filters["skip_groups"] = [int(v) for v in skip]
         if filters["min_access_level"] is not None:
             filters["min_access_level"] = int(filters["min_access_level"])
-        groups = selectors.list_groups(viewer=self.user, parent=parent, **filters)
+        groups = selectors.list_groups(viewer=self.user, parent=parent, ancestor=ancestor, **filters)
         return self.paginated(groups, lambda group: entities.group(group, self.request))
 
 
@@ -86,3 +87,22 @@ class SubgroupsView(_GroupListMixin):
     def get(self, request, group_id: str):
         group = selectors.find_group(self.user, self.decode_id(group_id))
         return self.list_groups(parent=group)
+
+
+class DescendantGroupsView(_GroupListMixin):
+    def get(self, request, group_id: str):
+        group = selectors.find_group(self.user, self.decode_id(group_id))
+        return self.list_groups(ancestor=group)
+
+
+class GroupProjectsView(ProjectListMixin):
+    """The group's projects the caller sees; with ``include_subgroups``, those of its
+    subgroups too."""
+
+    def get(self, request, group_id: str):
+        group = selectors.find_group(self.user, self.decode_id(group_id))
+        params = self.params()
+        include_subgroups = params.bool("include_subgroups", default=False)
+        params.check()
+        namespace_ids = group.self_and_descendant_ids() if include_subgroups else [group.pk]
+        return self.list_projects(namespace_ids=namespace_ids)

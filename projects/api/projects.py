@@ -75,8 +75,10 @@ def _find_namespace(user, raw) -> Namespace:
     return namespace
 
 
-class ProjectsView(ApiView):
-    def get(self, request):
+class ProjectListMixin(ApiView):
+    def list_projects(self, namespace_ids: list[int] | None = None) -> Response:
+        """A page of the projects the caller sees, with ``GET /projects``'s filters
+        (``namespace_ids``: only the projects of these namespaces)."""
         params = self.params()
         filters = {
             "search": params.str("search", max_length=MAX_LENGTH),
@@ -89,10 +91,16 @@ class ProjectsView(ApiView):
         }
         simple = params.bool("simple", default=False)
         params.check()
-        projects = selectors.list_projects(viewer=self.user, **filters)
+        projects = selectors.list_projects(viewer=self.user, namespace_ids=namespace_ids, **filters)
+        request = self.request
         if simple:
             return self.paginated(projects, lambda project: entities.project_simple(project, request))
         return self.paginated(_with_policy(projects), lambda project: entities.project(project, request))
+
+
+class ProjectsView(ProjectListMixin):
+    def get(self, request):
+        return self.list_projects()
 
     def post(self, request):
         user = self.require_user()

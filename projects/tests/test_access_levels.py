@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from projects import permissions
-from projects.models import AccessLevel, GroupMember, ProjectMember
+from projects.models import AccessLevel, DeployToken, GroupMember, ProjectMember
 from tests_support.factories import make_group, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +61,31 @@ def test_the_level_is_the_highest_of_direct_inherited_and_personal_ownership():
     found = permissions.projects_with_access_level(user=user, paths=[project.full_path_lower])
     assert found[project.full_path_lower].access_level == AccessLevel.MAINTAINER
     assert found[project.full_path_lower].root_namespace_id == root.pk
+
+
+def _deploy_token(**owner) -> DeployToken:
+    kind = DeployToken.Type.GROUP if "group" in owner else DeployToken.Type.PROJECT
+    token = DeployToken(deploy_token_type=kind, name="t", scopes=["read_registry"], **owner)
+    token.set_secret()
+    token.save()
+    return token
+
+
+def test_the_statement_says_which_projects_a_deploy_token_reaches():
+    root = make_group("root")
+    sub = make_group("sub", parent=root)
+    in_root, in_sub = make_project(root, "app"), make_project(sub, "app")
+    lookalike = make_project(make_group("root2"), "app")
+    paths = [p.full_path_lower for p in (in_root, in_sub, lookalike)]
+
+    def reached(token):
+        found = permissions.projects_with_access_level(user=None, deploy_token=token, paths=paths)
+        return {path for path, access in found.items() if access.deploy_token_access}
+
+    assert reached(_deploy_token(group=root)) == {"root/app", "root/sub/app"}
+    assert reached(_deploy_token(group=sub)) == {"root/sub/app"}
+    assert reached(_deploy_token(project=in_root)) == {"root/app"}
+    assert reached(None) == set()
+    # The same answer through project_abilities, which asks the statement itself.
+    assert permissions.READ_CONTAINER_IMAGE in permissions.project_abilities(_deploy_token(group=root), in_sub)
+    assert permissions.project_abilities(_deploy_token(group=sub), in_root) == frozenset()
