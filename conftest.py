@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from projects.models import AccessLevel, GroupMember, ProjectMember
@@ -25,6 +27,28 @@ def _fresh_realm_decisions():
     decisions.clear()
     yield
     decisions.clear()
+
+
+@pytest.fixture(autouse=True)
+def size_refreshes(request, monkeypatch):
+    """The registry size refreshes enqueued during a test, as ``(project_id, countdown)``:
+    recorded instead of written to the broker, where no worker would take them (tests
+    with a real worker, ``celery_live``, enqueue for real)."""
+    from container_registry import statistics
+    from workers import statistics as statistics_tasks
+
+    sent: list[tuple[int, int]] = []
+    if "celery_live" not in request.keywords:
+        monkeypatch.setattr(
+            statistics_tasks.refresh_registry_size,
+            "apply_async",
+            lambda args, countdown, **options: sent.append((args[0], countdown)),
+        )
+        # Pending keys of earlier tests (project ids repeat between runs) stay in Redis.
+        monkeypatch.setattr(statistics, "PENDING_KEY_PREFIX", f"{statistics.PENDING_KEY_PREFIX}:{uuid.uuid4()}")
+    statistics._enqueued_here.clear()
+    yield sent
+    statistics._enqueued_here.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +80,18 @@ def gitlab_client():
     yield make
     for client in clients:
         client.session.close()
+
+
+@pytest.fixture
+def cleanup_brake_off(db):
+    """Turn the mass-deletion brake off: it holds the first run of a policy that deletes
+    more than half of a repository's tags, which the tests of the rules and the scheduler
+    do on purpose with a handful of tags. The brake's own tests leave it on."""
+    from gitlab_core.models import ApplicationSettings
+
+    settings = ApplicationSettings.current()
+    settings.container_registry_cleanup_brake_enabled = False
+    settings.save()
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@ Container repositories are listed with their deletion state; the "Deletion" filt
 error, and the "Retry deletion" action is the same way back as
 ``manage.py retry_failed_deletions``. Rows are not deleted here: deleting a row would
 leave its images in the registry, so deletion goes through ``delete_scheduled``.
+The "Cleanup policy" filter's "Held" choice lists the repositories the mass-deletion
+brake held, with the plan of the held run; "Release held cleanup" releases them
+(``container_registry.brake.release``, as the API does).
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from container_registry import admin_policies  # noqa: F401  (registers the cleanup-policy admin)
+from container_registry import (
+    admin_policies,  # noqa: F401  (registers the cleanup-policy admin)
+    admin_policy_defaults,  # noqa: F401  (registers the group default cleanup policy admin)
+    brake,
+)
 from container_registry.maintenance import retry_failed_deletions
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
+from gitlab_core.errors import ServiceError
 
 Status = ContainerRepository.Status
 
@@ -66,8 +75,12 @@ class ContainerRepositoryAdmin(admin.ModelAdmin):
     search_fields = ("name", "project__full_path")
     list_select_related = ("project",)
     ordering = ("id",)
-    actions = ("retry_deletion",)
-    readonly_fields = [f.name for f in ContainerRepository._meta.fields] + ["repository_path", "location"]
+    actions = ("retry_deletion", "release_held_cleanup")
+    readonly_fields = [f.name for f in ContainerRepository._meta.fields] + [
+        "repository_path",
+        "location",
+        "held_plan",
+    ]
     fieldsets = (
         (None, {"fields": ("id", "project", "name", "repository_path", "location", "created_at", "updated_at")}),
         (
@@ -93,6 +106,9 @@ class ContainerRepositoryAdmin(admin.ModelAdmin):
                     "expiration_policy_completed_at",
                     "last_cleanup_deleted_tags_count",
                     "last_cleanup_stop_reason",
+                    "cleanup_policy_revision",
+                    "cleanup_held_at",
+                    "held_plan",
                 )
             },
         ),
@@ -110,6 +126,23 @@ class ContainerRepositoryAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def short_last_error(self, obj: ContainerRepository) -> str:
         return Truncator(obj.last_deletion_error or "").chars(120)
+
+    @admin.display(description="held run's plan")
+    def held_plan(self, obj: ContainerRepository):
+        plan = obj.cleanup_held_plan
+        if not plan:
+            return "-"
+        names = ", ".join(tag["name"] for tag in plan["delete_tags"])
+        more = " ..." if plan["delete_tags_truncated"] else ""
+        return format_html(
+            "Would delete {} of {} tags (limits: {} tags, {}%).<br>First to go: {}{}",
+            plan["delete"],
+            plan["tags"],
+            plan["brake_tags"],
+            plan["brake_percent"],
+            names,
+            more,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows appear when images are pushed.
@@ -138,3 +171,18 @@ class ContainerRepositoryAdmin(admin.ModelAdmin):
                 f"Left alone (not in delete_failed): {', '.join(skipped)}.",
                 messages.WARNING,
             )
+
+    @admin.action(description="Release held cleanup (next run deletes as planned)", permissions=["change"])
+    def release_held_cleanup(self, request: HttpRequest, queryset: QuerySet[ContainerRepository]) -> None:
+        released, skipped = [], []
+        for repository in queryset.select_related("project"):
+            try:
+                brake.release(repository=repository)
+            except ServiceError:
+                skipped.append(repository.path)
+            else:
+                released.append(repository.path)
+        if released:
+            self.message_user(request, f"Released: {', '.join(released)}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Left alone (not held): {', '.join(skipped)}.", messages.WARNING)

@@ -18,7 +18,15 @@ from container_registry.errors import RegistryError, TooManyTags, TransientRegis
 from container_registry.maintenance.usage import repository_size
 from container_registry.models import ContainerRepository
 from gitlab_core.api.views import ApiView
-from gitlab_core.errors import ServiceError, bad_request, forbidden, invalid_params, not_found, unauthorized
+from gitlab_core.errors import (
+    ServiceError,
+    bad_request,
+    forbidden,
+    invalid_params,
+    method_not_allowed,
+    not_found,
+    unauthorized,
+)
 from projects import permissions, protection, webhooks
 from projects.models import Project
 from projects.selectors import lookup_by_id_or_path
@@ -149,6 +157,10 @@ class RepositoryTagsView(RegistryApiView):
     def get(self, request, project_id: str, repository_id: str):
         project = self.project(project_id)
         repository = selectors.repository_in_project(project=project, repository_id=parse_repository_id(repository_id))
+        if request.query_params.get("pagination") == "keyset":
+            # GitLab pages tags by keyset only through its own registry's API, which a
+            # distribution registry does not have: it answers 405 then.
+            raise method_not_allowed()
         return self.paginated(self.list_tags(repository), lambda name: entities.tag(repository, name))
 
     def delete(self, request, project_id: str, repository_id: str):

@@ -9,6 +9,10 @@ ends) and answers 202; the ``container_registry.cleanup_tags`` task does the wor
 ``GET /projects/:id/registry/cleanup_plan`` return, without deleting anything, every tag
 with the decision the project's cleanup policy (or the bulk-delete parameters given in
 the query) would make and the rule that made it. See ``docs/cleanup-dry-run.md``.
+
+``POST /projects/:id/registry/repositories/:repository_id/cleanup/release`` (Maintainer)
+releases a repository that the mass-deletion brake held (``container_registry.brake``)
+and answers the repository; 400 when it is not held.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from django.core.cache import cache
 from django.db import transaction
 from rest_framework.response import Response
 
-from container_registry import selectors
+from container_registry import brake, entities, selectors
 from container_registry.api import RegistryApiView, parse_repository_id, registry_unavailable
 from container_registry.cleanup import CleanupResult, plan_cleanup
 from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules, parse_older_than
@@ -179,3 +183,15 @@ class ProjectCleanupPlanView(CleanupPlanMixin):
         rules, meta = self.rules_for(project)
         plans = [self.plan(repository, rules) for repository in selectors.project_repositories(project=project)]
         return Response({"project_id": project.pk, **meta, "repositories": plans})
+
+
+class RepositoryCleanupReleaseView(RegistryApiView):
+    """POST /projects/:id/registry/repositories/:repository_id/cleanup/release"""
+
+    def post(self, request, project_id: str, repository_id: str):
+        project = self.project(project_id)
+        repository = _repository(project, repository_id)
+        if not permissions.can(self.user, permissions.ADMIN_CONTAINER_IMAGE, project):
+            raise forbidden()
+        repository = brake.release(repository=repository)
+        return Response(entities.repository(repository, request=request, admin=True), status=201)

@@ -49,6 +49,7 @@ from django.utils import timezone
 
 from container_registry import tag_cache
 from container_registry.cleanup_rules import (
+    Brake,
     CleanupRules,
     CompiledRules,
     TagDecision,
@@ -74,6 +75,7 @@ STOP_INVALID_POLICY = "invalid_policy"
 STOP_POLICY_DISABLED = "policy_disabled"
 STOP_NEXT_RUN_SOON = "next_run_soon"
 STOP_STALE = "stale"
+STOP_HELD = "held"
 LIMIT_REASONS = frozenset({STOP_TAGS_LIMIT, STOP_TIME_BUDGET})
 
 # Tags re-pointed and removed per registry round (one HEAD + one DELETE per batch on top
@@ -91,7 +93,7 @@ CREATED_AT_READERS = 8
 
 @dataclass
 class CleanupResult:
-    status: str  # "finished" | "unfinished"
+    status: str  # "finished" | "unfinished" | "held"
     stop_reason: str
     deleted: list[str] = field(default_factory=list)
     original_size: int = 0
@@ -101,6 +103,12 @@ class CleanupResult:
     cached_tags_count: int = 0
     error: RegistryError | None = None
     decisions: list[TagDecision] = field(default_factory=list)
+    # The run got as far as deciding every tag (and, with a brake, was not held).
+    decided: bool = False
+
+    @property
+    def held(self) -> bool:
+        return self.status == "held"
 
     @property
     def finished(self) -> bool:
@@ -235,6 +243,7 @@ def cleanup_tags(
     clock: Callable[[], float] = time.monotonic,
     progress: ProgressCallback | None = None,
     actor: User | None = None,
+    brake: Brake | None = None,
 ) -> CleanupResult:
     """Delete the tags of ``repository`` that ``rules`` select, within the limits.
 
@@ -243,7 +252,9 @@ def cleanup_tags(
     ``registry_error`` and ``error`` set, and ``deleted`` lists what went before the fault.
     A run that deleted none of the tags it tried ends so too (``TagsNotDeleted``).
     The project's hooks hear of every deleted tag, from ``actor`` (None: the cleanup
-    policy). Raises ``InvalidCleanupRules`` for bad rules.
+    policy). With a ``brake`` that trips on what the rules select, nothing is deleted:
+    the result is ``held``, its ``decisions`` the tags it would delete, oldest first.
+    Raises ``InvalidCleanupRules`` for bad rules.
     """
     compiled = rules.compile()
     app_settings = ApplicationSettings.current()
@@ -251,7 +262,7 @@ def cleanup_tags(
     now = now or timezone.now()
     result = CleanupResult(status="unfinished", stop_reason=STOP_REGISTRY_ERROR)
     try:
-        _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run)
+        _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run, brake)
     except RegistryError as exc:
         result.status, result.stop_reason, result.error = "unfinished", STOP_REGISTRY_ERROR, exc
         logger.warning("cleanup of %s stopped by a registry error: %s", repository.path, exc)
@@ -262,7 +273,7 @@ def cleanup_tags(
     return result
 
 
-def _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run) -> None:
+def _run(result, repository, compiled, app_settings, client, now, clock, progress, policy_run, brake) -> None:
     names = _list_tags(client, repository.path)
     result.original_size = len(names)
     candidates, _kept = filter_names(names, compiled)
@@ -282,8 +293,13 @@ def _run(result, repository, compiled, app_settings, client, now, clock, progres
     else:
         created = dict.fromkeys(candidates)
     decisions = decide_by_age(created, compiled, now=now)
-    to_delete = [d.name for d in deletion_order(decisions)]
+    ordered = deletion_order(decisions)
+    to_delete = [d.name for d in ordered]
     result.before_delete_size = len(to_delete)
+    if brake is not None and brake.trips(delete=len(to_delete), total=len(names)):
+        result.status, result.stop_reason, result.decisions = "held", STOP_HELD, ordered
+        return
+    result.decided = True
     to_delete, truncated = limit_deletions(
         to_delete, app_settings.container_registry_cleanup_tags_service_max_list_size
     )

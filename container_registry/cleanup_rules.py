@@ -237,3 +237,18 @@ def kept_until(
         if ttl > 0:
             by_ttl.setdefault(ttl, {})[decision.name] = decision.created_at
     return by_ttl
+
+
+@dataclass(frozen=True)
+class Brake:
+    """The mass-deletion brake of a policy's first run under a changed policy: it trips
+    when the run would delete more than ``max_tags`` tags (0 = no limit by count) or
+    more than ``max_percent`` percent of the repository's tags (0 = no limit by share)."""
+
+    max_tags: int
+    max_percent: int
+
+    def trips(self, *, delete: int, total: int) -> bool:
+        if self.max_tags > 0 and delete > self.max_tags:
+            return True
+        return 0 < self.max_percent < 100 and total > 0 and delete * 100 > self.max_percent * total

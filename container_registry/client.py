@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -69,6 +69,11 @@ DUMMY_MANIFEST_DIGEST = "sha256:" + hashlib.sha256(DUMMY_MANIFEST_BODY).hexdiges
 
 TAGS_PAGE_SIZE = 1000
 MAX_PAGES = 2000  # GitLab's MAX_TAGS_PAGES: a guard against a registry that loops.
+# distribution's default ``catalog.maxentries``; a registry configured lower sends smaller
+# pages and a Link to the next one.
+CATALOG_PAGE_SIZE = 1000
+# A guard against a registry that loops: 10 million repositories at the default size.
+MAX_CATALOG_PAGES = 10_000
 # A token is dropped this long before it expires (GitLab reserves 5 s).
 TOKEN_RESERVED_SECONDS = 5
 # Config blobs whose creation time the client remembers (bounded; about 150 bytes each).
@@ -123,7 +128,9 @@ class TagDetails:
     revision: str | None
     short_revision: str | None
     created_at: dt.datetime | None
-    total_size: int
+    # GitLab's ``total_size``: the sum of the image's layer sizes (config and manifest
+    # not counted); None for an image index or manifest list, and for schema 1.
+    total_size: int | None
     media_type: str
     # Every blob (manifests included) this tag references, digest -> size: the input of
     # deduplicated repository and project sizes.
@@ -248,14 +255,33 @@ class RegistryClient:
 
     def catalog(self) -> Iterator[str]:
         """Every repository path in the registry (``/v2/_catalog``, all pages)."""
+        for page in self.catalog_pages():
+            yield from page
+
+    def catalog_pages(self, *, page_size: int | None = None) -> Iterator[list[str]]:
+        """The registry's repository paths a page at a time (``?n=`` and ``last=``,
+        following the ``Link`` header), in the registry's order: one page in memory.
+        Raises ``PermanentRegistryError`` when the pages do not end (a ``Link`` that
+        points back at the same page, or more than ``MAX_CATALOG_PAGES``)."""
         access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
-        url: str | None = self._url(f"/v2/_catalog?n={TAGS_PAGE_SIZE}")
-        pages = 0
-        while url is not None and pages < MAX_PAGES:
+        size = page_size or CATALOG_PAGE_SIZE
+        url: str | None = self._url(f"/v2/_catalog?n={size}")
+        for _ in range(MAX_CATALOG_PAGES):
             response = self._send("GET", url, access=access)
-            yield from (r for r in (_json(response).get("repositories") or []) if isinstance(r, str))
-            url = _next_link(response, self.base_url)
-            pages += 1
+            page = [r for r in (_json(response).get("repositories") or []) if isinstance(r, str)]
+            yield page
+            next_url = _next_link(response, self.base_url)
+            if next_url is None and len(page) >= size:
+                # distribution 2.8 can end a full page without a Link when its last path
+                # is followed by its parent (a child named with a leading digit walks
+                # first): ask for the page after it; an empty page ends the catalog.
+                next_url = self._url(f"/v2/_catalog?n={size}&last={quote(page[-1], safe='')}")
+            if next_url == url:
+                raise PermanentRegistryError(f"the catalog's next page is the page itself ({_path_of(url)})")
+            url = next_url
+            if url is None:
+                return
+        raise PermanentRegistryError(f"the catalog did not end after {MAX_CATALOG_PAGES} pages")
 
     def get_manifest(self, path: str, reference: str) -> Manifest:
         """The manifest (image, list or index) at a tag or digest. Raises RegistryNotFound."""
@@ -291,9 +317,9 @@ class RegistryClient:
         return _json(response)
 
     def tag_details(self, path: str, tag: str) -> TagDetails | None:
-        """Digest, revision (config digest hex), creation time (config blob ``created``)
-        and total size (manifest + config + layers, children of an index included) of a
-        tag; None if the tag does not exist."""
+        """Digest, revision (config digest hex), creation time (config blob ``created``),
+        total size (its layers) and every blob it reaches (children of an index
+        included) of a tag; None if the tag does not exist."""
         try:
             manifest = self.get_manifest(path, tag)
         except RegistryNotFound:
@@ -311,7 +337,7 @@ class RegistryClient:
             revision=revision,
             short_revision=revision[:9] if revision else None,
             created_at=created_at,
-            total_size=sum(blobs.values()),
+            total_size=_layers_size(manifest),
             media_type=manifest.media_type,
             blobs=blobs,
         )
@@ -438,6 +464,12 @@ class RegistryClient:
             allowed = {m.strip().upper() for m in (exc.allow or "").split(",") if m.strip()}
             return READ_ONLY if exc.allow is not None and "DELETE" not in allowed else DELETES_DISABLED
         raise PermanentRegistryError(f"DELETE {_path_of(url)} of a digest nothing has succeeded")
+
+
+def _layers_size(manifest: Manifest) -> int | None:
+    if manifest.is_index or manifest.body.get("schemaVersion") != 2:
+        return None
+    return sum(_size(layer) for layer in manifest.layers)
 
 
 def _size(descriptor: dict) -> int:

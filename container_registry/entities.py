@@ -23,7 +23,9 @@ def repository(
 ) -> dict:
     """A Repository; ``tags``/``tags_count``/``size`` only when asked for, and
     ``delete_api_path`` only for callers who may delete it. ``last_deletion_error(_at)``
-    are our extension: why the deletion worker failed last."""
+    are our extension: why the deletion worker failed last; so are
+    ``cleanup_policy_held_at`` and ``cleanup_policy_held_plan``: when the mass-deletion
+    brake held the policy's run, and what that run would have deleted."""
     data = {
         "id": repo.pk,
         "name": repo.name,
@@ -32,6 +34,9 @@ def repository(
         "location": repo.location,
         "created_at": iso(repo.created_at),
         "cleanup_policy_started_at": iso(repo.expiration_policy_started_at),
+        # Our extension: the brake on mass deletion held the policy's run (``brake.py``).
+        "cleanup_policy_held_at": iso(repo.cleanup_held_at),
+        "cleanup_policy_held_plan": repo.cleanup_held_plan,
         "status": repo.status or None,
         "last_deletion_error": repo.last_deletion_error,
         "last_deletion_error_at": iso(repo.last_deletion_error_at),

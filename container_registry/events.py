@@ -9,8 +9,10 @@
   HEAD requests (skopeo's existence checks during a push) and blob pulls are not pulls
   of an image and change nothing, and neither do the reads of our own registry client
   (cleanup reading creation times, tag details): the event's actor is its token subject.
-* ``delete`` (a tag, or a manifest by digest) and a manifest ``push`` by digest: mark
-  the project's registry size stale.
+* ``delete`` of a tag or of a digest: marks the project's registry size stale. A tag
+  push or a delete also asks for the size's debounced refresh
+  (``container_registry.statistics``); a manifest pushed by digest without a tag, a
+  delete naming neither and pulls do not.
 * ``mount`` and blob pushes change nothing: the manifest push that follows does.
 
 Events that change counters are recorded by id (``RegistryEvent``) in the same
@@ -36,6 +38,7 @@ from container_registry.errors import RegistryError
 from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_statement
+from container_registry.statistics import request_size_refresh
 from gitlab_core.db import execute_all
 from projects import webhooks
 from projects.image_paths import ImagePath, resolve_image_paths
@@ -67,6 +70,7 @@ def apply_events(events: list[Event]) -> Outcome:
     outcome.ignored += len(events) - len(relevant)
     images = resolve_image_paths({event.repository for event, _kind in relevant}) if relevant else {}
     pushed: dict[int, set[str]] = {}
+    pushed_projects: set[int] = set()
     for_hooks: dict[int, list[webhooks.RegistryChange]] = {}
     project_hooks: dict[int, list[int]] = {}  # read with a push's writes
     for event, kind in relevant:
@@ -91,11 +95,15 @@ def apply_events(events: list[Event]) -> Outcome:
         # recording the event and before reaching the cache.
         if push and repository_id is not None:
             pushed.setdefault(repository_id, set()).add(event.tag)
+            pushed_projects.add(image.project.pk)
         if push and result == APPLIED:
             for_hooks.setdefault(image.project.pk, []).append(_hook_change("push", event))
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
     _forget_cached_dates(pushed)
+    if outcome.stale_projects or pushed_projects:
+        # No database work: a cache key, skipped when this process enqueued one lately.
+        request_size_refresh(outcome.stale_projects | pushed_projects)
     for project_id, changes in for_hooks.items():
         webhooks.request_deliveries(project_id, changes, hook_ids=project_hooks.get(project_id))
     return outcome
@@ -118,11 +126,11 @@ def _hook_change(action: str, event: Event) -> webhooks.RegistryChange:
 def _kind(event: Event) -> str | None:
     if event.action == "push" and event.tag:
         return None if event.is_our_dummy_push else "push"
-    if event.action == "push" and event.is_manifest:
-        return "stale"
     if event.action == "pull" and event.is_manifest and (event.method or "GET").upper() == "GET":
         return None if event.is_ours else "pull"
-    if event.action == "delete":
+    # GitLab refreshes the size for a tag push or a delete of a tag or a digest only: a
+    # manifest pushed by digest (an index's child) is counted by the tag push that follows.
+    if event.action == "delete" and (event.tag or event.digest):
         return "stale"
     return None
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from projects.models import Project
+from projects.models import Namespace, Project
 
 MAX_DELETION_FAILURES = 10
 
@@ -29,6 +29,8 @@ class ContainerRepository(models.Model):
         SCHEDULED = "cleanup_scheduled"
         UNFINISHED = "cleanup_unfinished"
         ONGOING = "cleanup_ongoing"
+        # The brake stopped a mass deletion; released by a Maintainer or an administrator.
+        HELD = "cleanup_held"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="container_repositories")
     # Image name below the project path; "" for the root image.
@@ -51,6 +53,13 @@ class ContainerRepository(models.Model):
     expiration_policy_completed_at = models.DateTimeField(null=True, blank=True)
     last_cleanup_deleted_tags_count = models.IntegerField(null=True, blank=True)
     last_cleanup_stop_reason = models.CharField(max_length=255, null=True, blank=True)
+    # The policy's ``rules_revision`` that this repository's runs were last allowed to
+    # apply (a run that passed the brake, or a release); None before any.
+    cleanup_policy_revision = models.PositiveIntegerField(null=True, blank=True)
+    # When the brake held the repository, and the dry-run plan it held (bounded: counts
+    # and the first tag names; ``container_registry.brake``).
+    cleanup_held_at = models.DateTimeField(null=True, blank=True)
+    cleanup_held_plan = models.JSONField(null=True, blank=True)
 
     push_count = models.PositiveBigIntegerField(default=0)
     pull_count = models.PositiveBigIntegerField(default=0)
@@ -128,6 +137,9 @@ class ContainerExpirationPolicy(models.Model):
     name_regex = models.CharField(max_length=255, null=True, blank=True, default=".*")
     name_regex_keep = models.TextField(max_length=255, null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Moves on each save that changes what the policy deletes (``RULE_FIELDS``): the first
+    # run of a repository under a new revision goes through the brake.
+    rules_revision = models.PositiveIntegerField(default=1)
     # Why the scheduler turned the policy off (an invalid policy, a project without
     # repositories); cleared when the policy is saved enabled again.
     disabled_reason = models.CharField(max_length=255, null=True, blank=True)
@@ -139,17 +151,42 @@ class ContainerExpirationPolicy(models.Model):
         verbose_name_plural = "container expiration policies"
         indexes = [models.Index(fields=["enabled", "next_run_at"], name="cep_runnable_idx")]
 
+    RULE_FIELDS = ("enabled", "keep_n", "older_than", "name_regex", "name_regex_keep")
+
     def __str__(self) -> str:
         return f"cleanup policy of {self.project.full_path}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_rules = instance.rules_key()
+        return instance
+
+    def rules_key(self) -> tuple:
+        return tuple(self.__dict__.get(name) for name in self.RULE_FIELDS)
 
     def save(self, *args, **kwargs):
         # GitLab recomputes the schedule on every save (documented behaviour).
         self.next_run_at = timezone.now() + CADENCE_DURATIONS[self.cadence]
         if self.enabled:
             self.disabled_reason = None
+        rules_changed = not self._state.adding and getattr(self, "_loaded_rules", None) != self.rules_key()
+        if rules_changed:
+            self.rules_revision += 1
         if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "disabled_reason"}
+            kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "disabled_reason", "rules_revision"}
         super().save(*args, **kwargs)
+        self._loaded_rules = self.rules_key()
+        if rules_changed:
+            # A held repository waited for a release or a new policy: this is the new
+            # policy, whose first run goes through the brake again.
+            ContainerRepository.objects.filter(
+                project_id=self.project_id, expiration_policy_cleanup_status=ContainerRepository.CleanupStatus.HELD
+            ).update(
+                expiration_policy_cleanup_status=ContainerRepository.CleanupStatus.UNSCHEDULED,
+                cleanup_held_at=None,
+                cleanup_held_plan=None,
+            )
 
 
 class RegistryEvent(models.Model):
@@ -186,3 +223,13 @@ class ProjectRegistryStatistics(models.Model):
 
     def __str__(self) -> str:
         return f"registry statistics of project {self.project_id}"
+
+
+class GroupCleanupPolicyDefault(Namespace):
+    """A group seen for its default cleanup policy (``Namespace.container_expiration_policy_default``),
+    for the admin page of group defaults; no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "group default cleanup policy"
+        verbose_name_plural = "group default cleanup policies"

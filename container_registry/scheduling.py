@@ -32,9 +32,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from container_registry.brake import brake_for, held_plan, hold_message
 from container_registry.cleanup import (
     LIMIT_REASONS,
     STOP_INVALID_POLICY,
@@ -45,7 +47,7 @@ from container_registry.cleanup import (
     CleanupResult,
     cleanup_tags,
 )
-from container_registry.cleanup_rules import CleanupRules, InvalidCleanupRules
+from container_registry.cleanup_rules import Brake, CleanupRules, InvalidCleanupRules
 from container_registry.errors import RegistryError
 from container_registry.models import CADENCE_DURATIONS, ContainerExpirationPolicy, ContainerRepository
 from container_registry.policies import (
@@ -54,6 +56,7 @@ from container_registry.policies import (
     disable_policy,
     policy_problem,
 )
+from container_registry.services import record_repository_event
 from gitlab_core.models import ApplicationSettings
 
 logger = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ class ScheduleReport:
 @dataclass
 class PolicyRunOutcome:
     """What one ``run_policy_cleanup`` did: ``skipped`` (not claimed), ``finished``,
-    ``unfinished``, ``policy_disabled`` or ``invalid_policy``."""
+    ``unfinished``, ``held`` (by the brake), ``policy_disabled`` or ``invalid_policy``."""
 
     repository_id: int
     result: str
@@ -275,6 +278,7 @@ def record_run(
     result: CleanupResult | None,
     stop_reason: str,
     now: dt.datetime,
+    revision: int | None = None,
 ) -> bool:
     """Store the end of a run on the repository, only if this run (the one that claimed
     it at ``claimed_at``) still owns it. False when it did not any more.
@@ -282,10 +286,13 @@ def record_run(
     As GitLab records it: a finished run goes back to ``cleanup_unscheduled`` with its
     completion time and deleted count; any other end is ``cleanup_unfinished`` and
     writes neither (the count stays cleared by the claim, the completion time is the
-    last finished run's)."""
+    last finished run's). A run that decided its tags (past the brake) under the policy's
+    ``revision`` records it: later runs of that revision are not braked."""
     if result is not None and result.error is not None:
         stop_reason = f"{STOP_REGISTRY_ERROR}: {result.error}"
     fields = {"last_cleanup_stop_reason": stop_reason[:MAX_STOP_REASON_LENGTH]}
+    if result is not None and result.decided and revision is not None:
+        fields["cleanup_policy_revision"] = revision
     if result is not None and result.finished:
         fields.update(
             expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED,
@@ -366,14 +373,49 @@ def run_policy_cleanup(
         disable_policy(project_id=policy.pk, reason=f"{DISABLED_INVALID}: {problem}")
         _release(repository_id, STOP_INVALID_POLICY, now)
         return PolicyRunOutcome(repository_id, STOP_INVALID_POLICY)
-    return _run_claimed(repository, rules, claimed_at=now, client=client, progress=progress)
+    return _run_claimed(repository, policy, rules, claimed_at=now, client=client, progress=progress)
+
+
+def hold_repository(
+    *, repository: ContainerRepository, claimed_at: dt.datetime, result: CleanupResult, brake: Brake, revision: int
+) -> bool:
+    """Store a run the brake stopped: ``cleanup_held`` with its plan, audited in the same
+    transaction; only if this run still owns the repository."""
+    now = timezone.now()
+    plan = held_plan(result, brake, revision=revision, now=now)
+    with transaction.atomic():
+        changed = _owned(repository.pk, claimed_at).update(
+            expiration_policy_cleanup_status=CleanupStatus.HELD,
+            last_cleanup_stop_reason=result.stop_reason,
+            cleanup_held_at=now,
+            cleanup_held_plan=plan,
+        )
+        if changed:
+            record_repository_event(repository, "container_repository_cleanup_held", hold_message(plan))
+    if not changed:
+        _lost_claim(repository.pk)
+        return False
+    logger.warning(
+        "cleanup policy run held by the brake",
+        extra={"container_repository_id": repository.pk, "path": repository.path, **result.log_fields()},
+    )
+    return True
 
 
 def _run_claimed(
-    repository: ContainerRepository, rules: CleanupRules, *, claimed_at: dt.datetime, client, progress
+    repository: ContainerRepository,
+    policy: ContainerExpirationPolicy,
+    rules: CleanupRules,
+    *,
+    claimed_at: dt.datetime,
+    client,
+    progress,
 ) -> PolicyRunOutcome:
+    brake = brake_for(repository, policy)
     try:
-        result = cleanup_tags(repository=repository, rules=rules, policy_run=True, client=client, progress=progress)
+        result = cleanup_tags(
+            repository=repository, rules=rules, policy_run=True, client=client, progress=progress, brake=brake
+        )
     except Exception as exc:
         # A time limit or a database fault: record how the run ended, let the task fail.
         record_run(
@@ -384,9 +426,20 @@ def _run_claimed(
             now=timezone.now(),
         )
         raise
+    if result.held:
+        hold_repository(
+            repository=repository, claimed_at=claimed_at, result=result, brake=brake, revision=policy.rules_revision
+        )
+        advance_policy_schedule(project_id=repository.project_id, now=timezone.now())
+        return PolicyRunOutcome(repository.pk, result.status, result)
     now = timezone.now()
     record_run(
-        repository_id=repository.pk, claimed_at=claimed_at, result=result, stop_reason=result.stop_reason, now=now
+        repository_id=repository.pk,
+        claimed_at=claimed_at,
+        result=result,
+        stop_reason=result.stop_reason,
+        now=now,
+        revision=policy.rules_revision,
     )
     advance_policy_schedule(project_id=repository.project_id, now=now)
     logger.info(

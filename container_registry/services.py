@@ -63,14 +63,18 @@ def stale_statement(project_id: int) -> tuple[str, list]:
     return sql, [project_id, True, project_id, True]
 
 
-def store_registry_size(*, project_id: int, size: int) -> None:
-    """Record a freshly computed registry size of a project."""
-    values = {"container_registry_size": size, "stale": False, "refreshed_at": timezone.now()}
+def store_registry_size(*, project_id: int, size: int, mark_fresh: bool = True) -> None:
+    """Record a freshly computed registry size of a project. ``mark_fresh=False`` leaves
+    the stale flag alone (a refresh that cleared it before measuring: an event during the
+    measurement has set it again)."""
+    values = {"container_registry_size": size, "refreshed_at": timezone.now()}
+    if mark_fresh:
+        values["stale"] = False
     # UPDATE first, not update_or_create: a read-then-write transaction fails at once on
     # SQLite when the event receiver wrote in between.
     if not ProjectRegistryStatistics.objects.filter(project_id=project_id).update(**values):
         ProjectRegistryStatistics.objects.bulk_create(
-            [ProjectRegistryStatistics(project_id=project_id, **values)], ignore_conflicts=True
+            [ProjectRegistryStatistics(project_id=project_id, **{"stale": False, **values})], ignore_conflicts=True
         )
 
 

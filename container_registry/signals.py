@@ -8,3 +8,8 @@ from django.dispatch import Signal
 # request parameters) when the API accepted a bulk tag deletion: ``workers`` enqueues the
 # deletion once the transaction commits.
 tag_cleanup_requested = Signal()
+
+# Sent with ``project_id=`` and ``countdown=`` (seconds) when a project's registry size
+# should be measured again (``container_registry.statistics``): ``workers`` enqueues the
+# refresh task, due after the countdown.
+registry_size_refresh_requested = Signal()

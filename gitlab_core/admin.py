@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
 from gitlab_core import admin_bans, services
+from gitlab_core.errors import ServiceError
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, AuditEvent, PersonalAccessToken, User
 from gitlab_core.signals import send_access_changed
 
@@ -260,12 +261,28 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
             "Cleanup policies",
             {
                 "fields": (
-                    "container_expiration_policy_enabled_by_default",
                     "container_registry_expiration_policies_worker_capacity",
                     "container_registry_cleanup_tags_service_max_list_size",
                     "container_registry_delete_tags_service_timeout",
                     "container_registry_expiration_policies_caching",
                     "container_expiration_policies_enable_historic_entries",
+                )
+            },
+        ),
+        (
+            "Default cleanup policy of new projects",
+            {
+                "fields": tuple(ApplicationSettings.DEFAULT_POLICY_FIELDS),
+                "description": "A group's own default, when it has one, wins for the projects below it.",
+            },
+        ),
+        (
+            "Brake on mass deletion by cleanup policies",
+            {
+                "fields": (
+                    "container_registry_cleanup_brake_enabled",
+                    "container_registry_cleanup_brake_tags",
+                    "container_registry_cleanup_brake_percent",
                 )
             },
         ),
@@ -306,6 +323,24 @@ class ApplicationSettingsAdmin(admin.ModelAdmin):
         if str(object_id) == "1":
             return ApplicationSettings.current()
         return super().get_object(request, object_id, from_field)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class CheckedForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                changes = {name: cleaned.get(name) for name in self.changed_data if name in cleaned}
+                try:
+                    services.check_default_cleanup_policy(ApplicationSettings.current(), changes)
+                except ServiceError as exc:
+                    problem = exc.body.get("message", exc.body.get("error"))
+                    if isinstance(problem, dict):
+                        problem = "; ".join(f"{key}: {', '.join(texts)}" for key, texts in problem.items())
+                    raise forms.ValidationError(str(problem)) from None
+                return cleaned
+
+        return CheckedForm
 
     def save_model(self, request, obj: ApplicationSettings, form, change: bool) -> None:
         # The same service as PUT /api/v4/application/settings (locking, validation).

@@ -47,5 +47,9 @@ def not_found(thing: str | None = None) -> ServiceError:
     return ServiceError(404, {"message": f"404 {thing} Not Found" if thing else "404 Not found"})
 
 
+def method_not_allowed() -> ServiceError:
+    return ServiceError(405, {"message": "405 Method Not Allowed"})
+
+
 def conflict(message: str) -> ServiceError:
     return ServiceError(409, {"message": message})

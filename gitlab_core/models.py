@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -121,6 +121,16 @@ class PersonalAccessToken(models.Model):
 class ApplicationSettings(models.Model):
     """The instance-wide settings singleton (always row id 1)."""
 
+    # The instance's default cleanup policy of new projects: setting -> policy attribute.
+    DEFAULT_POLICY_FIELDS = {
+        "container_expiration_policy_enabled_by_default": "enabled",
+        "container_expiration_policy_default_cadence": "cadence",
+        "container_expiration_policy_default_keep_n": "keep_n",
+        "container_expiration_policy_default_older_than": "older_than",
+        "container_expiration_policy_default_name_regex": "name_regex",
+        "container_expiration_policy_default_name_regex_keep": "name_regex_keep",
+    }
+
     container_registry_token_expire_delay = models.IntegerField(
         default=5,
         validators=[MinValueValidator(1, "must be greater than 0")],
@@ -159,6 +169,68 @@ class ApplicationSettings(models.Model):
         default=False,
         verbose_name="Enable cleanup policies for new projects",
         help_text="Whether the cleanup policy of a newly created project starts enabled.",
+    )
+    # The rest of a new project's cleanup policy (its ``enabled`` is the setting above),
+    # unless a group above the project has its own default (the nearest one wins). The
+    # container registry app checks the values (``cleanup_policy_defaults_submitted``).
+    container_expiration_policy_default_cadence = models.CharField(
+        max_length=12,
+        default="1d",
+        verbose_name="Default cleanup policy: run cleanup",
+        help_text="1d, 7d, 14d, 1month or 3month.",
+    )
+    container_expiration_policy_default_keep_n = models.IntegerField(
+        null=True,
+        blank=True,
+        default=10,
+        verbose_name="Default cleanup policy: keep the most recent",
+        help_text="1, 5, 10, 25, 50 or 100 tags per image name; empty keeps none by count.",
+    )
+    container_expiration_policy_default_older_than = models.CharField(
+        max_length=12,
+        null=True,
+        blank=True,
+        default="90d",
+        verbose_name="Default cleanup policy: remove tags older than",
+        help_text="7d, 14d, 30d, 60d or 90d; empty removes tags of any age.",
+    )
+    container_expiration_policy_default_name_regex = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        default=".*",
+        verbose_name="Default cleanup policy: remove tags matching",
+        help_text="RE2 pattern that the whole tag name must match.",
+    )
+    container_expiration_policy_default_name_regex_keep = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        verbose_name="Default cleanup policy: keep tags matching",
+        help_text="RE2 pattern; matching tags are never removed.",
+    )
+    container_registry_cleanup_brake_enabled = models.BooleanField(
+        default=True,
+        verbose_name="Hold mass deletions of cleanup policies",
+        help_text=(
+            "The first scheduled run of a changed policy that would delete more tags than the limits below "
+            "deletes nothing and holds the repository until a Maintainer or an administrator releases it."
+        ),
+    )
+    container_registry_cleanup_brake_tags = models.IntegerField(
+        default=1000,
+        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        verbose_name="Hold runs deleting more tags than",
+        help_text="Tags of one repository; 0 means no limit by count.",
+    )
+    container_registry_cleanup_brake_percent = models.IntegerField(
+        default=50,
+        validators=[
+            MinValueValidator(0, "must be greater than or equal to 0"),
+            MaxValueValidator(100, "must be less than or equal to 100"),
+        ],
+        verbose_name="Hold runs deleting more than this percentage of tags",
+        help_text="Percent of one repository's tags; 0 or 100 means no limit by share.",
     )
     container_registry_refresh_token_days = models.IntegerField(
         default=30,

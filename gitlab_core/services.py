@@ -17,7 +17,12 @@ from django.utils import timezone
 from gitlab_core import audit
 from gitlab_core.errors import bad_request, conflict, invalid_params
 from gitlab_core.models import PAT_SCOPES, ApplicationSettings, PersonalAccessToken, User
-from gitlab_core.signals import send_access_changed, top_level_path_taken, user_created
+from gitlab_core.signals import (
+    cleanup_policy_defaults_submitted,
+    send_access_changed,
+    top_level_path_taken,
+    user_created,
+)
 from gitlab_core.text import clean_text
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
@@ -326,6 +331,16 @@ def record_user_access_changes(*, user: User, state_before: str, admin_before: b
 # --- application settings -----------------------------------------------------------------
 
 
+def check_default_cleanup_policy(settings: ApplicationSettings, changes: dict) -> None:
+    """Have the registry app check the changes to the default cleanup policy settings
+    (``cleanup_policy_defaults_submitted``); raises its ``ServiceError``."""
+    fields = ApplicationSettings.DEFAULT_POLICY_FIELDS
+    attributes = {fields[name]: value for name, value in changes.items() if name in fields}
+    if attributes:
+        current = {attribute: getattr(settings, name) for name, attribute in fields.items()}
+        cleanup_policy_defaults_submitted.send(sender=ApplicationSettings, attributes=attributes, current=current)
+
+
 def update_application_settings(*, changes: dict) -> ApplicationSettings:
     """Apply ``changes`` (field -> value, already type-checked) to the settings singleton.
 
@@ -336,6 +351,7 @@ def update_application_settings(*, changes: dict) -> ApplicationSettings:
         ApplicationSettings.current()
         settings = ApplicationSettings.objects.select_for_update().get(pk=1)
         before = {field: getattr(settings, field) for field in changes}
+        check_default_cleanup_policy(settings, changes)
         for field, value in changes.items():
             setattr(settings, field, value)
         try:

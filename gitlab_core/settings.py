@@ -253,6 +253,9 @@ REGISTRY_BINARY = env_str("REGISTRY_BINARY", "")
 # many days, daily; 0 keeps them. The registry re-sends an event only while its delivery
 # keeps failing, so this must exceed the longest outage of the receiver you expect.
 REGISTRY_EVENT_RETENTION_DAYS = env_int("REGISTRY_EVENT_RETENTION_DAYS", 14, minimum=0)
+# A project's registry size is measured again this many seconds after the first event
+# that changed it; the events of the same burst wait for that one measurement.
+REGISTRY_SIZE_REFRESH_DELAY_SECONDS = env_int("REGISTRY_SIZE_REFRESH_DELAY_SECONDS", 60, minimum=10)
 
 # Failed-authentication ban for /jwt/auth (GitLab's packaged defaults).
 AUTH_BAN_ENABLED = env_bool("AUTH_BAN_ENABLED", True)
@@ -318,6 +321,11 @@ CELERY_BEAT_SCHEDULE = {
     "repository-deletion-scheduler": {
         "task": "container_registry.schedule_repository_deletions",
         "schedule": crontab(minute=env_str("DELETION_CRON_MINUTE", "*/5")),
+    },
+    # Registry sizes still stale whose refresh was lost (a broker outage), every 30 minutes.
+    "registry-size-sweep": {
+        "task": "container_registry.refresh_stale_registry_sizes",
+        "schedule": crontab(minute="*/30"),
     },
     # Recorded event ids past REGISTRY_EVENT_RETENTION_DAYS, daily at a quiet hour.
     "registry-event-pruning": {

@@ -20,6 +20,13 @@ top_level_path_taken = Signal()
 user_created = Signal()
 
 
+# Sent with ``attributes=`` (cleanup policy attribute -> value, those being changed) and
+# ``current=`` (the six attributes as stored) before the instance's default cleanup
+# policy settings are saved: the container registry app checks them with the rules of a
+# project's policy and raises ``ServiceError`` (400), which stops the save.
+cleanup_policy_defaults_submitted = Signal()
+
+
 def send_access_changed(sender) -> None:
     """``access_changed`` now and again once the surrounding transaction commits, so
     that a decision made while the change was still uncommitted is dropped too."""

@@ -42,6 +42,9 @@ def group(ns: Namespace, request) -> dict:
         "project_creation_level": "developer",
         "subgroup_creation_level": "maintainer",
         "request_access_enabled": ns.request_access_enabled,
+        # Our extension: the default cleanup policy of new projects below the group, if
+        # the group has its own (else the nearest group above's, or the instance's).
+        "container_expiration_policy": ns.container_expiration_policy_default,
     }
 
 
@@ -92,6 +95,25 @@ def project(project: Project, request) -> dict:
         }
     )
     return data
+
+
+def statistics(*, container_registry_size: int) -> dict:
+    """GitLab's ProjectStatistics entity. Only the registry is ours: the sizes of what
+    GitLab also stores (Git, wiki, LFS, artifacts, packages, ...) are 0, and so is
+    ``storage_size``, which in GitLab does not include the registry either."""
+    return {
+        "commit_count": 0,
+        "storage_size": 0,
+        "repository_size": 0,
+        "wiki_size": 0,
+        "lfs_objects_size": 0,
+        "job_artifacts_size": 0,
+        "pipeline_artifacts_size": 0,
+        "packages_size": 0,
+        "snippets_size": 0,
+        "uploads_size": 0,
+        "container_registry_size": container_registry_size,
+    }
 
 
 def member(row, request) -> dict:

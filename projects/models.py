@@ -68,6 +68,10 @@ class Namespace(models.Model):
     full_path_lower = models.CharField(max_length=2048, unique=True, editable=False)
     full_name = models.CharField(max_length=4096, editable=False, default="")
     request_access_enabled = models.BooleanField(default=True)
+    # A group's default cleanup policy for projects created below it (the nearest group
+    # with one wins over the instance's): the six policy attributes, complete, as the
+    # container registry app checked and stored them; None takes the next one up.
+    container_expiration_policy_default = models.JSONField(null=True, blank=True, default=None)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -41,6 +41,7 @@ _UNKNOWN = object()
 
 # Project abilities.
 READ_PROJECT = "read_project"
+READ_STATISTICS = "read_statistics"
 READ_CONTAINER_IMAGE = "read_container_image"
 CREATE_CONTAINER_IMAGE = "create_container_image"
 DESTROY_CONTAINER_IMAGE = "destroy_container_image"
@@ -70,6 +71,7 @@ ADMIN_GROUP_DEPLOY_TOKENS = "admin_group_deploy_token"
 _ALL_PROJECT = frozenset(
     {
         READ_PROJECT,
+        READ_STATISTICS,
         READ_CONTAINER_IMAGE,
         CREATE_CONTAINER_IMAGE,
         DESTROY_CONTAINER_IMAGE,
@@ -147,6 +149,8 @@ def project_abilities(
         for ability, minimum in _REGISTRY_WRITE.items():
             if (level or 0) >= minimum:
                 abilities.add(ability)
+    if (level or 0) >= AccessLevel.REPORTER:
+        abilities.add(READ_STATISTICS)
     if (level or 0) >= AccessLevel.MAINTAINER:
         abilities |= {UPDATE_PROJECT, ADMIN_PROJECT_MEMBER, ADMIN_DEPLOY_TOKENS, READ_PROJECT_AUDIT_EVENTS}
     if (level or 0) >= AccessLevel.OWNER:

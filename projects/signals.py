@@ -14,6 +14,12 @@ project_deletion_requested = Signal()
 # project's cleanup policy. Its ``ServiceError`` rolls the project write back.
 cleanup_policy_submitted = Signal()
 
+# Sent with ``group=`` and ``attributes=`` (the request's
+# ``container_expiration_policy_attributes``: a dict, or None to remove the group's own
+# default) when ``PUT /groups/:id`` changes the default cleanup policy of the group's new
+# projects: the registry app validates, saves and audits it. Its ``ServiceError`` answers.
+group_cleanup_policy_submitted = Signal()
+
 # Sent with ``hook_id=``, ``payload=`` (a dict) and ``idempotency_key=`` for each hook a
 # container registry event goes to (``projects.webhooks``): ``workers`` enqueues the
 # delivery once the transaction commits.

@@ -9,4 +9,4 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receivers that turn the apps' requests into tasks.
-        from workers import cleanup, webhooks  # noqa: F401
+        from workers import cleanup, statistics, webhooks  # noqa: F401

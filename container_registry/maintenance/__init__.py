@@ -7,6 +7,7 @@
     maintenance.retry_failed_deletions(all=True)
     maintenance.run_checks()
     maintenance.collect_garbage(config_path="/etc/docker/registry/config.yml", dry_run=True)
+    maintenance.registry_sync(dry_run=True)
 
 Each function has a management command of the same purpose.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from container_registry.garbage_collection import collect_garbage as collect_garbage
 from container_registry.maintenance.cleanup import *  # noqa: F403
 from container_registry.maintenance.deletion import *  # noqa: F403
+from container_registry.maintenance.sync import *  # noqa: F403
 from container_registry.maintenance.usage import *  # noqa: F403
 from container_registry.registry_checks import run_checks as run_checks
 from container_registry.registry_config import config_from_settings as config_from_settings

@@ -102,6 +102,17 @@ def test_tags_from_an_unreachable_registry_is_503_not_500(world, repos, unreacha
     assert "message" in response.json()
 
 
+def test_keyset_tag_pagination_is_405_without_gitlabs_registry_api(world, repos, unreachable_registry):
+    url = project_url(world, f"/{repos['app'].pk}/tags")
+    response = as_user(world["users"]["reporter"]).get(url, {"pagination": "keyset", "per_page": 2})
+    assert response.status_code == 405
+    assert response.json() == {"message": "405 Method Not Allowed"}
+    # Still checked first: who may read, and whether the repository is the project's.
+    assert as_user(world["users"]["outsider"]).get(url, {"pagination": "keyset"}).status_code == 404
+    missing = project_url(world, f"/{repos['app'].pk + 1000}/tags")
+    assert as_user(world["users"]["reporter"]).get(missing, {"pagination": "keyset"}).status_code == 404
+
+
 def test_pagination_headers(world, repos):
     response = as_user(world["users"]["reporter"]).get(project_url(world), {"per_page": 1, "page": 2})
     assert [r["name"] for r in response.json()] == ["app/web"]

@@ -30,7 +30,12 @@ from tests_support.registry import create_registry
 from tests_support.registry_fixtures import NOTIFICATION_PATH, _require_tools
 from workers.cleanup import schedule_cleanup_policies
 
-pytestmark = [pytest.mark.e2e, pytest.mark.celery_live, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.celery_live,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("cleanup_brake_off"),
+]
 
 # Beat fires a crontab entry at the next whole minute; allow for that and the runs.
 DEADLINE_SECONDS = 150

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 
 import pytest
+import yaml
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -23,7 +24,7 @@ from projects.models import AccessLevel, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
 from tests_support.registry import build_image, list_tags, skopeo, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cleanup_brake_off")]
 
 
 def ago(days: float) -> dt.datetime:
@@ -191,9 +192,9 @@ def test_a_registry_failing_mid_run_leaves_it_unfinished_and_it_resumes(registry
 def set_read_only(registry, read_only: bool) -> None:
     """Restart the registry with its storage in read-only maintenance mode (or out of
     it): it then refuses every write, the re-pointing PUT of a tag deletion included."""
-    config = json.loads(registry.config_path.read_text())
-    config["storage"]["maintenance"]["readonly"] = {"enabled": read_only}
-    registry.config_path.write_text(json.dumps(config))
+    config = yaml.safe_load(registry.config_path.read_text())
+    config["storage"].setdefault("maintenance", {})["readonly"] = {"enabled": read_only}
+    registry.config_path.write_text(yaml.safe_dump(config))
     registry.stop()
     registry.start()
 

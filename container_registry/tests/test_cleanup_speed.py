@@ -26,7 +26,7 @@ from jwt_auth.tokens import mint_registry_token
 from tests_support.factories import make_group, make_project
 from tests_support.registry import RequestCounter, build_image, skopeo, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cleanup_brake_off")]
 
 CREATED = datetime(2023, 5, 6, 7, 8, 9, tzinfo=UTC)
 

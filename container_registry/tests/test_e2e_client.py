@@ -45,13 +45,15 @@ def test_oci_and_docker_v2_manifests_with_details(registry, images):
     details = client.tag_details("g/p/docker", "v1")
     assert details.digest == docker.digest == client.tag_digest("g/p/docker", "v1")
     assert details.created_at == CREATED
-    assert details.total_size == docker.size + docker.config["size"] + sum(layer["size"] for layer in docker.layers)
+    # GitLab's total_size: the layers only (not the config, not the manifest).
+    assert details.total_size == sum(layer["size"] for layer in docker.layers) > 0
+    assert sum(details.blobs.values()) == docker.size + docker.config["size"] + details.total_size
     assert details.revision == docker.config["digest"].split(":")[1]
     assert client.tag_details("g/p/docker", "missing") is None
     assert client.tag_digest("g/p/docker", "missing") is None
 
 
-def test_index_size_includes_its_children(registry, images):
+def test_index_has_no_total_size_but_reaches_its_childrens_blobs(registry, images):
     push(registry, images["a"], "g/p/multi", "amd64")
     push(registry, images["b"], "g/p/multi", "arm64")
     client = get_client()
@@ -83,8 +85,10 @@ def test_index_size_includes_its_children(registry, images):
 
     details = client.tag_details("g/p/multi", "both")
     assert details.media_type == OCI_INDEX
-    expected = len(body) + sum(client.tag_details("g/p/multi", t).total_size for t in ("amd64", "arm64"))
-    assert details.total_size == expected
+    # As GitLab: an image index has no total size of its own.
+    assert details.total_size is None
+    children_blobs = [client.tag_details("g/p/multi", t).blobs for t in ("amd64", "arm64")]
+    assert details.blobs == {details.digest: len(body), **children_blobs[0], **children_blobs[1]}
     assert details.created_at == CREATED  # from the first child
 
 
@@ -100,7 +104,9 @@ def test_tags_and_catalog_follow_pagination(registry, images, monkeypatch):
     assert client.list_tags("g/p/many") == ["t1", "t2", "t3", "t4", "t5"]
     before = sent.count
     assert sorted(client.catalog()) == ["g/other", "g/p/many"]
-    assert sent.count - before >= 2
+    pages = list(client.catalog_pages(page_size=1))
+    assert [path for page in pages for path in page] == ["g/other", "g/p/many"]
+    assert len(pages) >= 2 and sent.count - before >= 2
     assert client.list_tags("g/never/pushed") == []
 
 

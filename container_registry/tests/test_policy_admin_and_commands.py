@@ -11,6 +11,9 @@ from django.core.management import CommandError, call_command
 from container_registry.models import ContainerExpirationPolicy, ContainerRepository
 from tests_support.factories import make_project
 
+# The brake would hold most of these runs (see ``test_cleanup_brake``).
+pytestmark = pytest.mark.usefixtures("cleanup_brake_off")
+
 
 @pytest.fixture
 def with_repository(world):

@@ -29,6 +29,9 @@ from container_registry.tests.test_cleanup_service import FakeRegistryClient
 from gitlab_core.models import ApplicationSettings
 from tests_support.factories import make_group, make_project
 
+# The brake would hold most of these runs (see ``test_cleanup_brake``).
+pytestmark = pytest.mark.usefixtures("cleanup_brake_off")
+
 Status = ContainerRepository.CleanupStatus
 
 

@@ -18,17 +18,30 @@ INTEGER_FIELDS = (
     "container_registry_cleanup_tags_service_max_list_size",
     "container_registry_delete_tags_service_timeout",
     "container_registry_expiration_policies_worker_capacity",
+    "container_registry_cleanup_brake_tags",
+    "container_registry_cleanup_brake_percent",
     "default_projects_limit",
 )
 BOOLEAN_FIELDS = (
     "container_expiration_policies_enable_historic_entries",
     "container_registry_expiration_policies_caching",
     "container_expiration_policy_enabled_by_default",
+    "container_registry_cleanup_brake_enabled",
     "signup_enabled",
     "allow_local_requests_from_web_hooks_and_services",
 )
 VISIBILITY_FIELDS = ("default_project_visibility", "default_group_visibility")
-WRITABLE_FIELDS = INTEGER_FIELDS + BOOLEAN_FIELDS + VISIBILITY_FIELDS
+# The instance's default cleanup policy of new projects (empty or null: none), checked
+# by the rules of a project's policy.
+POLICY_DEFAULT_FIELDS = (
+    "container_expiration_policy_default_cadence",
+    "container_expiration_policy_default_keep_n",
+    "container_expiration_policy_default_older_than",
+    "container_expiration_policy_default_name_regex",
+    "container_expiration_policy_default_name_regex_keep",
+)
+WRITABLE_FIELDS = INTEGER_FIELDS + BOOLEAN_FIELDS + VISIBILITY_FIELDS + POLICY_DEFAULT_FIELDS
+MAX_SETTING_STRING = 255
 # The columns are 32-bit integers on PostgreSQL.
 MAX_SETTING_INT = 2**31 - 1
 
@@ -54,6 +67,14 @@ class ApplicationSettingsView(ApiView):
         for field in VISIBILITY_FIELDS:
             if params.has(field):
                 changes[field] = params.choice(field, ("private", "internal", "public"))
+        for field in POLICY_DEFAULT_FIELDS:
+            if not params.has(field):
+                continue
+            if field.endswith("_keep_n"):
+                changes[field] = params.int(field, nullable=True) if params.raw(field) != "" else None
+            else:
+                value = params.str(field, nullable=True, max_length=MAX_SETTING_STRING)
+                changes[field] = value if value != "" or field.endswith("_cadence") else None
         params.check()
         if not changes:
             raise invalid_params(f"{', '.join(WRITABLE_FIELDS)} are missing, at least one parameter must be provided")

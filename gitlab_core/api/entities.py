@@ -79,6 +79,10 @@ def personal_access_token(token: PersonalAccessToken, secret: str | None = None)
     return data
 
 
+# Rendered after ``container_expiration_policy_enabled_by_default``, the first of them.
+DEFAULT_POLICY_SETTINGS = list(ApplicationSettings.DEFAULT_POLICY_FIELDS)[1:]
+
+
 def application_settings(settings: ApplicationSettings) -> dict:
     return {
         "id": settings.pk,
@@ -98,6 +102,10 @@ def application_settings(settings: ApplicationSettings) -> dict:
             settings.container_registry_expiration_policies_worker_capacity
         ),
         "container_expiration_policy_enabled_by_default": settings.container_expiration_policy_enabled_by_default,
+        **{field: getattr(settings, field) for field in DEFAULT_POLICY_SETTINGS},
+        "container_registry_cleanup_brake_enabled": settings.container_registry_cleanup_brake_enabled,
+        "container_registry_cleanup_brake_tags": settings.container_registry_cleanup_brake_tags,
+        "container_registry_cleanup_brake_percent": settings.container_registry_cleanup_brake_percent,
         "container_registry_vendor": settings.container_registry_vendor,
         "container_registry_version": settings.container_registry_version,
         "container_registry_features": list(settings.container_registry_features or []),

@@ -35,6 +35,13 @@ def settings_form(**overrides) -> dict:
         "default_projects_limit": 100000,
         "default_project_visibility": "private",
         "default_group_visibility": "private",
+        "container_expiration_policy_default_cadence": "1d",
+        "container_expiration_policy_default_keep_n": 10,
+        "container_expiration_policy_default_older_than": "90d",
+        "container_expiration_policy_default_name_regex": ".*",
+        "container_registry_cleanup_brake_enabled": "on",
+        "container_registry_cleanup_brake_tags": 1000,
+        "container_registry_cleanup_brake_percent": 50,
     }
     data.update(overrides)
     return data

@@ -1,15 +1,18 @@
-"""``/groups``: create, list, get by id or full path, subgroups, descendant groups, projects."""
+"""``/groups``: create, list, get by id or full path, subgroups, descendant groups, projects;
+``PUT /groups/:id`` for the default cleanup policy of the group's new projects."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from rest_framework.response import Response
 
 from gitlab_core.api.views import ApiView
-from gitlab_core.errors import forbidden, not_found
+from gitlab_core.errors import forbidden, invalid_params, not_found
 from gitlab_core.models import ApplicationSettings
 from projects import entities, permissions, selectors, services
-from projects.api.projects import ProjectListMixin
+from projects.api.projects import POLICY_ATTRIBUTES, ProjectListMixin
 from projects.models import AccessLevel, Namespace, Visibility
+from projects.signals import group_cleanup_policy_submitted
 
 VISIBILITIES = ("private", "internal", "public")
 MAX_LENGTH = 255
@@ -80,6 +83,25 @@ class GroupsView(_GroupListMixin):
 class GroupView(ApiView):
     def get(self, request, group_id: str):
         group = selectors.find_group(self.user, self.decode_id(group_id))
+        return Response(entities.group(group, request))
+
+    def put(self, request, group_id: str):
+        """Only ``container_expiration_policy_attributes`` (our extension: the default
+        cleanup policy of the group's new projects; null removes the group's own) is
+        writable here; Owners and administrators."""
+        user = self.require_user()
+        group = selectors.find_group(user, self.decode_id(group_id))
+        if not permissions.can(user, permissions.ADMIN_GROUP, group):
+            raise forbidden()
+        params = self.params()
+        if not params.has(POLICY_ATTRIBUTES):
+            raise invalid_params(f"{POLICY_ATTRIBUTES} is missing, at least one parameter must be provided")
+        attributes = params.raw(POLICY_ATTRIBUTES)
+        if attributes is not None and not isinstance(attributes, dict):
+            raise invalid_params(f"{POLICY_ATTRIBUTES} is invalid")
+        with transaction.atomic():
+            group_cleanup_policy_submitted.send(sender=Namespace, group=group, attributes=attributes)
+        group.refresh_from_db()
         return Response(entities.group(group, request))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from rest_framework.response import Response
 
@@ -133,10 +134,26 @@ class ProjectsView(ProjectListMixin):
         return Response(entities.project(_reload(project), request), status=201)
 
 
+def _registry_size(project: Project) -> int:
+    # The container registry app measures and stores it (``container_registry.statistics``);
+    # read through the relation it declares, so that this app imports nothing of it.
+    try:
+        return project.registry_statistics.container_registry_size
+    except ObjectDoesNotExist:
+        return 0
+
+
 class ProjectView(ApiView):
     def get(self, request, project_id: str):
         project = selectors.find_project(self.user, self.decode_id(project_id))
-        return Response(entities.project(_reload(project), request))
+        params = self.params()
+        with_statistics = params.bool("statistics", default=False)
+        params.check()
+        data = entities.project(_reload(project), request)
+        # As GitLab: only when asked for, and only for Reporter+ (read_statistics).
+        if with_statistics and permissions.can(self.user, permissions.READ_STATISTICS, project):
+            data["statistics"] = entities.statistics(container_registry_size=_registry_size(project))
+        return Response(data)
 
     def put(self, request, project_id: str):
         user = self.require_user()

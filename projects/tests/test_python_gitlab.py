@@ -248,3 +248,45 @@ def test_a_job_token_reads_its_own_projects_registry_only(gl, live_server, gitla
         as_job.projects.get(other.id, lazy=True).repositories.list()
     assert excinfo.value.response_code == 403
     assert excinfo.value.error_message == JOB_TOKEN_OTHER_PROJECT
+
+
+def test_cleanup_policy_defaults_and_the_brake_release(gl):
+    """Our extensions through python-gitlab's own objects: the instance's and a group's
+    default cleanup policy, the brake's settings, and the release of a held repository
+    (``http_post``: python-gitlab has no method for our route)."""
+    from container_registry.models import ContainerRepository
+    from container_registry.scheduling import run_policy_cleanup
+    from container_registry.tests.test_cleanup_service import FakeRegistryClient, old_tags
+
+    settings = gl.settings.get()
+    settings.container_expiration_policy_default_cadence = "7d"
+    settings.container_registry_cleanup_brake_tags = 5
+    settings.save()
+    settings = gl.settings.get()
+    assert settings.container_expiration_policy_default_cadence == "7d"
+    assert (settings.container_registry_cleanup_brake_enabled, settings.container_registry_cleanup_brake_tags) == (
+        True,
+        5,
+    )
+    top = gl.groups.create({"name": "Acme", "path": "acme"})
+    top.container_expiration_policy_attributes = {"enabled": True, "keep_n": 5, "name_regex": "t.*"}
+    top.save()
+    assert gl.groups.get(top.id).container_expiration_policy["keep_n"] == 5
+    project = gl.projects.create({"name": "svc", "namespace_id": top.id})
+    policy = gl.projects.get(project.id).container_expiration_policy
+    assert (policy["enabled"], policy["cadence"], policy["keep_n"], policy["name_regex"]) == (True, "7d", 5, "t.*")
+
+    repository = ContainerRepository.objects.create(project_id=project.id, name="app")
+    ContainerRepository.objects.filter(pk=repository.pk).update(expiration_policy_cleanup_status="cleanup_scheduled")
+    client = FakeRegistryClient(old_tags(20))
+    assert run_policy_cleanup(repository_id=repository.pk, client=client).result == "held"
+    (listed,) = gl.projects.get(project.id, lazy=True).repositories.list()
+    assert listed.cleanup_policy_held_plan["delete"] == 15  # keep_n 5 of 20, over the limit of 5
+
+    released = gl.http_post(f"/projects/{project.id}/registry/repositories/{repository.pk}/cleanup/release")
+    assert released["cleanup_policy_held_at"] is None
+    assert run_policy_cleanup(repository_id=repository.pk, client=client).result == "finished"
+    assert len(client.tags) == 5
+    with pytest.raises(gitlab.GitlabHttpError) as refused:
+        gl.http_post(f"/projects/{project.id}/registry/repositories/{repository.pk}/cleanup/release")
+    assert refused.value.response_code == 400
