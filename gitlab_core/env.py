@@ -50,11 +50,11 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_networks(name: str) -> list[str]:
+def env_networks(name: str, default: list[str] | None = None) -> list[str]:
     """Comma-separated IP addresses or CIDR ranges, checked now; the list of texts."""
     import ipaddress
 
-    items = env_list(name, [])
+    items = env_list(name, default)
     for item in items:
         try:
             ipaddress.ip_network(item, strict=False)

@@ -9,17 +9,18 @@ Errors are in the registry's shape, not the REST API's.
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound, JsonResponse
 
-from gitlab_core import doors
+from gitlab_core import doors, metrics
 from gitlab_core.client_address import client_address
 from jwt_auth import services
 from jwt_auth.errors import Banned, RealmError, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
-from jwt_auth.scopes import realm_query
+from jwt_auth.scopes import parse_scope, realm_query
 from jwt_auth.throttle import BANNED_MESSAGE
 
 logger = logging.getLogger(__name__)
@@ -29,26 +30,57 @@ NO_STORE = [("Cache-Control", "no-store")]
 
 
 def answer(method: str, query: str, authorization: str, client_ip: str) -> doors.Answer:
+    """The realm's answer to one request, counted in ``jwt_auth_requests_total`` by
+    result and timed in ``jwt_auth_request_duration_seconds``."""
+    started = perf_counter()
+    result = "error"
+    try:
+        reply, result = _decide(method, query, authorization, client_ip)
+    finally:
+        _COUNTERS[result].inc()
+        metrics.JWT_AUTH_DURATION.observe(perf_counter() - started)
+    return reply
+
+
+# One child per result, looked up once: ``labels()`` on every request cost more.
+_COUNTERS = {
+    result: metrics.JWT_AUTH_REQUESTS.labels(result)
+    for result in ("granted", "denied", "unauthorized", "banned", "error")
+}
+
+
+def _decide(method: str, query: str, authorization: str, client_ip: str) -> tuple[doors.Answer, str]:
     service, scopes = realm_query(query)
     # GitLab routes only GET; anything else (POST included) is a 404 with no body.
     if method != "GET" or service != settings.REGISTRY_SERVICE:
-        return 404, [], "text/plain", b""
+        return (404, [], "text/plain", b""), "denied"
     try:
         issued = services.authorize_and_issue(
             authorization=authorization, client_ip=client_ip, query=query, scopes=scopes
         )
     except Banned:
-        return 403, [], "text/plain; charset=utf-8", BANNED_MESSAGE.encode()
+        return (403, [], "text/plain; charset=utf-8", BANNED_MESSAGE.encode()), "banned"
     except RealmError as error:
-        return _error(error, NO_STORE)
+        return _error(error, NO_STORE), "unauthorized" if error.status == 401 else "denied"
     except KeyConfigurationError:
         logger.exception("registry token signing key unusable")
-        return _error(unavailable("token signing key not configured", status=503), [])
+        return _error(unavailable("token signing key not configured", status=503), []), "error"
     except (OperationalError, InterfaceError) as exc:
         # The registry shows this to the client, which retries the login.
         logger.warning("token realm: database unavailable: %s", exc.__class__.__name__)
-        return _error(unavailable("service temporarily unavailable", status=503), NO_STORE)
-    return 200, NO_STORE, "application/json", _token_body(issued)
+        return _error(unavailable("service temporarily unavailable", status=503), NO_STORE), "error"
+    return (200, NO_STORE, "application/json", _token_body(issued)), _grant_result(scopes, issued.access)
+
+
+def _grant_result(scopes: list[str], access: list[dict]) -> str:
+    """``granted`` when the token carries every action asked for, else ``denied`` (GitLab
+    answers 200 with fewer actions, or none, and the registry then refuses)."""
+    granted = {(entry["type"], entry["name"].lower(), action) for entry in access for action in entry["actions"]}
+    for text in scopes:
+        scope = parse_scope(text)
+        if scope is None or any((scope.type, scope.name.lower(), action) not in granted for action in scope.actions):
+            return "denied"
+    return "granted"
 
 
 def _token_body(issued: services.IssuedToken) -> bytes:
