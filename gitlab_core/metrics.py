@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from django.conf import settings
 
 # The multiprocess mode is chosen when prometheus_client is first imported, from this
-# variable: set it from the settings before that import.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.PROMETHEUS_MULTIPROC_DIR))
+# variable: set it from the settings (which read it, with a default) before that import.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.PROMETHEUS_MULTIPROC_DIR)
 
 from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,

@@ -49,7 +49,7 @@ MONITORING_ALLOWED_IPS = env_networks("MONITORING_ALLOWED_IPS", ["127.0.0.1", ":
 # Each process writes its Prometheus counts here (one file per process and kind) and
 # /-/metrics adds them up; one directory per host, shared by the web server and the
 # workers (gitlab_core/metrics.py).
-PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics")
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
