@@ -44,15 +44,21 @@ def receive(method: str, authorization: str, content_type: str, body: bytes) -> 
     counted in ``registry_events_total`` (a refused delivery as one ``rejected``)."""
     status, payload, outcome = _receive(method, authorization, content_type, body)
     if outcome is not None:
-        for (action, result), count in outcome.by_action.items():
-            metrics.REGISTRY_EVENTS.labels(action, _RESULTS[result]).inc(count)
+        for key, count in outcome.by_action.items():
+            _COUNTED[key].inc(count)
     else:
         _REFUSED[status].inc()
     return status, payload
 
 
-# The outcome's names for the metric's results.
+# One child per (action, outcome) and per refusal, looked up once (``labels()`` costs
+# 2.7 us a call); the outcome's names are the metric's results in the singular.
 _RESULTS = {events.APPLIED: "applied", events.DUPLICATE: "duplicate", events.IGNORED: "ignored"}
+_COUNTED = {
+    (action, result): metrics.REGISTRY_EVENTS.labels(action, name)
+    for action in sorted(event_envelopes.ACTIONS)
+    for result, name in _RESULTS.items()
+}
 _REFUSED = {
     status: metrics.REGISTRY_EVENTS.labels("unknown", "error" if status == 503 else "rejected")
     for status in (400, 401, 405, 413, 415, 503)

@@ -237,3 +237,25 @@ def test_a_real_worker_writes_its_task_outcomes_where_the_web_server_reads_them(
         prune_registry_events.delay()
         wait_until(lambda: counted() == 1, timeout=60, message=f"the task counted\n{celery.log()}")
         assert not stale.exists()  # the worker cleared it at start
+
+
+def test_realm_results_tell_a_full_grant_from_a_partial_one_and_a_ban(served, client, settings):
+    settings.AUTH_BAN_MAX_RETRY = 1
+    own = {"service": "container_registry", "scope": "repository:acme/svc/img:pull,push"}
+    other = {"service": "container_registry", "scope": "repository:acme/nothing/img:pull"}
+    token = served["token"]
+    before = _scrape()
+    statuses = [
+        client.get("/jwt/auth", own, HTTP_AUTHORIZATION=_basic("metrics-owner", token)).status_code,
+        # A token without the action asked for: 200, as GitLab answers, but denied.
+        client.get("/jwt/auth", other, HTTP_AUTHORIZATION=_basic("metrics-owner", token)).status_code,
+        client.get("/jwt/auth", own, HTTP_AUTHORIZATION=_basic("metrics-owner", "wrong")).status_code,
+        client.get("/jwt/auth", own, HTTP_AUTHORIZATION=_basic("metrics-owner", "wrong")).status_code,
+    ]
+    after = _scrape()
+
+    assert statuses == [200, 200, 401, 403]
+    counts = {r: _delta(before, after, "jwt_auth_requests_total", result=r) for r in ("granted", "denied")}
+    assert counts == {"granted": 1, "denied": 1}
+    assert _delta(before, after, "jwt_auth_requests_total", result="unauthorized") == 1
+    assert _delta(before, after, "jwt_auth_requests_total", result="banned") == 1
