@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -18,7 +19,10 @@ logger = logging.getLogger(__name__)
 
 def check_registry() -> dict:
     """Readiness: the registry answers ``GET /v2/``; shows its vendor and version and
-    when the last event arrived (also when it fails)."""
+    when the last event arrived (also when it fails). With the registry switched off
+    (``REGISTRY_ENABLED=false``) there is nothing to ask."""
+    if not settings.REGISTRY_ENABLED:
+        return {"enabled": False}
     status = registry_status()
     if status.info is None:
         raise CheckFailed(status.error, detail=status.detail, **status.as_dict())

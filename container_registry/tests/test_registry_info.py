@@ -104,3 +104,10 @@ def test_the_admin_front_page_shows_the_registry_and_its_last_event(keys, settin
     down = admin_client.get("/admin/").content.decode()
     assert "Not reachable" in down and "REGISTRY_API_URL" in down
     assert event.received_at.strftime("%Y-%m-%d %H:%M:%S") in down
+
+
+def test_readiness_does_not_ask_a_registry_that_is_switched_off(keys, settings, client, db):
+    settings.REGISTRY_API_URL = f"http://127.0.0.1:{free_port()}"
+    assert client.get("/-/readiness").json()["checks"]["registry"]["status"] == "failed"
+    settings.REGISTRY_ENABLED = False
+    assert client.get("/-/readiness").json()["checks"]["registry"] == {"status": "ok", "enabled": False}
