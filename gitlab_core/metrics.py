@@ -6,7 +6,10 @@ mode; default ``VAR_DIR/metrics``), and ``/-/metrics`` adds them up: a scrape re
 one web process and still sees the whole installation on this host. Files of processes
 that are gone are kept while the service runs (a respawned worker's counts stay), and
 removed at the next start (``gitlab_core.metrics_files``: ``scripts/web.sh``, the
-Celery worker).
+Celery worker). A process writes its files as soon as it imports this module (64 KiB,
+sparse), so each ``manage.py`` run leaves two until then: a command run from cron every
+minute would make scrapes read thousands of files; restart the web servers now and then,
+or run such a command with its own ``PROMETHEUS_MULTIPROC_DIR``.
 
 Recording costs a lock and a write to a memory-mapped file (about a microsecond); the
 realm and the receiver record once per request (``docs/performance.md``). Labels take
