@@ -20,7 +20,7 @@ from gitlab_core.client_address import client_address
 from jwt_auth import services
 from jwt_auth.errors import Banned, RealmError, unavailable
 from jwt_auth.keys import KeyConfigurationError, jwks
-from jwt_auth.scopes import parse_scope, realm_query
+from jwt_auth.scopes import MAX_SCOPES, parse_scope, realm_query
 from jwt_auth.throttle import BANNED_MESSAGE
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def _decide(method: str, query: str, authorization: str, client_ip: str) -> tupl
 def _grant_result(scopes: list[str], access: list[dict]) -> str:
     """``granted`` when the token carries every action asked for, else ``denied`` (GitLab
     answers 200 with fewer actions, or none, and the registry then refuses)."""
+    if len(scopes) > MAX_SCOPES:  # the rest were not even read
+        return "denied"
     granted = {(entry["type"], entry["name"].lower(), action) for entry in access for action in entry["actions"]}
     for text in scopes:
         scope = parse_scope(text)
