@@ -54,9 +54,12 @@ class Outcome:
     duplicates: int = 0
     ignored: int = 0
     stale_projects: set[int] = field(default_factory=set)
+    # (action, result) -> events, for the metrics
+    by_action: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def add(self, result: str) -> None:
+    def add(self, result: str, action: str) -> None:
         setattr(self, result, getattr(self, result) + 1)
+        self.by_action[action, result] = self.by_action.get((action, result), 0) + 1
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,12 @@ def apply_events(events: list[Event]) -> Outcome:
     propagate; events applied before one are committed, and their ids make a re-sent
     envelope skip them."""
     outcome = Outcome()
-    relevant = [(event, kind) for event in events if (kind := _kind(event)) is not None]
-    outcome.ignored += len(events) - len(relevant)
+    relevant = []
+    for event in events:
+        if (kind := _kind(event)) is not None:
+            relevant.append((event, kind))
+        else:
+            outcome.add(IGNORED, event.action)
     targets = resolve_targets({event.repository for event, _kind in relevant})
     pushed: dict[int, set[str]] = {}
     pushed_projects: set[int] = set()
@@ -84,10 +91,10 @@ def apply_events(events: list[Event]) -> Outcome:
     for event, kind in relevant:
         target = targets.get(event.repository)
         if target is None or target.pending_delete:
-            outcome.add(IGNORED)
+            outcome.add(IGNORED, event.action)
             continue
         if kind == "stale":
-            outcome.add(APPLIED)
+            outcome.add(APPLIED, event.action)
             outcome.stale_projects.add(target.project_id)
             if event.action == "delete" and not event.is_ours:
                 for_hooks.setdefault(target.project_id, []).append(_hook_change("delete", event))
@@ -97,7 +104,7 @@ def apply_events(events: list[Event]) -> Outcome:
             # Later events of this envelope find the new row too.
             target = targets[event.repository] = _create_for_push(event, target)
         result = _apply_counted(event, target, push=push)
-        outcome.add(result)
+        outcome.add(result, event.action)
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
         if push and result in (APPLIED, DUPLICATE):
