@@ -9,4 +9,9 @@ class ContainerRegistryConfig(AppConfig):
 
     def ready(self) -> None:
         import container_registry.deletion_signals  # noqa: F401
-        from container_registry import receivers  # noqa: F401
+        from container_registry import monitoring, receivers  # noqa: F401
+        from gitlab_core import health, metrics
+
+        health.register_check("registry", monitoring.check_registry)
+        metrics.register_collector(monitoring.repositories_by_status)
+        metrics.register_collector(monitoring.repositories_held_by_the_brake)

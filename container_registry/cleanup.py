@@ -61,6 +61,7 @@ from container_registry.cleanup_rules import (
 )
 from container_registry.errors import RegistryError, RegistryNotFound, TagsNotDeleted
 from container_registry.models import ContainerRepository
+from gitlab_core import metrics
 from gitlab_core.models import ApplicationSettings, User
 from projects import permissions, webhooks
 
@@ -266,6 +267,8 @@ def cleanup_tags(
     except RegistryError as exc:
         result.status, result.stop_reason, result.error = "unfinished", STOP_REGISTRY_ERROR, exc
         logger.warning("cleanup of %s stopped by a registry error: %s", repository.path, exc)
+    metrics.CLEANUP_RUNS.labels("registry_error" if result.error else result.status).inc()
+    metrics.CLEANUP_TAGS_DELETED.inc(result.deleted_size)
     webhooks.request_deliveries(
         repository.project_id,
         [webhooks.RegistryChange("delete", repository.path, tag=name, actor=actor) for name in result.deleted],

@@ -38,6 +38,7 @@ from container_registry.errors import (
     TooManyTags,
     TransientRegistryError,
 )
+from gitlab_core import metrics
 from gitlab_core.ttl_cache import MISSING, TTLCache
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ CATALOG_PAGE_SIZE = 1000
 MAX_CATALOG_PAGES = 10_000
 # A token is dropped this long before it expires (GitLab reserves 5 s).
 TOKEN_RESERVED_SECONDS = 5
+# Lifetime of the token of ``ping`` (GitLab's default token duration, 5 minutes).
+EMPTY_ACCESS_TOKEN_SECONDS = 300
 # Config blobs whose creation time the client remembers (bounded; about 150 bytes each).
 CONFIG_CACHE_SIZE = 10000
 # Tokens the client keeps: one per access (repository path and actions) it used lately.
@@ -181,24 +184,42 @@ class RegistryClient:
         from jwt_auth.tokens import mint_registry_token
 
         now = time.monotonic()
+        # A token without access (``ping``) has a fixed lifetime: the admin-set one is read
+        # from the database, and readiness must tell a registry fault from a database one.
+        lifetime = None if access else EMPTY_ACCESS_TOKEN_SECONDS
         try:
-            token, expires_in = mint_registry_token(access=access, subject=REGISTRY_CLIENT_SUBJECT)
+            token, expires_in = mint_registry_token(access=access, subject=REGISTRY_CLIENT_SUBJECT, lifetime=lifetime)
         except KeyConfigurationError as exc:
             raise RegistryUnauthorized(f"cannot sign registry tokens: {exc}") from exc
         self._tokens.set(key, token, expires_at=now + max(0, int(expires_in) - TOKEN_RESERVED_SECONDS))
         return token
 
     # --- transport -----------------------------------------------------------------------
-    def _send(self, method: str, url: str, *, access: list[dict], headers: dict | None = None, **kwargs):
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        access: list[dict],
+        headers: dict | None = None,
+        timeout: float | None = None,
+        **kwargs,
+    ):
         """Send one request; retry once with a fresh token on 401; map failures to errors."""
         for fresh in (False, True):
             request_headers = {"Authorization": f"Bearer {self._token(access, fresh=fresh)}", **(headers or {})}
+            started = time.perf_counter()
             try:
-                response = self.session.request(method, url, headers=request_headers, timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, url, headers=request_headers, timeout=timeout or self.timeout, **kwargs
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                _count(method, "connection_error", started)
                 raise TransientRegistryError(f"{method} {_path_of(url)}: {exc.__class__.__name__}") from exc
             except requests.RequestException as exc:
+                _count(method, "connection_error", started)
                 raise TransientRegistryError(f"{method} {_path_of(url)}: {exc}") from exc
+            _count(method, _result_of(response.status_code), started)
             if response.status_code != 401:
                 break
         return self._check(method, url, response)
@@ -224,10 +245,11 @@ class RegistryClient:
         return f"{self.base_url}{path}"
 
     # --- reads ---------------------------------------------------------------------------
-    def ping(self) -> dict[str, str]:
+    def ping(self, *, timeout: float | None = None) -> dict[str, str]:
         """``GET /v2/`` with an empty-access token; returns the response headers
-        (lower-cased names) that identify the registry."""
-        response = self._send("GET", self._url("/v2/"), access=[])
+        (lower-cased names) that identify the registry. ``timeout``: seconds, instead of
+        ``REGISTRY_REQUEST_TIMEOUT``."""
+        response = self._send("GET", self._url("/v2/"), access=[], timeout=timeout)
         return {k.lower(): v for k, v in response.headers.items()}
 
     def list_tags(self, path: str, *, limit: int | None = None) -> list[str]:
@@ -470,6 +492,19 @@ def _layers_size(manifest: Manifest) -> int | None:
     if manifest.is_index or manifest.body.get("schemaVersion") != 2:
         return None
     return sum(_size(layer) for layer in manifest.layers)
+
+
+def _result_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 429 or status >= 500:
+        return "server_error"
+    return {401: "unauthorized", 404: "not_found"}.get(status, "client_error")
+
+
+def _count(method: str, result: str, started: float) -> None:
+    metrics.REGISTRY_CLIENT_REQUESTS.labels(method, result).inc()
+    metrics.REGISTRY_CLIENT_DURATION.labels(method).observe(time.perf_counter() - started)
 
 
 def _size(descriptor: dict) -> int:

@@ -35,7 +35,7 @@ from container_registry.client import RegistryClient, get_client
 from container_registry.errors import RegistryError, RegistryNotFound
 from container_registry.models import MAX_DELETION_FAILURES, ContainerRepository
 from container_registry.services import record_repository_event
-from gitlab_core import audit
+from gitlab_core import audit, metrics
 from projects import webhooks
 from projects.models import Project
 
@@ -185,8 +185,17 @@ def delete_repository(
     Changes: the repository row (claimed, then removed or marked failed/rescheduled);
     the project row too when it was pending deletion and this was its last repository.
     A registry error is recorded on the repository and returned as the outcome; any
-    other exception is recorded the same way and then re-raised (it is a bug).
+    other exception is recorded the same way and then re-raised (it is a bug). Each
+    outcome is counted in ``repository_deletions_total``.
     """
+    outcome = _delete_repository(repository_id=repository_id, now=now, client=client)
+    metrics.REPOSITORY_DELETIONS.labels(outcome.result).inc()
+    return outcome
+
+
+def _delete_repository(
+    *, repository_id: int, now: dt.datetime | None, client: RegistryClient | None
+) -> DeletionOutcome:
     repository = claim_repository_for_deletion(repository_id=repository_id, now=now)
     if repository is None:
         return DeletionOutcome(repository_id=repository_id, result="skipped")
@@ -197,7 +206,7 @@ def delete_repository(
     except (RegistryError, DeletionIncomplete) as exc:
         return _fail(repository, exc, now=now)
     except Exception as exc:
-        _fail(repository, exc, now=now)
+        metrics.REPOSITORY_DELETIONS.labels(_fail(repository, exc, now=now).result).inc()
         raise
     try:
         # Its own savepoint, so a failed DELETE leaves a caller's transaction usable.

@@ -56,9 +56,12 @@ class Outcome:
     duplicates: int = 0
     ignored: int = 0
     stale_projects: set[int] = field(default_factory=set)
+    # (action, result) -> events, for the metrics
+    by_action: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def add(self, result: str) -> None:
+    def add(self, result: str, action: str) -> None:
         setattr(self, result, getattr(self, result) + 1)
+        self.by_action[action, result] = self.by_action.get((action, result), 0) + 1
 
 
 def apply_events(events: list[Event]) -> Outcome:
@@ -66,8 +69,12 @@ def apply_events(events: list[Event]) -> Outcome:
     propagate; events applied before one are committed, and their ids make a re-sent
     envelope skip them."""
     outcome = Outcome()
-    relevant = [(event, kind) for event in events if (kind := _kind(event)) is not None]
-    outcome.ignored += len(events) - len(relevant)
+    relevant = []
+    for event in events:
+        if (kind := _kind(event)) is not None:
+            relevant.append((event, kind))
+        else:
+            outcome.add(IGNORED, event.action)
     images = resolve_image_paths({event.repository for event, _kind in relevant}) if relevant else {}
     pushed: dict[int, set[str]] = {}
     pushed_projects: set[int] = set()
@@ -76,10 +83,10 @@ def apply_events(events: list[Event]) -> Outcome:
     for event, kind in relevant:
         image = images.get(event.repository)
         if image is None or image.project.pending_delete:
-            outcome.add(IGNORED)
+            outcome.add(IGNORED, event.action)
             continue
         if kind == "stale":
-            outcome.add(APPLIED)
+            outcome.add(APPLIED, event.action)
             outcome.stale_projects.add(image.project.pk)
             if event.action == "delete" and not event.is_ours:
                 for_hooks.setdefault(image.project.pk, []).append(_hook_change("delete", event))
@@ -90,7 +97,7 @@ def apply_events(events: list[Event]) -> Outcome:
             result, repository_id, hook_ids = _apply_counted(event, image, push=push)
         if hook_ids is not None:
             project_hooks[image.project.pk] = hook_ids
-        outcome.add(IGNORED if result == MISSING else result)
+        outcome.add(IGNORED if result == MISSING else result, event.action)
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
         if push and repository_id is not None:

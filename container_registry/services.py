@@ -6,8 +6,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from container_registry.client import RegistryClient, get_client
+from container_registry.client import RegistryClient
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics
+from container_registry.registry_info import registry_info
 from gitlab_core import audit
 from gitlab_core.db import execute_all
 from gitlab_core.models import ApplicationSettings
@@ -79,18 +80,10 @@ def store_registry_size(*, project_id: int, size: int, mark_fresh: bool = True) 
 
 
 def record_registry_identity(*, client: RegistryClient | None = None) -> ApplicationSettings:
-    """Read the registry's ``/v2/`` headers and store its vendor, version and features
-    in the application settings. Raises the registry client's errors."""
-    headers = (client or get_client()).ping()
-    if "gitlab-container-registry-version" in headers:
-        vendor = "gitlab"
-        version = headers["gitlab-container-registry-version"]
-        features = [f.strip() for f in headers.get("gitlab-container-registry-features", "").split(",") if f.strip()]
-    else:
-        # distribution answers with Docker-Distribution-Api-Version only; it has no version header.
-        vendor = "distribution" if "docker-distribution-api-version" in headers else ""
-        version = ""
-        features = []
+    """Read the registry's vendor, version and features (``registry_info``) into the
+    application settings. Raises the registry client's errors."""
+    info = registry_info(client=client)
+    vendor, version, features = info.vendor, info.version, info.features
     with transaction.atomic():
         app_settings = ApplicationSettings.current()
         app_settings.container_registry_vendor = vendor

@@ -62,11 +62,11 @@ def env_seconds_list(name: str, default: list[float]) -> list[float]:
     return values
 
 
-def env_networks(name: str) -> list[str]:
+def env_networks(name: str, default: list[str] | None = None) -> list[str]:
     """Comma-separated IP addresses or CIDR ranges, checked now; the list of texts."""
     import ipaddress
 
-    items = env_list(name, [])
+    items = env_list(name, default)
     for item in items:
         try:
             ipaddress.ip_network(item, strict=False)

@@ -46,6 +46,14 @@ USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 # X-Forwarded-For believed, for the client address of bans, lockouts, caches and logs
 # (gitlab_core/client_address.py). Empty: the peer is the client.
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+# Who may read /-/metrics: addresses or CIDR ranges, matched against the client address
+# above (the peer, or X-Forwarded-For's client behind TRUSTED_PROXIES). Others get 403.
+MONITORING_ALLOWED_IPS = env_networks("MONITORING_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# Each process writes its Prometheus counts here (one file per process and kind) and
+# /-/metrics adds them up; one directory per host, shared by the web server and the
+# workers (gitlab_core/metrics.py).
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics")
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -56,6 +64,8 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Load balancers probe the health check over plain HTTP.
 SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", [r"^-/health$"])
+# /-/liveness, /-/readiness and /-/metrics are bare WSGI doors (gitlab_core/wsgi.py):
+# answered over plain HTTP and whatever the Host header, so that probes may use an IP.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)

@@ -7,6 +7,8 @@ class JwtAuthConfig(AppConfig):
     name = "jwt_auth"
 
     def ready(self) -> None:
-        from jwt_auth import decisions
+        from gitlab_core import health
+        from jwt_auth import decisions, monitoring
 
         decisions.connect_invalidation()
+        health.register_check("signing_key", monitoring.check_signing_key)

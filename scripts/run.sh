@@ -79,7 +79,7 @@ pids+=($!)
 pids+=($!)
 .venv/bin/celery --app gitlab_core beat --loglevel INFO &
 pids+=($!)
-echo "==> web on http://$WEB_HOST:$PORT/ (admin: /admin/, health: /-/health); Ctrl-C stops"
+echo "==> web on http://$WEB_HOST:$PORT/ (admin: /admin/, probes: /-/liveness, /-/readiness, metrics: /-/metrics); Ctrl-C stops"
 
 # One process ending (a crash, a bad port) stops the others too.
 set +e

@@ -10,6 +10,8 @@
 #   WEB_ACCESS_LOG: true (default) or false (a proxy in front usually logs requests)
 #   The access log names the client by TRUSTED_PROXIES and X-Forwarded-For, which granian
 #   reads for gitlab_core.client_address.AccessLogClientAddress (granian-logging.json).
+#   PROMETHEUS_MULTIPROC_DIR: where every process writes its metrics for /-/metrics
+#     (default VAR_DIR/metrics; shared with the Celery worker on the same host)
 #   WEB_STATEMENT_TIMEOUT: seconds after which PostgreSQL cancels a web request's
 #     statement and the request answers 503 (default 30; 0: never). Set here, for the web
 #     server only: workers, beat and migrations run without a statement timeout.
@@ -18,6 +20,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export DATABASE_STATEMENT_TIMEOUT="${WEB_STATEMENT_TIMEOUT:-30}"
+
+# Prometheus counts of processes that are gone (PROMETHEUS_MULTIPROC_DIR, default
+# VAR_DIR/metrics) are removed before the workers start; a running Celery worker's stay.
+DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-gitlab_core.settings}" .venv/bin/python -m gitlab_core.metrics_files
 
 access=(--access-log --access-log-fmt '%(addr)s %(method)s %(path)s %(status)d %(dt_ms).3f %(header{x-forwarded-for})s')
 

@@ -45,7 +45,8 @@ def database_url() -> str:
 def child_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the worker and beat: the test database, the broker, and the
     registry settings the test is using (they may have been changed by fixtures)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    # PROMETHEUS_MULTIPROC_DIR: the child's own, under its VAR_DIR, unless ``extra`` says.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "gitlab_core.settings",

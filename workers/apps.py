@@ -8,5 +8,6 @@ class WorkersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connects the receivers that turn the apps' requests into tasks.
-        from workers import cleanup, statistics, webhooks  # noqa: F401
+        # cleanup, statistics, webhooks: the receivers that turn the apps' requests into
+        # tasks; metrics: task outcomes (its signals fire in the worker only).
+        from workers import cleanup, metrics, statistics, webhooks  # noqa: F401

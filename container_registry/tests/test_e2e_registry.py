@@ -327,10 +327,12 @@ def test_registry_identity_is_recorded(registry):
     from container_registry.services import record_registry_identity
 
     app_settings = record_registry_identity()
-    assert app_settings.container_registry_vendor == "distribution"
+    # As GitLab: only its own registry announces a version; any other is vendor "other".
+    assert app_settings.container_registry_vendor == "other"
+    assert app_settings.container_registry_version == ""
     out = StringIO()
     call_command("registry_identity", stdout=out)
-    assert "registry vendor: distribution" in out.getvalue()
+    assert "registry vendor: other" in out.getvalue()
 
 
 @contextmanager
