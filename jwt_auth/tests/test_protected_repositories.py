@@ -82,3 +82,14 @@ def test_realm_holds_back_deploy_tokens_and_ci_jobs(realm, world, make_deploy_to
     _, userless_job = make_ci_job(project, user=None)
     assert realm.get(f"repository:{SVC}/release:pull,push", creds=("gitlab-ci-token", userless_job)).status_code == 403
     assert CiJob.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_new_rule_applies_within_the_decision_reuse_window(realm, world, api_token, settings):
+    settings.REALM_DECISION_CACHE_SECONDS = 30
+    creds = ("developer", api_token(world["users"]["developer"]))
+    scope = f"repository:{SVC}/app:pull,push"
+    assert realm.get(scope, creds=creds).status_code == 200
+    assert realm.get(scope, creds=creds).status_code == 200
+    _rule(world["project"], f"{SVC}/*", push=ProtectionLevel.MAINTAINER)
+    assert realm.get(scope, creds=creds).status_code == 403
