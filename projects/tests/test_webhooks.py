@@ -11,7 +11,6 @@ from gitlab_core.celery import app
 from gitlab_core.models import ApplicationSettings
 from projects import webhooks
 from projects.models import WebHook, WebHookLog
-from tests_support.factories import make_token
 from tests_support.hook_receiver import hook_receiver
 
 SVC = "acme/platform/svc"
@@ -57,16 +56,6 @@ def test_local_and_bad_addresses_are_blocked(url, message):
 
 def test_local_addresses_pass_when_allowed():
     assert outbound.check_url("http://127.0.0.1:8080/x?y=1", allow_local=True).request_path == "/x?y=1"
-
-
-@pytest.fixture
-def gl_as(transactional_db, live_server, gitlab_client):
-    def build(user):
-        client = gitlab_client(live_server.url, make_token(user))
-        client.auth()
-        return client
-
-    return build
 
 
 def test_hooks_api_through_python_gitlab(gl_as, world, eager_tasks):
