@@ -188,6 +188,9 @@ class ProjectCleanupPlanView(CleanupPlanMixin):
 class RepositoryCleanupReleaseView(RegistryApiView):
     """POST /projects/:id/registry/repositories/:repository_id/cleanup/release"""
 
+    # A person reviews what the brake held: not a CI job's token.
+    allow_job_token = False
+
     def post(self, request, project_id: str, repository_id: str):
         project = self.project(project_id)
         repository = _repository(project, repository_id)

@@ -2,7 +2,8 @@
 
 A policy's ``rules_revision`` moves whenever what it deletes changes (a new policy, a
 changed regex, ``keep_n``, ``older_than``, enabling it). The first scheduled run of a
-repository under a revision it has not run yet is braked: when it would delete more than
+repository under a revision it has not run yet is braked (a repository created after
+the policy last changed has nothing to be braked for): when it would delete more than
 ``container_registry_cleanup_brake_tags`` tags or more than
 ``container_registry_cleanup_brake_percent`` percent of the repository's tags, it deletes
 nothing. The repository becomes ``cleanup_held`` with the dry-run plan of that run
@@ -36,9 +37,13 @@ NOT_HELD = "The cleanup policy of this container repository is not held"
 
 
 def brake_for(repository: ContainerRepository, policy: ContainerExpirationPolicy) -> Brake | None:
-    """The brake for a policy run of ``repository``, or None when the run is not braked
-    (the brake is off, or the repository already ran under this revision of the policy)."""
+    """The brake for a policy run of ``repository``, or None when the run is not braked:
+    the brake is off, the repository already ran under this revision of the policy, or it
+    is new under a policy that has not changed since (a new image under an established
+    policy is not a change of what the policy deletes)."""
     if repository.cleanup_policy_revision == policy.rules_revision:
+        return None
+    if repository.cleanup_policy_revision is None and repository.created_at >= policy.updated_at:
         return None
     app_settings = ApplicationSettings.current()
     if not app_settings.container_registry_cleanup_brake_enabled:

@@ -103,7 +103,10 @@ def apply_events(events: list[Event]) -> Outcome:
         if push and repository_id is not None:
             pushed.setdefault(repository_id, set()).add(event.tag)
             pushed_projects.add(image.project.pk)
-        if push and result == APPLIED:
+        # A re-sent push is told again: the first delivery may have failed after recording
+        # the event and before the hooks heard of it. Its key (the event id) lets a
+        # receiver drop what it already has.
+        if push and result in (APPLIED, DUPLICATE):
             for_hooks.setdefault(image.project.pk, []).append(_hook_change("push", event))
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)

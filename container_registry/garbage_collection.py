@@ -86,8 +86,12 @@ def registry_state() -> str:
     url = settings.REGISTRY_API_URL
     try:
         requests.get(f"{url.rstrip('/')}/v2/", timeout=settings.REGISTRY_REQUEST_TIMEOUT)
-    except requests.ConnectionError:
-        return "stopped"
+    except requests.ConnectionError as exc:
+        # Only a refused connection means nothing listens: a timeout, a TLS or proxy
+        # failure may hide a registry that is running and writing.
+        if _refused(exc):
+            return "stopped"
+        raise gc_error(f"cannot tell whether the registry at {url} is stopped: {exc.__class__.__name__}")
     except requests.RequestException as exc:
         raise gc_error(f"cannot tell whether the registry at {url} accepts writes: {exc.__class__.__name__}")
     try:
@@ -95,6 +99,32 @@ def registry_state() -> str:
     except RegistryError as exc:
         raise gc_error(f"cannot tell whether the registry at {url} accepts writes: {exc}")
     return "read-only" if state == READ_ONLY else "writable"
+
+
+def _refused(exc: BaseException) -> bool:
+    """The connection was refused (found anywhere in the exception's chain of causes)."""
+    if isinstance(exc, requests.Timeout | requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return False
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        pending.extend(
+            [
+                current.__cause__,
+                current.__context__,
+                *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)],
+            ]
+        )
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return False
 
 
 def directory_size(root: Path) -> int:

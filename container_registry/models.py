@@ -179,9 +179,11 @@ class ContainerExpirationPolicy(models.Model):
         self._loaded_rules = self.rules_key()
         if rules_changed:
             # A held repository waited for a release or a new policy: this is the new
-            # policy, whose first run goes through the brake again.
+            # policy, whose first run goes through the brake again. A repository still
+            # waiting to run the old one waits for the new schedule (``next_run_at``).
+            Status = ContainerRepository.CleanupStatus
             ContainerRepository.objects.filter(
-                project_id=self.project_id, expiration_policy_cleanup_status=ContainerRepository.CleanupStatus.HELD
+                project_id=self.project_id, expiration_policy_cleanup_status__in=[Status.HELD, Status.SCHEDULED]
             ).update(
                 expiration_policy_cleanup_status=ContainerRepository.CleanupStatus.UNSCHEDULED,
                 cleanup_held_at=None,

@@ -30,6 +30,7 @@ from container_registry.regex import validate_regex
 from gitlab_core import audit
 from gitlab_core.api.params import parse_bool
 from gitlab_core.errors import bad_request, invalid_params
+from gitlab_core.text import clean_text
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class _Problems:
 def _read_regex(key: str, value: Any, problems: _Problems) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
+    # A NUL or a lone surrogate cannot be stored (PostgreSQL refuses them).
+    if not isinstance(value, str) or not clean_text(value):
         problems.invalid(key)
         return None
     if len(value) > MAX_REGEX_LENGTH:

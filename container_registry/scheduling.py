@@ -383,17 +383,33 @@ def hold_repository(
     transaction; only if this run still owns the repository."""
     now = timezone.now()
     plan = held_plan(result, brake, revision=revision, now=now)
+    # Held only under the revision this run read: a policy changed during the run lifted
+    # holds already, and its own first run is braked again.
+    same_policy = Exists(
+        ContainerExpirationPolicy.objects.filter(project_id=OuterRef("project_id"), rules_revision=revision)
+    )
     with transaction.atomic():
-        changed = _owned(repository.pk, claimed_at).update(
-            expiration_policy_cleanup_status=CleanupStatus.HELD,
-            last_cleanup_stop_reason=result.stop_reason,
-            cleanup_held_at=now,
-            cleanup_held_plan=plan,
+        changed = (
+            _owned(repository.pk, claimed_at)
+            .filter(same_policy)
+            .update(
+                expiration_policy_cleanup_status=CleanupStatus.HELD,
+                last_cleanup_stop_reason=result.stop_reason,
+                cleanup_held_at=now,
+                cleanup_held_plan=plan,
+            )
         )
         if changed:
             record_repository_event(repository, "container_repository_cleanup_held", hold_message(plan))
     if not changed:
-        _lost_claim(repository.pk)
+        if _owned(repository.pk, claimed_at).update(
+            expiration_policy_cleanup_status=CleanupStatus.UNSCHEDULED, last_cleanup_stop_reason="policy_changed"
+        ):
+            logger.info(
+                "cleanup run not held: the policy changed during it", extra={"container_repository_id": repository.pk}
+            )
+        else:
+            _lost_claim(repository.pk)
         return False
     logger.warning(
         "cleanup policy run held by the brake",

@@ -56,6 +56,17 @@ class User(AbstractUser):
             models.UniqueConstraint(models.functions.Lower("username"), name="users_username_ci_unique"),
         ]
 
+    def check_password(self, raw_password: str) -> bool:
+        """Django's check; when it stored the password again under a stronger hash, tell
+        the apps bound to the old hash that it is still the same password."""
+        old_hash = self.password
+        matched = super().check_password(raw_password)
+        if matched and self.password != old_hash:
+            from gitlab_core.signals import password_rehashed
+
+            password_rehashed.send(sender=User, user=self, old_hash=old_hash)
+        return matched
+
     def save(self, *args, **kwargs):
         # Django's is_active gates admin sign-in; it follows GitLab's state.
         self.is_active = self.state == self.State.ACTIVE
@@ -116,6 +127,10 @@ class PersonalAccessToken(models.Model):
     @property
     def active(self) -> bool:
         return not self.revoked and not self.expired
+
+
+# Refresh tokens of the realm live at most ten years (longer overflows dates).
+MAX_REFRESH_TOKEN_DAYS = 3650
 
 
 class ApplicationSettings(models.Model):
@@ -234,7 +249,10 @@ class ApplicationSettings(models.Model):
     )
     container_registry_refresh_token_days = models.IntegerField(
         default=30,
-        validators=[MinValueValidator(0, "must be greater than or equal to 0")],
+        validators=[
+            MinValueValidator(0, "must be greater than or equal to 0"),
+            MaxValueValidator(MAX_REFRESH_TOKEN_DAYS, f"must be less than or equal to {MAX_REFRESH_TOKEN_DAYS}"),
+        ],
         verbose_name="Registry refresh token lifetime (days)",
         help_text="How long a refresh token that /jwt/auth issues (offline_token) stays valid; 0 issues none.",
     )

@@ -12,13 +12,14 @@ Redirects are not followed.
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import urllib3
 
 ALLOWED_SCHEMES = ("http", "https")
 MAX_URL_LENGTH = 2048
@@ -47,8 +48,12 @@ class Response:
 
 
 def _is_local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 addresses carried inside IPv6 ones (mapped, 6to4, Teredo's client) are
+        # judged as the IPv4 address they reach.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is not None and _is_local(embedded):
+            return True
     return (
         address.is_loopback
         or address.is_private
@@ -102,43 +107,63 @@ def check_url(url: str, *, allow_local: bool) -> Target:
 def post(
     url: str, body: bytes, headers: dict[str, str], *, allow_local: bool, timeout: float, verify: bool = True
 ) -> Response:
-    """POST ``body`` to ``url`` (checked again now) and return the answer. Raises
-    ``BlockedUrl``, or ``urllib3.exceptions.HTTPError`` when there is no answer.
-    ``verify`` False accepts any TLS certificate (a hook's ``enable_ssl_verification``)."""
+    """POST ``body`` to ``url`` (checked again now) and return the answer, all within
+    ``timeout`` seconds however slowly the other side trickles its answer. Raises
+    ``BlockedUrl``, or ``OSError`` (``http.client.HTTPException`` included) when no
+    whole answer came in time. ``verify`` False accepts any TLS certificate (a hook's
+    ``enable_ssl_verification``)."""
     target = check_url(url, allow_local=allow_local)
+    host = _ascii_host(target.host)
     default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and not target.host.startswith("["):
-        host_header = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    pool_kwargs = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.address,
-            target.port,
-            server_hostname=target.host,
-            assert_hostname=target.host if verify else False,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-            **pool_kwargs,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, **pool_kwargs)
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if target.port == default_port else f"{shown}:{target.port}"
     started = time.monotonic()
+    sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    # One deadline for the whole exchange: a per-read timeout alone lets a server that
+    # sends a byte now and then hold the worker for hours.
+    watchdog = threading.Timer(timeout, _shut, args=(sock,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        answer = pool.urlopen(
-            "POST",
-            target.request_path,
-            body=body,
-            headers={**headers, "Host": host_header},
-            redirect=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
-        try:
-            excerpt = answer.read(MAX_RESPONSE_BYTES, decode_content=True)
-        finally:
-            answer.release_conn()
+        if target.scheme == "https":
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=host)
+            watchdog.args = (sock,)
+        connection = http.client.HTTPConnection(target.address, target.port, timeout=timeout)
+        connection.sock = sock
+        connection.putrequest("POST", target.request_path, skip_host=True, skip_accept_encoding=True)
+        for name, value in {**headers, "Host": host_header, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        excerpt = answer.read(MAX_RESPONSE_BYTES)
+        if time.monotonic() - started > timeout:
+            raise TimeoutError("no whole answer within the timeout")
         return Response(
             status=answer.status, duration=time.monotonic() - started, body=excerpt.decode("utf-8", "replace")
         )
+    except ValueError as exc:
+        # A header value http.client refuses (a control character): no request was sent.
+        raise http.client.HTTPException(str(exc)) from None
     finally:
-        pool.close()
+        watchdog.cancel()
+        sock.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _ascii_host(host: str) -> str:
+    """The host as it travels in ``Host`` and as the TLS server name (IDNA for names
+    beyond ASCII)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BlockedUrl("URL is blocked: Host cannot be resolved or invalid") from None

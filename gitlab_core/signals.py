@@ -15,6 +15,11 @@ access_changed = Signal()
 # namespaces share the top level with groups).
 top_level_path_taken = Signal()
 
+# Sent with ``user=`` and ``old_hash=`` when a correct password was checked and Django
+# stored it again with its current hasher (a stronger work factor): the password is the
+# same, so what was bound to the old hash (the realm's refresh tokens) is moved over.
+password_rehashed = Signal()
+
 # Sent with ``user=`` inside the transaction of ``services.create_user``: ``projects``
 # creates the personal namespace. An error a receiver raises rolls the user back.
 user_created = Signal()

@@ -8,7 +8,7 @@ class JwtAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from gitlab_core import health
-        from jwt_auth import decisions, monitoring
+        from jwt_auth import decisions, monitoring, refresh_tokens  # noqa: F401 (refresh_tokens: its receiver)
 
         decisions.connect_invalidation()
         health.register_check("signing_key", monitoring.check_signing_key)

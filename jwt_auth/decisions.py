@@ -104,6 +104,7 @@ _WATCHED = (
     "projects.ProjectMember",
     "projects.DeployToken",
     "projects.CiJob",
+    "projects.ContainerRepositoryProtectionRule",
     # A granted push creates the repository row; a deleted row must come back at once.
     "container_registry.ContainerRepository",
 )

@@ -14,11 +14,13 @@ from __future__ import annotations
 import hmac
 from datetime import timedelta
 
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from gitlab_core import tokens
-from gitlab_core.models import ApplicationSettings, User
+from gitlab_core.models import MAX_REFRESH_TOKEN_DAYS, ApplicationSettings, User
+from gitlab_core.signals import password_rehashed
 from gitlab_core.text import clean_text
 from jwt_auth import credentials
 from jwt_auth.credentials import AuthResult
@@ -33,12 +35,26 @@ MAX_PER_OWNER = 100
 
 
 def lifetime() -> timedelta:
-    return timedelta(days=ApplicationSettings.current().container_registry_refresh_token_days)
+    days = ApplicationSettings.current().container_registry_refresh_token_days
+    return timedelta(days=min(days, MAX_REFRESH_TOKEN_DAYS))
 
 
 def _password_fingerprint(user: User) -> str:
+    return _fingerprint(user.password)
+
+
+def _fingerprint(password_hash: str) -> str:
     # Keyed, so that the stored value says nothing about the password hash.
-    return salted_hmac("jwt_auth.refresh_tokens.password", user.password, algorithm="sha256").hexdigest()
+    return salted_hmac("jwt_auth.refresh_tokens.password", password_hash, algorithm="sha256").hexdigest()
+
+
+@receiver(password_rehashed, dispatch_uid="jwt_auth.refresh_tokens.rehashed")
+def _password_rehashed(sender, *, user: User, old_hash: str, **kwargs) -> None:
+    """The same password under a new hash (Django's work factor went up): the refresh
+    tokens issued for it stay valid."""
+    RefreshToken.objects.filter(user=user, password_fingerprint=_fingerprint(old_hash)).update(
+        password_fingerprint=_password_fingerprint(user)
+    )
 
 
 def issue(auth: AuthResult, *, client_id: str = "") -> str | None:

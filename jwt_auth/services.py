@@ -48,6 +48,7 @@ _ACTION_RULES = {
 # The failed-login ban counts bad refresh tokens from one address under this name (no
 # username can contain a space or parentheses).
 REFRESH_TOKEN_LOGIN = "(refresh token)"
+MAX_LOGIN_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def authenticate_login(*, login: str, password: str, client_ip: str) -> AuthResu
     banned, has_failures = throttle.check(ip=client_ip, login=login)
     if banned:
         raise Banned
-    result = credentials.authenticate(login, password)
+    # No login is longer (usernames and emails have 255 characters at most).
+    result = credentials.authenticate(login, password) if len(login) <= MAX_LOGIN_LENGTH else None
     if result is None:
         throttle.record_failure(ip=client_ip, login=login)
         logger.warning("JWT authentication failed", extra={"login": login, "client_address": client_ip})
@@ -97,19 +99,20 @@ def authenticate_login(*, login: str, password: str, client_ip: str) -> AuthResu
 
 
 def authenticate_refresh_token(*, secret: str, client_ip: str) -> AuthResult:
-    """The caller a refresh token stands for, under the same ban as a login (bad
-    refresh tokens from one address count together). Raises as ``authenticate_login``."""
-    banned, has_failures = throttle.check(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
+    """The caller a refresh token stands for. Bad refresh tokens from one address count
+    together towards the failed-login ban, which then refuses bad ones with 403; a valid
+    one always works (its 192 random bits cannot be guessed, and a stale token retried
+    by one client must not lock out the others behind the same address). Raises
+    ``Banned`` or ``RealmError`` 401."""
+    result = refresh_tokens.authenticate(secret)
+    if result is not None:
+        return result
+    banned, _ = throttle.check(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
     if banned:
         raise Banned
-    result = refresh_tokens.authenticate(secret)
-    if result is None:
-        throttle.record_failure(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
-        logger.warning("JWT authentication failed", extra={"login": REFRESH_TOKEN_LOGIN, "client_address": client_ip})
-        raise unauthorized()
-    if has_failures:
-        throttle.record_success(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
-    return result
+    throttle.record_failure(ip=client_ip, login=REFRESH_TOKEN_LOGIN)
+    logger.warning("JWT authentication failed", extra={"login": REFRESH_TOKEN_LOGIN, "client_address": client_ip})
+    raise unauthorized()
 
 
 def authorize_and_issue(

@@ -480,8 +480,10 @@ class WebHookForm(forms.ModelForm):
 
     def clean_token(self):
         token = self.cleaned_data.get("token") or ""
-        if "\n" in token:
-            raise forms.ValidationError("The token must be one line.")
+        try:
+            webhooks.check_token(token)
+        except ServiceError:
+            raise forms.ValidationError("The token must be printable ASCII characters.")
         return token or self.instance.token
 
     def clean(self):

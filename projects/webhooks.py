@@ -17,12 +17,12 @@ resting hook are skipped, not queued.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import logging
 import uuid
 from dataclasses import dataclass
 
-import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -32,7 +32,7 @@ from gitlab_core.db import fetch_all
 from gitlab_core.errors import ServiceError
 from gitlab_core.models import ApplicationSettings, User
 from gitlab_core.text import clean_text
-from projects.models import Project, WebHook, WebHookLog
+from projects.models import Namespace, Project, WebHook, WebHookLog
 from projects.signals import webhook_delivery_requested
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def deliver(hook_id: int, payload: dict, idempotency_key: str, *, attempt: int =
         ok = 200 <= response.status < 300
     except outbound.BlockedUrl as exc:
         status, text, duration, ok = INTERNAL_ERROR, str(exc), 0.0, False
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+    except (OSError, http.client.HTTPException) as exc:
         status, text, duration, ok = INTERNAL_ERROR, exc.__class__.__name__, 0.0, False
     with transaction.atomic():
         hook = WebHook.objects.select_for_update().filter(pk=hook_id).first()
@@ -299,12 +299,26 @@ def check_url(url: str) -> None:
         raise ServiceError(422, {"message": {"url": [str(exc)]}})
 
 
+def check_token(token: str) -> None:
+    """422 unless ``token`` can travel in a header: printable ASCII, no control character."""
+    if token and not all(" " <= char <= "~" for char in token):
+        raise ServiceError(422, {"message": {"token": ["must be printable ASCII characters"]}})
+
+
+@transaction.atomic
 def save_hook(hook: WebHook, *, url_changed: bool) -> WebHook:
     """Validate and save; saving a hook clears its disabling state, as in GitLab."""
     if url_changed:
         check_url(hook.url)
+    check_token(hook.token)
     if hook.pk is None:
-        parent = {"project_id": hook.project_id} if hook.project_id else {"group_id": hook.group_id}
+        # The parent's row locked: concurrent creations cannot pass the limit together.
+        if hook.project_id:
+            Project.objects.select_for_update().filter(pk=hook.project_id).first()
+            parent = {"project_id": hook.project_id}
+        else:
+            Namespace.objects.select_for_update().filter(pk=hook.group_id).first()
+            parent = {"group_id": hook.group_id}
         if WebHook.objects.filter(**parent).count() >= MAX_HOOKS_PER_PARENT:
             raise ServiceError(422, {"message": f"A project or group has at most {MAX_HOOKS_PER_PARENT} hooks"})
     _after_success(hook)

@@ -41,3 +41,15 @@ def make_token(user: User, scopes: list[str] | None = None, **extra) -> str:
     secret = token.set_secret()
     token.save()
     return secret
+
+
+def make_protection_rule(project, pattern: str, push: int | None = None, delete: int | None = None):
+    """A container repository protection rule of ``project`` (levels: ``ProtectionLevel``)."""
+    from projects.models import ContainerRepositoryProtectionRule
+
+    return ContainerRepositoryProtectionRule.objects.create(
+        project=project,
+        repository_path_pattern=pattern,
+        minimum_access_level_for_push=push,
+        minimum_access_level_for_delete=delete,
+    )

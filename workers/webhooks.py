@@ -6,6 +6,7 @@ import logging
 
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import receiver
 
 from gitlab_core.celery import app
@@ -33,4 +34,17 @@ def deliver_webhook(hook_id: int, payload: dict, idempotency_key: str, attempt: 
 
 @receiver(webhook_delivery_requested, dispatch_uid="workers.enqueue_webhook_delivery")
 def enqueue_webhook_delivery(sender, *, hook_id: int, payload: dict, idempotency_key: str, **kwargs) -> None:
-    deliver_webhook.delay_on_commit(hook_id, payload, idempotency_key)
+    """Enqueue once the transaction commits. A broker that is down loses this delivery
+    (logged with its key), never the change that caused it: the token request, the
+    event or the deletion goes on."""
+
+    def send() -> None:
+        try:
+            deliver_webhook.apply_async(args=[hook_id, payload, idempotency_key], retry=False)
+        except Exception as exc:  # noqa: BLE001 (kombu's and redis's errors alike: the broker is down)
+            logger.error(
+                "webhook delivery not enqueued, broker unavailable",
+                extra={"hook_id": hook_id, "idempotency_key": idempotency_key, "error": exc.__class__.__name__},
+            )
+
+    transaction.on_commit(send)

@@ -31,8 +31,11 @@ def set_brake(**values) -> None:
 
 @pytest.fixture
 def repository(world):
+    """A repository that existed when its project's policy was set: the policy's first
+    run on it goes through the brake."""
+    created = ContainerRepository.objects.create(project=world["project"], name="app")
     make_due(world["project"], name_regex="t.*")
-    return ContainerRepository.objects.create(project=world["project"], name="app")
+    return created
 
 
 def run(repository, client) -> str:
@@ -209,3 +212,18 @@ def test_a_release_approves_the_held_revision_only(world, repository):
 
     assert run_policy_cleanup(repository_id=repository.pk, client=client).result == "held"
     assert len(client.tags) == 10
+
+
+def test_a_new_repository_under_an_unchanged_policy_is_not_braked(world):
+    from container_registry.brake import brake_for
+
+    policy = ContainerExpirationPolicy.objects.get(project=world["project"])
+    policy.enabled, policy.name_regex = True, ".*"
+    policy.save()
+    fresh = ContainerRepository.objects.create(project=world["project"], name="fresh-image")
+    assert brake_for(fresh, policy) is None
+    # A change of the rules brakes its first run.
+    policy.keep_n = 5
+    policy.save()
+    fresh.refresh_from_db()
+    assert brake_for(fresh, policy) is not None

@@ -199,3 +199,14 @@ def test_an_administrator_sets_and_removes_a_group_default_in_the_admin(world):
     assert browser.post(url, {"cadence": "1d"}).status_code == 302
     platform.refresh_from_db()
     assert platform.container_expiration_policy_default is None
+
+
+@pytest.mark.parametrize("key", ["name_regex", "name_regex_keep"])
+def test_a_regex_with_a_nul_is_a_400_for_groups_and_projects(world, key):
+    owner = as_user(world["users"]["owner"])
+    attributes = {"container_expiration_policy_attributes": {key: "v\x00.*"}}
+    for url in (f"/api/v4/groups/{world['platform'].pk}", f"/api/v4/projects/{world['project'].pk}"):
+        response = owner.put(url, attributes, format="json")
+        assert response.status_code == 400, (url, response.content)
+    world["platform"].refresh_from_db()
+    assert world["platform"].container_expiration_policy_default is None

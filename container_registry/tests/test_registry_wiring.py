@@ -216,3 +216,30 @@ def test_garbage_collection_needs_a_filesystem_config(settings, tmp_path, text, 
 
     with pytest.raises(CommandError, match=message):
         call_command("registry_garbage_collect", "--config", str(config))
+
+
+def test_garbage_collection_takes_only_a_refused_connection_for_a_stopped_registry(settings):
+    import socket
+
+    from container_registry import garbage_collection
+    from gitlab_core.errors import ServiceError
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    settings.REGISTRY_API_URL = f"http://127.0.0.1:{port}"
+    assert garbage_collection.registry_state() == "stopped"
+
+    # Something listens but never answers (a registry too busy, or TLS the probe cannot
+    # speak): that is not a stopped registry, and collection must not start.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        settings.REGISTRY_API_URL = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        settings.REGISTRY_REQUEST_TIMEOUT = 1
+        with pytest.raises(ServiceError):
+            garbage_collection.registry_state()
+    finally:
+        silent.close()

@@ -6,25 +6,16 @@ from __future__ import annotations
 import pytest
 
 from container_registry.models import ContainerRepository
-from projects.models import CiJob, ContainerRepositoryProtectionRule, ProtectionLevel
-from tests_support.factories import make_user
+from projects.models import CiJob, ProtectionLevel
+from tests_support.factories import make_protection_rule, make_user
 
 SVC = "acme/platform/svc"
-
-
-def _rule(project, pattern, push=None, delete=None):
-    return ContainerRepositoryProtectionRule.objects.create(
-        project=project,
-        repository_path_pattern=pattern,
-        minimum_access_level_for_push=push,
-        minimum_access_level_for_delete=delete,
-    )
 
 
 @pytest.mark.django_db
 def test_realm_refuses_pushes_below_the_level(realm, world, api_token):
     project, users = world["project"], world["users"]
-    _rule(project, f"{SVC}/release*", push=ProtectionLevel.MAINTAINER)
+    make_protection_rule(project, f"{SVC}/release*", push=ProtectionLevel.MAINTAINER)
     developer = ("developer", api_token(users["developer"]))
     refused = realm.get(f"repository:{SVC}/release:pull,push", creds=developer)
     assert refused.status_code == 403
@@ -40,7 +31,7 @@ def test_realm_refuses_pushes_below_the_level(realm, world, api_token):
 
 @pytest.mark.django_db
 def test_realm_refuses_a_refused_push_before_creating_the_repository(realm, world, api_token):
-    _rule(world["project"], f"{SVC}/locked", push=ProtectionLevel.OWNER)
+    make_protection_rule(world["project"], f"{SVC}/locked", push=ProtectionLevel.OWNER)
     creds = ("maintainer", api_token(world["users"]["maintainer"]))
     assert realm.get(f"repository:{SVC}/locked:pull,push", creds=creds).status_code == 403
     assert not ContainerRepository.objects.filter(project=world["project"], name="locked").exists()
@@ -48,7 +39,7 @@ def test_realm_refuses_a_refused_push_before_creating_the_repository(realm, worl
 
 @pytest.mark.django_db
 def test_realm_refuses_deletes_below_the_level_and_admins_pass(realm, world, api_token):
-    _rule(world["project"], f"{SVC}", delete=ProtectionLevel.OWNER)
+    make_protection_rule(world["project"], f"{SVC}", delete=ProtectionLevel.OWNER)
     maintainer = ("maintainer", api_token(world["users"]["maintainer"]))
     refused = realm.get(f"repository:{SVC}:delete", creds=maintainer)
     assert refused.status_code == 403
@@ -57,7 +48,7 @@ def test_realm_refuses_deletes_below_the_level_and_admins_pass(realm, world, api
     owner = ("owner", api_token(world["users"]["owner"]))
     assert realm.access(f"repository:{SVC}:delete", creds=owner) == {SVC: ["delete"]}
     root = make_user("root", admin=True)
-    _rule(world["project"], f"{SVC}/x", push=ProtectionLevel.ADMIN)
+    make_protection_rule(world["project"], f"{SVC}/x", push=ProtectionLevel.ADMIN)
     assert realm.access(f"repository:{SVC}/x:pull,push", creds=("root", api_token(root))) == {
         f"{SVC}/x": ["pull", "push"]
     }
@@ -66,7 +57,7 @@ def test_realm_refuses_deletes_below_the_level_and_admins_pass(realm, world, api
 @pytest.mark.django_db
 def test_realm_holds_back_deploy_tokens_and_ci_jobs(realm, world, make_deploy_token, make_ci_job):
     project = world["project"]
-    _rule(project, f"{SVC}/release", push=ProtectionLevel.MAINTAINER)
+    make_protection_rule(project, f"{SVC}/release", push=ProtectionLevel.MAINTAINER)
     token, secret = make_deploy_token(project, scopes=("read_registry", "write_registry"))
     assert realm.get(f"repository:{SVC}/release:pull,push", creds=(token.username, secret)).status_code == 403
     assert realm.access(f"repository:{SVC}/dev:pull,push", creds=(token.username, secret)) == {
@@ -82,3 +73,14 @@ def test_realm_holds_back_deploy_tokens_and_ci_jobs(realm, world, make_deploy_to
     _, userless_job = make_ci_job(project, user=None)
     assert realm.get(f"repository:{SVC}/release:pull,push", creds=("gitlab-ci-token", userless_job)).status_code == 403
     assert CiJob.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_new_rule_applies_within_the_decision_reuse_window(realm, world, api_token, settings):
+    settings.REALM_DECISION_CACHE_SECONDS = 30
+    creds = ("developer", api_token(world["users"]["developer"]))
+    scope = f"repository:{SVC}/app:pull,push"
+    assert realm.get(scope, creds=creds).status_code == 200
+    assert realm.get(scope, creds=creds).status_code == 200
+    make_protection_rule(world["project"], f"{SVC}/*", push=ProtectionLevel.MAINTAINER)
+    assert realm.get(scope, creds=creds).status_code == 403

@@ -9,6 +9,7 @@ service has no such events. The token is write-only.
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from rest_framework.response import Response
 
 from gitlab_core.api.format import iso
@@ -17,6 +18,7 @@ from gitlab_core.errors import ServiceError, forbidden, invalid_params, not_foun
 from projects import permissions, selectors, webhooks
 from projects.models import WebHook
 
+TEST_INTERVAL_SECONDS = 5
 BOOLEAN_FIELDS = ("container_registry_events", "push_events", "tag_push_events", "enable_ssl_verification")
 TEXT_FIELDS = {"name": 255, "description": 2048, "token": 255}
 
@@ -115,6 +117,10 @@ class HookTestView(_HooksView):
         hook = self.find_hook(self.parent(parent_id), hook_id)
         if trigger != webhooks.TRIGGER:
             raise invalid_params(f"trigger does not have a valid value; this service tests {webhooks.TRIGGER}")
+        # A test posts at once, from this request: one per hook at a time, as GitLab
+        # rate-limits its test endpoint.
+        if not cache.add(f"webhooks:test:{hook.pk}", 1, timeout=TEST_INTERVAL_SECONDS):
+            raise ServiceError(429, {"message": "This endpoint has been requested too many times. Try again later."})
         delivery = webhooks.test_delivery(hook, user=self.require_user())
         if delivery.outcome != "delivered":
             raise ServiceError(422, {"message": f"Hook execution failed: {delivery.status or delivery.outcome}"})

@@ -22,6 +22,19 @@ def client_as(db):
     return build
 
 
+@pytest.fixture
+def gl_as(transactional_db, live_server, gitlab_client):
+    """``gl_as(user)`` -> the real python-gitlab client, signed in as ``user`` (a new
+    token) on a live server."""
+
+    def build(user):
+        client = gitlab_client(live_server.url, make_token(user))
+        client.auth()
+        return client
+
+    return build
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # Test users get passwords; the production hasher would make each one cost ~0.5 s.

@@ -9,18 +9,9 @@ import pytest
 from container_registry.models import ContainerRepository
 from projects import protection
 from projects.models import ContainerRepositoryProtectionRule, DeployToken, ProtectionLevel
-from tests_support.factories import make_token, make_user
+from tests_support.factories import make_protection_rule, make_user
 
 SVC = "acme/platform/svc"
-
-
-def _rule(project, pattern, push=None, delete=None):
-    return ContainerRepositoryProtectionRule.objects.create(
-        project=project,
-        repository_path_pattern=pattern,
-        minimum_access_level_for_push=push,
-        minimum_access_level_for_delete=delete,
-    )
 
 
 @pytest.mark.parametrize(
@@ -43,7 +34,7 @@ def test_pattern_matching(pattern, path, matches):
 @pytest.mark.django_db
 def test_who_a_rule_holds_back(world, settings):
     project, users = world["project"], world["users"]
-    _rule(project, f"{SVC}/*", push=ProtectionLevel.OWNER, delete=ProtectionLevel.ADMIN)
+    make_protection_rule(project, f"{SVC}/*", push=ProtectionLevel.OWNER, delete=ProtectionLevel.ADMIN)
     path = f"{SVC}/app"
     assert protection.refused_actions(users["maintainer"], project, path) == {"push", "delete"}
     assert protection.refused_actions(users["owner"], project, path) == {"delete"}
@@ -62,7 +53,7 @@ def test_who_a_rule_holds_back(world, settings):
 def test_api_deletions_respect_the_delete_level(client, world, api_token):
     project = world["project"]
     repository = ContainerRepository.objects.create(project=project, name="app")
-    _rule(project, f"{SVC}/app", delete=ProtectionLevel.OWNER)
+    make_protection_rule(project, f"{SVC}/app", delete=ProtectionLevel.OWNER)
     maintainer = {"HTTP_PRIVATE_TOKEN": api_token(world["users"]["maintainer"])}
     base = f"/api/v4/projects/{project.pk}/registry/repositories/{repository.pk}"
     message = {"message": "403 Forbidden - Deleting protected container repository forbidden."}
@@ -79,16 +70,6 @@ def test_api_deletions_respect_the_delete_level(client, world, api_token):
 
 
 # --- The rules' API (python-gitlab) and the admin -----------------------------------------------
-
-
-@pytest.fixture
-def gl_as(transactional_db, live_server, gitlab_client):
-    def build(user):
-        client = gitlab_client(live_server.url, make_token(user))
-        client.auth()
-        return client
-
-    return build
 
 
 def test_rules_api_through_python_gitlab(gl_as, world):

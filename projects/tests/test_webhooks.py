@@ -11,7 +11,6 @@ from gitlab_core.celery import app
 from gitlab_core.models import ApplicationSettings
 from projects import webhooks
 from projects.models import WebHook, WebHookLog
-from tests_support.factories import make_token
 from tests_support.hook_receiver import hook_receiver
 
 SVC = "acme/platform/svc"
@@ -57,16 +56,6 @@ def test_local_and_bad_addresses_are_blocked(url, message):
 
 def test_local_addresses_pass_when_allowed():
     assert outbound.check_url("http://127.0.0.1:8080/x?y=1", allow_local=True).request_path == "/x?y=1"
-
-
-@pytest.fixture
-def gl_as(transactional_db, live_server, gitlab_client):
-    def build(user):
-        client = gitlab_client(live_server.url, make_token(user))
-        client.auth()
-        return client
-
-    return build
 
 
 def test_hooks_api_through_python_gitlab(gl_as, world, eager_tasks):
@@ -196,3 +185,85 @@ def test_admin_manages_hooks_and_shows_deliveries(client, world, admin):
     hook.refresh_from_db()
     assert hook.token == "tok-secret"
     assert client.get("/admin/projects/webhooklog/").status_code == 200
+
+
+def test_six_to_four_and_teredo_addresses_of_the_inside_are_blocked():
+    for url in ("http://[2002:7f00:1::]/", "http://[2002:c0a8:101::]/"):
+        with pytest.raises(outbound.BlockedUrl):
+            outbound.check_url(url, allow_local=False)
+
+
+def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_timeout():
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"X-A: b\r\n")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises((OSError, outbound.http.client.HTTPException)):
+            outbound.post(f"http://127.0.0.1:{server.getsockname()[1]}/", b"{}", {}, allow_local=True, timeout=1.0)
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_that_cannot_travel_in_a_header_are_refused(client, world, api_token):
+    _allow_local(True)
+    token = {"HTTP_PRIVATE_TOKEN": api_token(world["users"]["maintainer"])}
+    url = f"/api/v4/projects/{world['project'].pk}/hooks"
+    for bad in ("a\rb", "tok\u20ac"):
+        response = client.post(
+            url, {"url": "http://127.0.0.1:9/", "token": bad}, content_type="application/json", **token
+        )
+        assert response.status_code in (400, 422), response.content
+    assert not WebHook.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_that_is_down_loses_the_delivery_not_the_change(world, monkeypatch, caplog):
+    # A broker outage cannot be produced in-process (the app's broker is fixed at start):
+    # the enqueue call is made to fail as kombu fails, which is the fault under test.
+    from kombu.exceptions import OperationalError
+
+    from workers import webhooks as webhook_tasks
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis")
+
+    monkeypatch.setattr(webhook_tasks.deliver_webhook, "apply_async", refuse)
+    WebHook.objects.create(project=world["project"], url="http://example.com/hook")
+    assert webhooks.request_deliveries(world["project"].pk, [webhooks.RegistryChange("repository_delete", SVC)]) == 1
+    assert "webhook delivery not enqueued, broker unavailable" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_test_endpoint_is_rate_limited(client, world, api_token):
+    _allow_local(True)
+    token = {"HTTP_PRIVATE_TOKEN": api_token(world["users"]["maintainer"])}
+    with hook_receiver() as receiver:
+        hook = WebHook.objects.create(project=world["project"], url=receiver.url)
+        url = f"/api/v4/projects/{world['project'].pk}/hooks/{hook.pk}/test/container_registry_events"
+        assert client.post(url, **token).status_code == 201
+        assert client.post(url, **token).status_code == 429
+        assert len(receiver.requests) == 1
