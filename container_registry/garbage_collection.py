@@ -157,14 +157,14 @@ def collect_garbage(
     ``delete_untagged`` also removes manifests no tag points at (and blobs only they
     use): among them the dummy manifests tag deletion leaves behind, but also images
     pushed by digest only, and the children of multi-arch images in distribution 2.8.
-    Raises ``ServiceError`` when the registry accepts writes (unless ``dry_run``) or the
-    run fails.
+    Raises ``ServiceError`` when the registry accepts writes (a dry run too: its counts
+    would be wrong under a writer) or the run fails.
     """
     progress = progress or (lambda line: None)
     binary = registry_binary()
     root = storage_root(config_path)
     state = registry_state()
-    if state == "writable" and not dry_run:
+    if state == "writable":
         raise gc_error(
             f"the registry at {settings.REGISTRY_API_URL} accepts writes: stop it, or restart it with a "
             "read-only config (`manage.py registry_config --read-only ...`), before collecting garbage"

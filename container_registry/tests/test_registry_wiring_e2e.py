@@ -270,15 +270,14 @@ def test_garbage_collection_frees_deleted_tags_and_keeps_the_rest(generated, pus
     config = str(registry.config_path)
     before = directory_size(registry.data_dir)
 
-    with pytest.raises(CommandError, match="accepts writes"):
-        collect("--config", config, "--delete-untagged")
-    out, err = collect("--config", config, "--delete-untagged", "--dry-run")  # only reads: allowed
-    assert out.startswith("would remove 8 blobs and 2 manifests") and "registry writable" in err
+    for dry_run in ((), ("--dry-run",)):
+        with pytest.raises(CommandError, match="accepts writes"):
+            collect("--config", config, "--delete-untagged", *dry_run)
     assert directory_size(registry.data_dir) == before
 
     generated.restart("--read-only")
     out, _ = collect("--config", config, "--delete-untagged", "--dry-run")
-    assert out.startswith("would remove") and directory_size(registry.data_dir) == before
+    assert out.startswith("would remove 8 blobs and 2 manifests") and directory_size(registry.data_dir) == before
 
     out, err = collect("--config", config, "--delete-untagged")
 
