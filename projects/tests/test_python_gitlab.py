@@ -276,7 +276,10 @@ def test_cleanup_policy_defaults_and_the_brake_release(gl):
     policy = gl.projects.get(project.id).container_expiration_policy
     assert (policy["enabled"], policy["cadence"], policy["keep_n"], policy["name_regex"]) == (True, "7d", 5, "t.*")
 
+    # A repository that was there when the project's policy changed: its first run under
+    # the changed policy goes through the brake.
     repository = ContainerRepository.objects.create(project_id=project.id, name="app")
+    gl.projects.update(project.id, {"container_expiration_policy_attributes": {"older_than": "7d"}})
     ContainerRepository.objects.filter(pk=repository.pk).update(expiration_policy_cleanup_status="cleanup_scheduled")
     client = FakeRegistryClient(old_tags(20))
     assert run_policy_cleanup(repository_id=repository.pk, client=client).result == "held"
