@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 
 import orjson
-import re2
 from django.utils import timezone
 
 from container_registry.client import (
@@ -27,6 +26,7 @@ from container_registry.client import (
     parse_timestamp,
 )
 from gitlab_core.text import clean_text
+from projects.image_paths import valid_image_path
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,10 @@ SCHEMA1_TYPES = (
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 )
 MANIFEST_MEDIA_TYPES = frozenset((*MANIFEST_TYPES, *SCHEMA1_TYPES))
-# distribution's repository name grammar (reference.NameRegexp), lower case only. RE2
-# matches in linear time: Python's ``re`` backtracks exponentially on this pattern's
-# nested quantifiers (a 26-character name took seconds).
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
-REPOSITORY_PATH = re2.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 MAX_FIELD_LENGTH = 255
+# distribution's event ids are UUIDs (36 characters); an id is also a webhook's
+# Idempotency-Key, so it must travel in a header.
+MAX_EVENT_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 2048
 # RFC 3339 with nanoseconds and an offset is 35 characters.
 MAX_TIMESTAMP_LENGTH = 64
@@ -158,11 +156,14 @@ def _parse_event(raw, index: int) -> Event | None:
     target = raw.get("target")
     if not isinstance(target, dict):
         raise InvalidEnvelope(f"{label}.target is missing")
+    if len(event_id) > MAX_EVENT_ID_LENGTH or not event_id.isprintable():
+        return _skipped(event_id, action, index, "the event id is not valid", target.get("repository"))
     repository = target.get("repository")
     if not isinstance(repository, str) or not repository:
         return _skipped(event_id, action, index, "the target has no repository", repository)
-    # Length first: the pattern then runs on at most MAX_TEXT_LENGTH characters.
-    if len(repository) > MAX_TEXT_LENGTH or not REPOSITORY_PATH.fullmatch(repository):
+    # GitLab's container registry path rule, the realm's (255 characters at most, 2 to 19
+    # components): a path no project can have is skipped here, never stored.
+    if not valid_image_path(repository):
         return _skipped(event_id, action, index, "the repository path is not valid", repository)
     tag = _text(target.get("tag"), f"{label}.target.tag", required=False)
     if tag is not None and len(tag) > MAX_FIELD_LENGTH:
@@ -171,7 +172,7 @@ def _parse_event(raw, index: int) -> Event | None:
     actor = raw.get("actor") if isinstance(raw.get("actor"), dict) else {}
     references = target.get("references")
     return Event(
-        id=event_id[:MAX_FIELD_LENGTH],
+        id=event_id,
         action=action,
         repository=repository,
         tag=tag,

@@ -477,3 +477,40 @@ def test_the_event_table_has_a_received_at_index_of_the_cheap_kind():
         indexes = dict(cursor.fetchall())
     assert "USING brin (received_at)" in indexes["cr_events_received_at"]
     assert not [name for name in indexes if name.endswith("_like")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("event_id", "repository"),
+    [
+        ("ok-id", "acme/platform/svc/" + "a" * 300),  # longer than any repository name
+        ("x" * 65, "acme/platform/svc/app"),  # longer than a registry's event id
+        ("id\r\nX-Evil: 1", "acme/platform/svc/app"),  # could not travel as an Idempotency-Key
+    ],
+)
+def test_events_with_an_id_or_path_no_registry_sends_are_skipped(client, settings, world, event_id, repository):
+    from container_registry.models import ContainerRepository, RegistryEvent
+
+    settings.REGISTRY_NOTIFICATION_SECRET = "s3cret"
+    body = {
+        "events": [
+            {
+                "id": event_id,
+                "action": "push",
+                "target": {
+                    "repository": repository,
+                    "tag": "v1",
+                    "digest": "sha256:" + "1" * 64,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                },
+            }
+        ]
+    }
+    response = client.post(
+        "/api/v4/container_registry_event/events",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION="s3cret",
+    )
+    assert response.status_code == 200
+    assert not RegistryEvent.objects.exists() and not ContainerRepository.objects.exists()
