@@ -141,9 +141,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the web process, the worker and beat share one SQLite file.
+    # WAL lets the web process, the worker and beat share one SQLite file. A transaction
+    # takes the write lock when it begins (IMMEDIATE): one that read first and then wrote
+    # while another process was writing got "database is locked" at once instead of
+    # waiting its turn (SQLite refuses that upgrade to avoid a deadlock).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file (not in-memory) test database, so that a real Celery worker, gunicorn or the
