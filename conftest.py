@@ -47,8 +47,10 @@ def size_refreshes(request, monkeypatch):
         # Pending keys of earlier tests (project ids repeat between runs) stay in Redis.
         monkeypatch.setattr(statistics, "PENDING_KEY_PREFIX", f"{statistics.PENDING_KEY_PREFIX}:{uuid.uuid4()}")
     statistics._enqueued_here.clear()
+    statistics._enqueued_elsewhere.clear()
     yield sent
     statistics._enqueued_here.clear()
+    statistics._enqueued_elsewhere.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -37,11 +38,12 @@ from container_registry import tag_cache
 from container_registry.errors import RegistryError
 from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
-from container_registry.services import mark_registry_size_stale, stale_statement
+from container_registry.services import mark_registry_size_stale, stale_sql
 from container_registry.statistics import request_size_refresh
-from gitlab_core.db import execute_all
+from gitlab_core.db import execute_all, json_strings
 from projects import webhooks
-from projects.image_paths import ImagePath, resolve_image_paths
+from projects.image_paths import candidate_project_paths, longest_project_sql, resolve_image_paths
+from projects.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -75,39 +77,43 @@ def apply_events(events: list[Event]) -> Outcome:
             relevant.append((event, kind))
         else:
             outcome.add(IGNORED, event.action)
-    images = resolve_image_paths({event.repository for event, _kind in relevant}) if relevant else {}
+    # A counted event finds its image's project within its own writes; a deletion is
+    # resolved here, by the access statement (deletions are rare).
+    deleted = {event.repository for event, kind in relevant if kind == "stale"}
+    images = resolve_image_paths(deleted) if deleted else {}
     pushed: dict[int, set[str]] = {}
     pushed_projects: set[int] = set()
     for_hooks: dict[int, list[webhooks.RegistryChange]] = {}
     project_hooks: dict[int, list[int]] = {}  # read with a push's writes
     for event, kind in relevant:
-        image = images.get(event.repository)
-        if image is None or image.project.pending_delete:
-            outcome.add(IGNORED, event.action)
-            continue
         if kind == "stale":
+            image = images.get(event.repository)
+            if image is None or image.project.pending_delete:
+                outcome.add(IGNORED, event.action)
+                continue
             outcome.add(APPLIED, event.action)
             outcome.stale_projects.add(image.project.pk)
             if event.action == "delete" and not event.is_ours:
                 for_hooks.setdefault(image.project.pk, []).append(_hook_change("delete", event))
             continue
         push = kind == "push"
-        result, repository_id, hook_ids = _apply_counted(event, image, push=push)
-        if result == MISSING and push and _create_for_push(event, image):
-            result, repository_id, hook_ids = _apply_counted(event, image, push=push)
-        if hook_ids is not None:
-            project_hooks[image.project.pk] = hook_ids
-        outcome.add(IGNORED if result == MISSING else result, event.action)
+        counted = _apply_counted(event, push=push)
+        if counted.result == MISSING and push and _create_for_push(event):
+            counted = _apply_counted(event, push=push)
+        if counted.hook_ids is not None:
+            project_hooks[counted.project_id] = counted.hook_ids
+        outcome.add(IGNORED if counted.result == MISSING else counted.result, event.action)
+        if not push or counted.repository_id is None:
+            continue
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
-        if push and repository_id is not None:
-            pushed.setdefault(repository_id, set()).add(event.tag)
-            pushed_projects.add(image.project.pk)
+        if counted.dates_cached:
+            pushed.setdefault(counted.repository_id, set()).add(event.tag)
+        pushed_projects.add(counted.project_id)
         # A re-sent push is told again: the first delivery may have failed after recording
         # the event and before the hooks heard of it. Its key (the event id) lets a
         # receiver drop what it already has.
-        if push and result in (APPLIED, DUPLICATE):
-            for_hooks.setdefault(image.project.pk, []).append(_hook_change("push", event))
+        for_hooks.setdefault(counted.project_id, []).append(_hook_change("push", event))
     if outcome.stale_projects:
         mark_registry_size_stale(project_ids=outcome.stale_projects)
     _forget_cached_dates(pushed)
@@ -145,32 +151,52 @@ def _kind(event: Event) -> str | None:
     return None
 
 
-def _apply_counted(event: Event, image: ImagePath, *, push: bool) -> tuple[str, int | None, list[int] | None]:
-    """Count the push or pull on the image's repository, record the event's id (and for a
-    push mark the project's registry size stale and read its webhooks): one transaction,
-    sent in one round trip on PostgreSQL (``execute_all``). Returns the result, the
-    repository's id and, for an applied push, the ids of the project's registry hooks.
+@dataclass(frozen=True)
+class Counted:
+    result: str  # APPLIED, DUPLICATE or MISSING
+    # The repository and its project (None when MISSING).
+    repository_id: int | None = None
+    project_id: int | None = None
+    # Whether the tag cache may hold dates of the repository's tags (a duplicate: maybe).
+    dates_cached: bool = True
+    # For an applied push: [] when the project has no registry hooks, else None (read them).
+    hook_ids: list[int] | None = None
+
+
+def _apply_counted(event: Event, *, push: bool) -> Counted:
+    """Count the push or pull on the image's repository and record the event's id; for a
+    push also mark the project's registry size stale. One transaction, sent in one round
+    trip on PostgreSQL (``execute_all``); the statements find the image's project
+    themselves, by GitLab's path rule (``longest_project_sql``). The update also tells
+    whether the tag cache may hold the repository's dates and whether the project has
+    registry hooks.
 
     The id's unique index decides between deliveries, concurrent ones too: a known id
-    fails the insert, which rolls the count back (DUPLICATE: nothing changes). A
-    repository without a row, or being deleted, counts nothing and records nothing
-    (MISSING): the insert takes its values from the repository row the update moved."""
-    count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
-    update, insert = _counting_sql(count_field, stamp_field)
+    fails the insert, which rolls the count back (DUPLICATE: nothing changes). An image
+    of no project, of a project being deleted, or without a repository row or with one
+    being deleted counts nothing and records nothing (MISSING): every statement acts on
+    the repository row the update moved."""
+    vendor = connection.vendor
+    statements = _counting_sql(vendor, push)
+    path = event.repository.lower()
+    # Every statement starts with the target's parameters: the candidates and the path.
+    target = [json.dumps(candidate_project_paths(path)), path]
     adapt = connection.ops.adapt_datetimefield_value
-    stamp = adapt(event.timestamp)
-    project_id, name = image.project.pk, image.repository_name
-    record = [event.id, event.action, event.repository, event.tag, _digest(event), adapt(timezone.now())]
-    statements = [(update, [stamp, stamp, project_id, name]), (insert, [*record, project_id, name])]
+    stamp, now = adapt(event.timestamp), adapt(timezone.now())
+    record = [event.id, event.action, event.repository, event.tag, _digest(event), now]
+    params = [[*target, stamp, stamp, now], [*target, *record]]
     if push:
-        statements += [stale_statement(project_id), webhooks.hooks_statement(project_id)]
+        params.append([*target, True, True])
     try:
-        results = execute_all(statements)
+        results = execute_all(list(zip(statements, params, strict=True)))
     except IntegrityError:
-        return DUPLICATE, _repository_id(image), None
+        repository = _repository(event)
+        return Counted(DUPLICATE, *(repository or (None, None)))
     if not results[0]:
-        return MISSING, None, None
-    return APPLIED, results[0][0][0], [row[0] for row in results[3]] if push else None
+        return Counted(MISSING)
+    repository_id, project_id, dates_cached, has_hooks = results[0][0]
+    hook_ids = (None if has_hooks else []) if push else None
+    return Counted(APPLIED, repository_id, project_id, bool(dates_cached), hook_ids)
 
 
 def _digest(event: Event) -> str | None:
@@ -178,43 +204,63 @@ def _digest(event: Event) -> str | None:
 
 
 @functools.cache
-def _counting_sql(count_field: str, stamp_field: str) -> tuple[str, str]:
-    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL: the
-    repository's counter and date moved (a re-ordered, older event never moves the date
-    back), and the event id recorded when that repository row is there and not being
-    deleted (the same condition: the insert reads the row the update locked)."""
+def _counting_sql(vendor: str, push: bool) -> list[str]:
+    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL. Each
+    starts from ``target``: the image's repository row when it may be counted on (found
+    by the path rule, not being deleted, in a project not being deleted). The update
+    moves the counter and the date (a re-ordered, older event never moves the date
+    back); the other statements read the row the update locked."""
+    count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     repositories = ContainerRepository._meta.db_table
-    active = "project_id = %s AND name = %s AND status IS NULL"
+    target = (
+        f"target AS (SELECT r.id AS repository_id, r.project_id FROM {repositories} r "
+        f"JOIN {Project._meta.db_table} p ON p.id = r.project_id "
+        f"WHERE p.id = {longest_project_sql(json_strings('%s', vendor))} AND NOT p.pending_delete "
+        "AND r.name = substr(%s, length(p.full_path_lower) + 2) AND r.status IS NULL)"
+    )
     update = (
-        f"UPDATE {repositories} SET {count_field} = {count_field} + 1, "
+        f"WITH {target} UPDATE {repositories} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
-        f"WHERE {active} RETURNING id"
+        # status again: a concurrent deletion that committed first is seen on the locked row.
+        "WHERE id = (SELECT repository_id FROM target) AND status IS NULL "
+        "RETURNING id, project_id, CASE WHEN tag_dates_cached_until > %s THEN 1 ELSE 0 END, "
+        f"EXISTS ({webhooks.hooks_sql('(SELECT project_id FROM target)')})"
     )
     insert = (
-        f"INSERT INTO {RegistryEvent._meta.db_table} (event_id, action, repository, tag, digest, received_at) "
-        f"SELECT %s, %s, %s, %s, %s, %s FROM {repositories} WHERE {active}"
+        f"WITH {target} INSERT INTO {RegistryEvent._meta.db_table} "
+        "(event_id, action, repository, tag, digest, received_at) SELECT %s, %s, %s, %s, %s, %s FROM target"
     )
-    return update, insert
+    if not push:
+        return [update, insert]
+    return [update, insert, stale_sql("SELECT project_id FROM target", ctes=target)]
 
 
-def _repository_id(image: ImagePath) -> int | None:
-    return (
+def _repository(event: Event) -> tuple[int, int] | None:
+    """The ids of the event's repository and project (a duplicate's: read apart)."""
+    image = resolve_image_paths([event.repository]).get(event.repository)
+    if image is None:
+        return None
+    row = (
         ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name)
-        .values_list("pk", flat=True)
+        .values_list("pk", "project_id")
         .first()
     )
+    return tuple(row) if row else None
 
 
-def _create_for_push(event: Event, image: ImagePath) -> bool:
+def _create_for_push(event: Event) -> bool:
     """Create the repository row of a push to a repository we have no row for (the token
-    realm normally creates it). False when none may be created: the row exists but is
-    being deleted, or this is a late event for a repository that was deleted meanwhile,
-    which must not bring it back: the row is created only if the registry still has the
-    tag at the pushed digest. If the registry cannot be asked, the push is trusted."""
+    realm normally creates it). False when none may be created: the image belongs to no
+    project or to one being deleted, the row exists but is being deleted, or this is a
+    late event for a repository that was deleted meanwhile, which must not bring it back:
+    the row is created only if the registry still has the tag at the pushed digest. If
+    the registry cannot be asked, the push is trusted."""
     from container_registry.client import get_client
     from container_registry.repositories import ensure_repository
-    from projects.models import Project
 
+    image = resolve_image_paths([event.repository]).get(event.repository)
+    if image is None or image.project.pending_delete:
+        return False
     if ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name).exists():
         return False  # being deleted: the update found no row it may count on
     try:

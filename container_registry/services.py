@@ -50,18 +50,26 @@ def mark_registry_size_stale(*, project_ids: set[int]) -> None:
 
 
 def stale_statement(project_id: int) -> tuple[str, list]:
-    """The statement that marks one project's registry size stale, creating its
-    statistics row when missing. A row already stale is neither written nor locked, so
-    concurrent pushes to one project do not queue behind each other's commit: the
-    SELECT finds no row to insert, so ON CONFLICT never acts (its DO UPDATE locks the
+    """The statement that marks one project's registry size stale (``stale_sql``)."""
+    return stale_sql("SELECT %s AS project_id"), [True, project_id, True]
+
+
+def stale_sql(projects: str, *, ctes: str = "") -> str:
+    """The statement that marks projects' registry sizes stale, creating their statistics
+    rows when missing; ``projects`` is a subquery whose ``project_id`` column names them
+    (parameters: True, the subquery's, True), with ``ctes`` before it (the receiver finds
+    the project within the same statements). A row already stale is neither written nor
+    locked, so concurrent pushes to one project do not queue behind each other's commit:
+    the SELECT finds no row to insert, so ON CONFLICT never acts (its DO UPDATE locks the
     row, even behind a WHERE that turns the update down)."""
     table = ProjectRegistryStatistics._meta.db_table
-    sql = (
-        f"INSERT INTO {table} (project_id, container_registry_size, stale) SELECT %s, 0, %s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE project_id = %s AND stale = %s) "
+    with_clause = f"WITH {ctes} " if ctes else ""
+    return (
+        f"{with_clause}INSERT INTO {table} (project_id, container_registry_size, stale) "
+        f"SELECT x.project_id, 0, %s FROM ({projects}) x "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE s.project_id = x.project_id AND s.stale = %s) "
         "ON CONFLICT (project_id) DO UPDATE SET stale = excluded.stale"
     )
-    return sql, [project_id, True, project_id, True]
 
 
 def store_registry_size(*, project_id: int, size: int, mark_fresh: bool = True) -> None:

@@ -11,8 +11,9 @@ it is refreshed once per burst of events, not once per event:
   project's size ``stale`` (``services.stale_statement``) and asks for a refresh;
 * ``request_size_refresh`` enqueues a refresh due in ``REGISTRY_SIZE_REFRESH_DELAY_SECONDS``
   unless one is pending: a key added to Django's cache (``cache.add`` is atomic, so one
-  process among many enqueues), and, in the process that enqueued, a local note that
-  spares the cache round trip for the next events of the burst;
+  process among many enqueues), and a local note that spares the cache round trip for
+  the next events of the burst: until shortly before the refresh is due in the process
+  that enqueued it, for a second in the others (``OTHER_PROCESS_NOTE_SECONDS``);
 * ``refresh_registry_size`` (the task's service) drops the pending key *before* it reads
   the registry, so an event that arrives while it measures enqueues the next refresh;
 * the stale flag is the record of what is still owed: a refresh clears it before it
@@ -48,12 +49,20 @@ LOCAL_NOTE_MARGIN_SECONDS = 5
 # Stale projects asked for per periodic sweep.
 SWEEP_BATCH = 500
 
+# A refresh another process enqueued is trusted this long before the cache is asked
+# again: it may start (and drop its key) at any moment, and an event after that must
+# ask for the next one. An event that falls in this window leaves the size stale
+# until the periodic sweep asks for it.
+OTHER_PROCESS_NOTE_SECONDS = 1
+
 # project id -> True: "this process enqueued its refresh, still pending".
 _enqueued_here = TTLCache(
     ttl=lambda: settings.REGISTRY_SIZE_REFRESH_DELAY_SECONDS - LOCAL_NOTE_MARGIN_SECONDS,
     max_entries=10_000,
     max_bytes=2 * 1024 * 1024,
 )
+# project id -> True: "another process's refresh was pending a moment ago".
+_enqueued_elsewhere = TTLCache(ttl=OTHER_PROCESS_NOTE_SECONDS, max_entries=10_000, max_bytes=2 * 1024 * 1024)
 
 
 PENDING_KEY_PREFIX = "container_registry:size_refresh_pending"
@@ -70,11 +79,12 @@ def request_size_refresh(project_ids: Iterable[int]) -> list[int]:
     delay = settings.REGISTRY_SIZE_REFRESH_DELAY_SECONDS
     enqueued = []
     for project_id in sorted(set(project_ids)):
-        if _enqueued_here.get(project_id):
+        if _enqueued_here.get(project_id) or _enqueued_elsewhere.get(project_id):
             continue
         key = pending_key(project_id)
         try:
             if not cache.add(key, 1, timeout=delay + PENDING_KEY_MARGIN_SECONDS):
+                _enqueued_elsewhere.set(project_id, True)
                 continue
         except Exception as exc:  # noqa: BLE001 -- any cache backend fault: enqueue anyway, a second refresh is harmless
             logger.warning("size refresh: cache unavailable for project %s: %s", project_id, exc)

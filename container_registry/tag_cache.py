@@ -5,7 +5,9 @@ policies need it for every tag. Entries are keyed by repository id and tag name 
 trusted until they expire, so a caller must choose a TTL after which a stale date can do
 no harm (cleanup caches kept tags only until ``older_than`` could let them go, as GitLab
 does). A tag pushed again or deleted is forgotten at once (``forget``: the event
-receiver and the tag API), in one ``delete_many`` call per event.
+receiver and the tag API), in one ``delete_many`` call per event. ``set_many`` first
+moves the repository's ``tag_dates_cached_until`` forward, and the receiver forgets only
+for repositories whose entries may still live: pushes elsewhere cost no cache round trip.
 
 The dates one cleanup read (``get_run_dates`` / ``set_run_dates``) are kept apart: one
 entry per repository whose cleanup the per-run limit split into several runs, so that
@@ -25,6 +27,10 @@ import zlib
 from collections.abc import Iterable, Mapping
 
 from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from container_registry.models import ContainerRepository
 
 DEFAULT_TTL_SECONDS = 24 * 3600
 # A cleanup's dates outlive a gap of two hours between its runs (unfinished runs resume
@@ -64,6 +70,12 @@ def set_many(
     """Remember creation times (``None`` values are not cached)."""
     entries = {_key(repository_id, n): created.timestamp() for n, created in values.items() if created is not None}
     if entries:
+        # First the repository row: from then on a push of one of its tags forgets the
+        # tag's entry (the receiver forgets only for repositories marked so).
+        until = timezone.now() + dt.timedelta(seconds=ttl_seconds)
+        ContainerRepository.objects.filter(pk=repository_id).filter(
+            Q(tag_dates_cached_until__isnull=True) | Q(tag_dates_cached_until__lt=until)
+        ).update(tag_dates_cached_until=until)
         cache.set_many(entries, timeout=ttl_seconds)
 
 

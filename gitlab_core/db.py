@@ -1,17 +1,16 @@
 """Small database helpers for the statements on a request path (the token realm and
 the event receiver).
 
-* ``fetch_all`` runs a fixed SQL text; on PostgreSQL through a server-binding psycopg
-  cursor with ``prepare=True``, so psycopg prepares the statement once per connection
-  and keeps at most ``prepared_max`` (100) of them. ``HOT_QUERIES_PREPARED=false`` sets
-  the connection's ``prepare_threshold`` to None (in ``settings.DATABASES``), which turns
-  preparing off for a transaction-mode pooler (PgBouncer before 1.21).
-* ``execute_all`` runs statements as one transaction and returns each one's rows; on
-  PostgreSQL as one query (one round trip, no ``BEGIN``/``COMMIT``).
+* ``execute_all`` runs fixed SQL texts as one transaction and returns each one's rows;
+  on PostgreSQL prepared by psycopg (``prepare=True``: once per connection, at most
+  ``prepared_max``, 100, kept) and sent in one round trip (a pipeline), with no
+  ``BEGIN``/``COMMIT``. ``HOT_QUERIES_PREPARED=false`` turns preparing off for a
+  transaction-mode pooler. ``fetch_all`` runs one statement that way.
 * ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
   request cannot multiply prepared statements (``IN (%s, %s, ...)`` would).
+* ``json_strings`` and ``json_rows`` read a JSON array given as one parameter as rows.
 * ``RowLoader`` turns a slice of a row into a model instance with only some fields
   loaded: the realm's lookups are simple, and the ORM spent more time compiling them
   than the database spent answering.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterable, Sequence
 
@@ -34,85 +32,77 @@ from psycopg import pq
 def fetch_all(sql: str, params: Sequence) -> list[tuple]:
     """Rows of a query (``%s`` placeholders) on the default database. Errors are
     Django's, as from a cursor; a statement that returns no rows gives ``[]``."""
+    return execute_all([(sql, params)])[0]
+
+
+def execute_all(statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    """Run statements in order as one transaction (all or none: inside a caller's
+    transaction, a savepoint) and return each one's rows (``[]`` for a statement that
+    returns none). An error raises as from a cursor (Django's, e.g. ``IntegrityError``)
+    with none of the statements applied.
+
+    On PostgreSQL the statements are prepared by psycopg (``prepare=True``: parsed and
+    planned once per connection, psycopg keeps at most ``prepared_max`` of them) and sent
+    in one pipeline: one round trip, and no ``BEGIN``/``COMMIT`` is exchanged, because the
+    server runs the statements before a pipeline's sync as one implicit transaction.
+    ``HOT_QUERIES_PREPARED=false`` sets the connection's ``prepare_threshold`` to None (in
+    ``settings.DATABASES``), which turns preparing off for a transaction-mode pooler
+    (PgBouncer before 1.21). SQLite runs one statement after the other in ``atomic``."""
     db = connections[DEFAULT_DB_ALIAS]
+    # One statement is a transaction by itself: no savepoint, no pipeline.
+    several = len(statements) > 1
     if db.vendor != "postgresql":
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        atomic = transaction.atomic(using=DEFAULT_DB_ALIAS) if several else contextlib.nullcontext()
+        with atomic, db.cursor() as cursor:
+            results = []
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall() if cursor.description else [])
+            return results
     # What Django checks before it hands out a cursor and runs a statement.
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_thread_sharing()
     db.validate_no_broken_transaction()
     started = time.monotonic()
-    with db.wrap_database_errors:
+    # Outside ``atomic`` the pipeline is its own transaction; inside, a savepoint makes it one.
+    atomic = transaction.atomic(using=DEFAULT_DB_ALIAS) if several and db.in_atomic_block else contextlib.nullcontext()
+    with atomic, db.wrap_database_errors:
         raw = db.connection
-        cursor = _server_binding_cursor(raw)
         try:
-            cursor.execute(sql, params, prepare=True)
+            results = _pipeline(raw, statements)
         except psycopg.errors.FeatureNotSupported as exc:
-            # A migration changed the type of a column the prepared statement returns.
-            # In autocommit (the realm, the receiver's reads) forget this connection's
-            # prepared statements, as psycopg does after DEALLOCATE ALL, and run it again;
-            # in a transaction the error aborted it, and its rollback forgets them.
+            # A migration changed the type of a column a prepared statement returns. In
+            # autocommit (a request outside ``atomic``) forget this connection's prepared
+            # statements, as psycopg does after DEALLOCATE ALL, and run them again; in a
+            # transaction the error aborted it, and its rollback forgets them.
             if not raw.autocommit or _STALE_PLAN not in str(exc):
                 raise
-            cursor.execute("DEALLOCATE ALL")
-            cursor.execute(sql, params, prepare=True)
-        result = cursor.pgresult
-        rows = cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
+            raw.execute("DEALLOCATE ALL")
+            results = _pipeline(raw, statements)
     if db.queries_logged:
-        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    return rows
+        elapsed = f"{time.monotonic() - started:.3f}"
+        db.queries_log.extend({"sql": sql, "time": elapsed} for sql, _params in statements)
+    return results
 
 
-def execute_all(statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
-    """Run statements in order as one transaction (all or none: inside a caller's
-    transaction, a savepoint) and return each one's rows (``RETURNING``; ``[]`` for a
-    statement without rows). An error raises as from a cursor (Django's, e.g.
-    ``IntegrityError``) with none of the statements applied.
-
-    On PostgreSQL the statements travel as one simple-protocol query, parameters bound
-    by psycopg on the client as for any Django query: one message and one answer, and
-    the server runs several statements of one query as one implicit transaction, so no
-    ``BEGIN``/``COMMIT`` is exchanged. They are planned on each run (simple statements
-    on unique indexes plan in microseconds); psycopg's pipeline mode, which could send
-    them prepared, cost three times the client CPU and wall time of this one message
-    (entering and leaving the mode, a wait per statement). SQLite runs one statement per
-    call: a loop in ``atomic``."""
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql":
-        with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
-            results = []
-            for sql, params in statements:
-                cursor.execute(sql, params)
-                results.append(cursor.fetchall() if cursor.description else [])
-            return results
-    # Outside ``atomic`` the query is its own transaction; inside, a savepoint makes it one.
-    atomic = transaction.atomic(using=DEFAULT_DB_ALIAS) if db.in_atomic_block else contextlib.nullcontext()
-    with atomic, db.cursor() as cursor:
-        cursor.execute(
-            "; ".join(sql for sql, _params in statements), [p for _sql, params in statements for p in params]
-        )
-        results = []
-        for _statement in statements:
-            results.append(cursor.fetchall() if cursor.description else [])
-            cursor.nextset()
-        return results
+def _pipeline(raw: psycopg.Connection, statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    # One server-binding cursor per statement (Django's cursors bind parameters on the
+    # client, and psycopg prepares only what it binds on the server); each keeps its
+    # statement's result once the pipeline has synced.
+    cursors = [psycopg.Cursor(raw) for _statement in statements]
+    with raw.pipeline() if len(statements) > 1 else contextlib.nullcontext():
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params, prepare=True)
+    results = []
+    for cursor in cursors:
+        result = cursor.pgresult
+        results.append(cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else [])
+        cursor.close()
+    return results
 
 
-_cursors = threading.local()
 _STALE_PLAN = "cached plan must not change result type"
-
-
-def _server_binding_cursor(raw: psycopg.Connection) -> psycopg.Cursor:
-    """This thread's server-binding cursor on ``raw`` (Django's cursors bind parameters
-    on the client, and psycopg prepares only what it binds on the server). One cursor is
-    kept per thread and reused: creating one cost more than running a realm query."""
-    cursor = getattr(_cursors, "cursor", None)
-    if cursor is None or cursor.connection is not raw or cursor.closed:
-        cursor = _cursors.cursor = psycopg.Cursor(raw)
-    return cursor
 
 
 def any_of(column: str, vendor: str) -> str:
@@ -127,6 +117,24 @@ def as_list_param(values: Iterable, vendor: str):
     """``values`` as the one parameter ``any_of`` reads."""
     values = list(values)
     return values if vendor == "postgresql" else json.dumps(values)
+
+
+def json_strings(value: str, vendor: str) -> str:
+    """A subquery whose rows are the strings of a JSON array; ``value`` is SQL for the
+    array's text (``%s``, or a column of the ``json_rows`` rows)."""
+    if vendor == "postgresql":
+        return f"SELECT json_array_elements_text(CAST({value} AS json))"
+    return f"SELECT value FROM json_each({value})"
+
+
+def json_rows(vendor: str) -> str:
+    """A subquery whose rows (columns ``a``, ``b``, ``c``) are the entries of the next
+    parameter, a JSON array of ``[string, string, JSON value]`` entries as one parameter,
+    so that the statement text does not depend on their number. ``c`` is JSON text
+    (``json_strings`` reads an array there)."""
+    if vendor == "postgresql":
+        return "SELECT e ->> 0 AS a, e ->> 1 AS b, e -> 2 AS c FROM json_array_elements(CAST(%s AS json)) AS e"
+    return "SELECT value ->> 0 AS a, value ->> 1 AS b, value -> 2 AS c FROM json_each(%s)"
 
 
 class AnyOf(Lookup):

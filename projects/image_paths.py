@@ -4,7 +4,8 @@ token realm, the event receiver, the registry API and maintenance commands).
 An image path is a project's full path followed by at most two more components (the
 image name below the project, empty for the project's own image). The longest project
 path that prefixes it wins: ``g/p/a`` belongs to project ``g/p/a`` when it exists, else
-to ``g/p`` (image ``a``).
+to ``g/p`` (image ``a``). That choice is one SQL expression (``longest_project_sql``),
+in every statement that resolves an image path.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re2
 
 from gitlab_core.models import User
 from projects.models import DeployToken, Project
-from projects.permissions import projects_with_access_level
+from projects.permissions import projects_for_candidates
 
 # GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
 # quantifiers of this pattern backtrack exponentially in Python's ``re``.
@@ -64,29 +65,37 @@ def candidate_project_paths(path: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
 
 
+def longest_project_sql(candidates: str) -> str:
+    """The rule's choice in SQL, for the statements that resolve image paths themselves
+    (the access statement of ``resolve_image_paths``, the event receiver's writes): the
+    id of the project the image belongs to, the longest of its candidate project paths
+    that is a project's full path, NULL when none is. ``candidates`` is a subquery whose
+    rows are the image's ``candidate_project_paths``."""
+    return (
+        f"(SELECT q.id FROM {Project._meta.db_table} q WHERE q.full_path_lower IN ({candidates}) "
+        "ORDER BY length(q.full_path_lower) DESC LIMIT 1)"
+    )
+
+
 def resolve_image_paths(
     paths: Iterable[str], *, user: User | None = None, deploy_token: DeployToken | None = None
 ) -> dict[str, ImagePath]:
     """Each image path's project (pending deletion too: callers refuse it), keyed by the path as given,
     with ``user``'s access level, whether ``deploy_token`` reaches it and the root
     namespace id: one query in all. Paths of no project are left out."""
-    candidates = {path: candidate_project_paths(path) for path in paths}
-    found = projects_with_access_level(
-        user=user, deploy_token=deploy_token, paths={c for cands in candidates.values() for c in cands}
+    found = projects_for_candidates(
+        user=user, deploy_token=deploy_token, candidates={path: candidate_project_paths(path) for path in paths}
     )
     resolved = {}
-    for path, cands in candidates.items():
-        for candidate in cands:
-            hit = found.get(candidate)
-            if hit is not None:
-                resolved[path] = ImagePath(
-                    path=path.lower(),
-                    project=hit.project,
-                    repository_name=path.lower()[len(candidate) + 1 :],
-                    root_namespace_id=hit.root_namespace_id,
-                    access_level=hit.access_level,
-                    deploy_token_access=hit.deploy_token_access,
-                    has_protection_rules=hit.has_protection_rules,
-                )
-                break
+    for path, hit in found.items():
+        lowered = path.lower()
+        resolved[path] = ImagePath(
+            path=lowered,
+            project=hit.project,
+            repository_name=lowered[len(hit.project.full_path_lower) + 1 :],
+            root_namespace_id=hit.root_namespace_id,
+            access_level=hit.access_level,
+            deploy_token_access=hit.deploy_token_access,
+            has_protection_rules=hit.has_protection_rules,
+        )
     return resolved

@@ -13,14 +13,15 @@ A user's effective access level on a project or group is computed by one stateme
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all
+from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all, json_rows, json_strings
 from gitlab_core.models import User
 from projects.models import (
     AccessLevel,
@@ -409,7 +410,15 @@ def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, st
         if with_access
         else ""
     )
-    sql = f"""SELECT {loader.columns},{levels}
+    # GitLab's image path rule, the one statement of it (a lazy import: image_paths
+    # builds on this module).
+    from projects.image_paths import longest_project_sql
+
+    # One row per (key, candidate path, all the key's candidates): each row reads its
+    # key's candidates from itself, so the work grows with the keys, not their square.
+    longest = longest_project_sql(json_strings("c.c", vendor))
+    sql = f"""WITH candidates AS ({json_rows(vendor)})
+SELECT c.a, {loader.columns},{levels}
  (SELECT r.id FROM {namespaces} r
    WHERE r.parent_id IS NULL AND {any_of("r.full_path_lower", vendor)}
      AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/'),
@@ -417,8 +426,10 @@ def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, st
    WHERE d.id = %s AND (d.project_id = p.id
      OR substr(p.full_path_lower, 1, length(dg.full_path_lower) + 1) = dg.full_path_lower || '/')),
  EXISTS (SELECT 1 FROM {ContainerRepositoryProtectionRule._meta.db_table} pr WHERE pr.project_id = p.id)
-FROM {Project._meta.db_table} p JOIN {namespaces} n ON n.id = p.namespace_id
-WHERE {any_of("p.full_path_lower", vendor)}"""
+FROM candidates c
+JOIN {Project._meta.db_table} p ON p.full_path_lower = c.b
+JOIN {namespaces} n ON n.id = p.namespace_id
+WHERE p.id = {longest}"""
     return loader, sql
 
 
@@ -437,31 +448,38 @@ def projects_with_access_level(
     Pass the level on to ``project_abilities(..., access_level=...)`` or
     ``ci_job_abilities``, the reach to ``deploy_token_abilities(..., has_access=...)``.
     """
-    paths = sorted(set(paths))
-    if not paths:
+    return projects_for_candidates(user=user, candidates={path: [path] for path in paths}, deploy_token=deploy_token)
+
+
+def projects_for_candidates(
+    *, user: User | None, candidates: Mapping[str, Sequence[str]], deploy_token: DeployToken | None = None
+) -> dict[str, ProjectAccess]:
+    """``projects_with_access_level`` for keys that each name several candidate project
+    paths (lower-cased): each key's project is the longest of its candidates that is a
+    project's path (``image_paths.longest_project_sql``); keys without one are left out.
+    One query for all keys, with a text that does not depend on how many there are."""
+    entries = [[key, path, list(paths)] for key, paths in sorted(candidates.items()) for path in dict.fromkeys(paths)]
+    if not entries:
         return {}
     vendor = connection.vendor
     loader, sql = _project_statement(vendor, with_access=user is not None)
-    roots = sorted({path.split("/", 1)[0] for path in paths})
-    params = [
-        as_list_param(roots, vendor),
-        deploy_token.pk if deploy_token is not None else None,
-        as_list_param(paths, vendor),
-    ]
+    roots = sorted({path.split("/", 1)[0] for _key, path, _paths in entries})
+    params = [as_list_param(roots, vendor), deploy_token.pk if deploy_token is not None else None]
     level_count = 0
     if user is not None:
         today = timezone.now().date()
         group, personal = Namespace.Kind.GROUP.value, Namespace.Kind.USER.value
         params[:0] = [user.pk, today, user.pk, today, group, personal, user.pk, AccessLevel.OWNER.value]
         level_count = 3
+    params.insert(0, json.dumps(entries))
     width = len(loader)
     result = {}
-    for row in fetch_all(sql, params):
+    for key, *row in fetch_all(sql, params):
         project = loader.load(row[:width])
         levels = [level for level in row[width : width + level_count] if level is not None]
         # After the levels (when read): root namespace, deploy token reach, protection rules.
         root_namespace_id, reached, protected = row[width + level_count : width + level_count + 3]
-        result[project.full_path_lower] = ProjectAccess(
+        result[key] = ProjectAccess(
             project=project,
             access_level=max(levels) if levels else None,
             root_namespace_id=root_namespace_id,

@@ -81,32 +81,30 @@ def _after_success(hook: WebHook) -> None:
 # --- Which hooks, what they receive -------------------------------------------------------------
 
 
-# The project's hooks and those of every group above it, with the trigger on: one fixed
-# statement (a recursive walk up the namespaces), the same on SQLite and PostgreSQL; the
-# receiver runs it once per project of an envelope that changed tags.
-_HOOKS_SQL = """
-WITH RECURSIVE chain(id) AS (
-    SELECT namespace_id FROM projects WHERE id = %s
+def hooks_sql(project: str) -> str:
+    """The statement whose rows are the ids of the hooks a container registry event of a
+    project goes to: the project's own and those of every group above it, with the
+    trigger on (a recursive walk up the namespaces), the same on SQLite and PostgreSQL.
+    ``project`` is SQL for the project's id (``%s``, or a subquery: the receiver asks
+    whether there are any within the statement that counts a push)."""
+    return f"""WITH RECURSIVE chain(id) AS (
+    SELECT namespace_id FROM projects WHERE id = {project}
     UNION ALL
     SELECT namespaces.parent_id FROM namespaces JOIN chain ON namespaces.id = chain.id
     WHERE namespaces.parent_id IS NOT NULL
 )
 SELECT web_hooks.id FROM web_hooks
 WHERE web_hooks.container_registry_events
-  AND (web_hooks.project_id = %s OR web_hooks.group_id IN (SELECT id FROM chain))
-ORDER BY web_hooks.id
-"""
+  AND (web_hooks.project_id = {project} OR web_hooks.group_id IN (SELECT id FROM chain))
+ORDER BY web_hooks.id"""
 
 
-def hooks_statement(project_id: int) -> tuple[str, list]:
-    """The statement whose rows are ``hook_ids_for(project_id)``: for a caller that sends
-    it together with its own (the receiver, in the same round trip as an event's writes)."""
-    return _HOOKS_SQL, [project_id, project_id]
+_HOOKS_SQL = hooks_sql("%s")
 
 
 def hook_ids_for(project_id: int) -> list[int]:
     """The hooks a container registry event of the project goes to."""
-    return [row[0] for row in fetch_all(*hooks_statement(project_id))]
+    return [row[0] for row in fetch_all(_HOOKS_SQL, [project_id, project_id])]
 
 
 def registry_payload(
@@ -168,7 +166,7 @@ class RegistryChange:
 def request_deliveries(project_id: int, changes: list[RegistryChange], *, hook_ids: list[int] | None = None) -> int:
     """Ask for one delivery per (hook, change) once the transaction commits; returns how
     many. Costs one statement when the project has no hooks, none when the caller read
-    ``hook_ids`` already (the rows of ``hooks_statement``)."""
+    ``hook_ids`` already (the rows of ``hooks_sql``)."""
     if hook_ids is None:
         hook_ids = hook_ids_for(project_id) if changes else []
     if not hook_ids:

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError, connection
+from django.utils import timezone
 
 from container_registry import tag_cache
 from container_registry.client import REGISTRY_CLIENT_SUBJECT
@@ -421,7 +422,10 @@ def test_our_dummy_push_keeps_the_cached_creation_time(post_events, captured_wor
 def test_an_unreachable_cache_does_not_fail_the_receiver(post_events, captured_world, settings, caplog):
     from tests_support.registry import free_port
 
-    ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    # The tag cache may hold this repository's dates, so the push forgets its tag's entry.
+    ContainerRepository.objects.create(
+        project=captured_world["project"], name="image", tag_dates_cached_until=timezone.now() + dt.timedelta(hours=1)
+    )
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -433,6 +437,28 @@ def test_an_unreachable_cache_does_not_fail_the_receiver(post_events, captured_w
 
     assert image_repository(captured_world["project"]).push_count == 1
     assert "could not forget" in caplog.text and "cached tag dates" in caplog.text
+
+
+def test_a_push_to_a_repository_without_cached_dates_does_not_ask_the_cache(
+    post_events, captured_world, settings, caplog
+):
+    from tests_support.registry import free_port
+
+    # No cleanup cached dates of this repository (or they expired): nothing to forget.
+    ContainerRepository.objects.create(
+        project=captured_world["project"], name="image", tag_dates_cached_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}",
+        }
+    }
+
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+
+    assert image_repository(captured_world["project"]).push_count == 1
+    assert "could not forget" not in caplog.text
 
 
 def test_the_wsgi_door_reads_a_body_sent_without_a_length_and_refuses_one_too_large(settings, captured_world):

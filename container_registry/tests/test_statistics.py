@@ -55,6 +55,22 @@ def test_another_process_sees_the_pending_key_and_enqueues_nothing(post_events, 
     assert len(size_refreshes) == 1
 
 
+def test_another_process_asks_the_cache_again_only_after_a_second(post_events, project, size_refreshes):
+    post_events(envelope_with(PUSH_TAG, tag="v1", id="first"))
+    statistics._enqueued_here.clear()  # as in another web process
+    post_events(envelope_with(PUSH_TAG, tag="v2", id="second"))  # finds the key pending: noted
+    # The refresh starts (its key dropped) within the second: this process does not ask
+    # the cache (it would find no key and enqueue); the size stays stale for the sweep.
+    cache.delete(pending_key(project.pk))
+    post_events(envelope_with(PUSH_TAG, tag="v3", id="third"))
+    assert len(size_refreshes) == 1
+    assert ProjectRegistryStatistics.objects.get(project=project).stale
+    # A second later it asks again.
+    statistics._enqueued_elsewhere.clear()
+    post_events(envelope_with(PUSH_TAG, tag="v4", id="fourth"))
+    assert len(size_refreshes) == 2
+
+
 @pytest.mark.parametrize(
     "name",
     ["delete-tag.json", "delete-manifest.json"],
