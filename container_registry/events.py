@@ -179,8 +179,8 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
     vendor = connection.vendor
     statements = _counting_sql(vendor, push)
     path = event.repository.lower()
-    # Every statement starts with the target's parameters: the candidates and the path.
-    target = [json.dumps(candidate_project_paths(path)), path]
+    # Every statement starts with the target's parameters: the path and its candidates.
+    target = [path, json.dumps(candidate_project_paths(path))]
     adapt = connection.ops.adapt_datetimefield_value
     stamp, now = adapt(event.timestamp), adapt(timezone.now())
     record = [event.id, event.action, event.repository, event.tag, _digest(event), now]
@@ -212,11 +212,13 @@ def _counting_sql(vendor: str, push: bool) -> list[str]:
     back); the other statements read the row the update locked."""
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     repositories = ContainerRepository._meta.db_table
+    # The project and the repository name first, so that the row is found by its unique
+    # (project, name) index however many repositories the project has.
     target = (
         f"target AS (SELECT r.id AS repository_id, r.project_id FROM {repositories} r "
-        f"JOIN {Project._meta.db_table} p ON p.id = r.project_id "
-        f"WHERE p.id = {longest_project_sql(json_strings('%s', vendor))} AND NOT p.pending_delete "
-        "AND r.name = substr(%s, length(p.full_path_lower) + 2) AND r.status IS NULL)"
+        f"WHERE (r.project_id, r.name) = (SELECT p.id, substr(%s, length(p.full_path_lower) + 2) "
+        f"FROM {Project._meta.db_table} p WHERE p.id = {longest_project_sql(json_strings('%s', vendor))} "
+        "AND NOT p.pending_delete) AND r.status IS NULL)"
     )
     update = (
         f"WITH {target} UPDATE {repositories} SET {count_field} = {count_field} + 1, "

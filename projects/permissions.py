@@ -416,6 +416,9 @@ def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, st
 
     # One row per (key, candidate path, all the key's candidates): each row reads its
     # key's candidates from itself, so the work grows with the keys, not their square.
+    # The candidate paths again as an array: PostgreSQL finds the projects by their
+    # index from it (a generic plan cannot see how few rows the JSON holds, and chose to
+    # hash the whole table).
     longest = longest_project_sql(json_strings("c.c", vendor))
     sql = f"""WITH candidates AS ({json_rows(vendor)})
 SELECT c.a, {loader.columns},{levels}
@@ -426,10 +429,10 @@ SELECT c.a, {loader.columns},{levels}
    WHERE d.id = %s AND (d.project_id = p.id
      OR substr(p.full_path_lower, 1, length(dg.full_path_lower) + 1) = dg.full_path_lower || '/')),
  EXISTS (SELECT 1 FROM {ContainerRepositoryProtectionRule._meta.db_table} pr WHERE pr.project_id = p.id)
-FROM candidates c
-JOIN {Project._meta.db_table} p ON p.full_path_lower = c.b
+FROM {Project._meta.db_table} p
+JOIN candidates c ON c.b = p.full_path_lower
 JOIN {namespaces} n ON n.id = p.namespace_id
-WHERE p.id = {longest}"""
+WHERE {any_of("p.full_path_lower", vendor)} AND p.id = {longest}"""
     return loader, sql
 
 
@@ -472,6 +475,7 @@ def projects_for_candidates(
         params[:0] = [user.pk, today, user.pk, today, group, personal, user.pk, AccessLevel.OWNER.value]
         level_count = 3
     params.insert(0, json.dumps(entries))
+    params.append(as_list_param(sorted({path for _key, path, _paths in entries}), vendor))
     width = len(loader)
     result = {}
     for key, *row in fetch_all(sql, params):
