@@ -192,8 +192,7 @@ def _push_count(repository: ContainerRepository) -> int | None:
 def _remember_kept(
     repository: ContainerRepository, decisions: list[TagDecision], compiled: CompiledRules, *, now: dt.datetime
 ) -> None:
-    for ttl, values in kept_until(decisions, compiled, now=now).items():
-        tag_cache.set_many(repository.pk, values, ttl)
+    tag_cache.remember(repository.pk, kept_until(decisions, compiled, now=now))
 
 
 def _carry_dates(

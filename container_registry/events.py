@@ -2,9 +2,9 @@
 
 * ``push`` with a ``tag`` (a manifest pushed under a tag): makes sure the repository row
   exists, counts the push, moves ``last_pushed_at`` forward, marks the project's registry
-  size stale, and drops the tag's cached creation time (the tag may now name another
-  image). Our own dummy manifest (pushed by the tag-deletion recipe) is not a user's
-  push and is ignored.
+  size stale, and drops the tag's cached creation time when the tag cache may hold the
+  repository's dates (the tag may now name another image). Our own dummy manifest
+  (pushed by the tag-deletion recipe) is not a user's push and is ignored.
 * ``pull`` of a manifest with GET: counts the pull and moves ``last_pulled_at`` forward.
   HEAD requests (skopeo's existence checks during a push) and blob pulls are not pulls
   of an image and change nothing, and neither do the reads of our own registry client
@@ -103,11 +103,11 @@ def apply_events(events: list[Event]) -> Outcome:
         if counted.hook_ids is not None:
             project_hooks[counted.project_id] = counted.hook_ids
         outcome.add(IGNORED if counted.result == MISSING else counted.result, event.action)
-        if not push or counted.repository_id is None:
+        if not push or counted.project_id is None:
             continue
         # A re-sent push forgets again: the first delivery may have failed after
         # recording the event and before reaching the cache.
-        if counted.dates_cached:
+        if counted.dates_cached and counted.repository_id is not None:
             pushed.setdefault(counted.repository_id, set()).add(event.tag)
         pushed_projects.add(counted.project_id)
         # A re-sent push is told again: the first delivery may have failed after recording
@@ -184,7 +184,7 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
     adapt = connection.ops.adapt_datetimefield_value
     stamp, now = adapt(event.timestamp), adapt(timezone.now())
     record = [event.id, event.action, event.repository, event.tag, _digest(event), now]
-    params = [[*target, stamp, stamp, now], [*target, *record]]
+    params = [[*target, stamp, stamp, *([now] if push else [])], [*target, *record]]
     if push:
         params.append([*target, True, True])
     try:
@@ -194,9 +194,10 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
         return Counted(DUPLICATE, *(repository or (None, None)))
     if not results[0]:
         return Counted(MISSING)
+    if not push:
+        return Counted(APPLIED, *results[0][0])
     repository_id, project_id, dates_cached, has_hooks = results[0][0]
-    hook_ids = (None if has_hooks else []) if push else None
-    return Counted(APPLIED, repository_id, project_id, bool(dates_cached), hook_ids)
+    return Counted(APPLIED, repository_id, project_id, bool(dates_cached), None if has_hooks else [])
 
 
 def _digest(event: Event) -> str | None:
@@ -205,7 +206,8 @@ def _digest(event: Event) -> str | None:
 
 @functools.cache
 def _counting_sql(vendor: str, push: bool) -> list[str]:
-    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL. Each
+    """The statements of ``_apply_counted`` (the same text on SQLite and PostgreSQL but
+    for how a JSON parameter is read: ``json_strings``). Each
     starts from ``target``: the image's repository row when it may be counted on (found
     by the path rule, not being deleted, in a project not being deleted). The update
     moves the counter and the date (a re-ordered, older event never moves the date
@@ -224,10 +226,14 @@ def _counting_sql(vendor: str, push: bool) -> list[str]:
         f"WITH {target} UPDATE {repositories} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
         # status again: a concurrent deletion that committed first is seen on the locked row.
-        "WHERE id = (SELECT repository_id FROM target) AND status IS NULL "
-        "RETURNING id, project_id, CASE WHEN tag_dates_cached_until > %s THEN 1 ELSE 0 END, "
-        f"EXISTS ({webhooks.hooks_sql('(SELECT project_id FROM target)')})"
+        "WHERE id = (SELECT repository_id FROM target) AND status IS NULL RETURNING id, project_id"
     )
+    if push:
+        # Whether the tag cache may hold the repository's dates, and the project has hooks.
+        update += (
+            ", CASE WHEN tag_dates_cached_until > %s THEN 1 ELSE 0 END, "
+            f"EXISTS ({webhooks.hooks_sql('(SELECT project_id FROM target)')})"
+        )
     insert = (
         f"WITH {target} INSERT INTO {RegistryEvent._meta.db_table} "
         "(event_id, action, repository, tag, digest, received_at) SELECT %s, %s, %s, %s, %s, %s FROM target"
@@ -237,17 +243,18 @@ def _counting_sql(vendor: str, push: bool) -> list[str]:
     return [update, insert, stale_sql("SELECT project_id FROM target", ctes=target)]
 
 
-def _repository(event: Event) -> tuple[int, int] | None:
-    """The ids of the event's repository and project (a duplicate's: read apart)."""
+def _repository(event: Event) -> tuple[int | None, int] | None:
+    """The ids of the event's repository (None: no row any more) and project, read
+    apart for a duplicate; None when the image belongs to no project."""
     image = resolve_image_paths([event.repository]).get(event.repository)
     if image is None:
         return None
-    row = (
+    repository_id = (
         ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name)
-        .values_list("pk", "project_id")
+        .values_list("pk", flat=True)
         .first()
     )
-    return tuple(row) if row else None
+    return repository_id, image.project.pk
 
 
 def _create_for_push(event: Event) -> bool:

@@ -51,8 +51,9 @@ SWEEP_BATCH = 500
 
 # A refresh another process enqueued is trusted this long before the cache is asked
 # again: it may start (and drop its key) at any moment, and an event after that must
-# ask for the next one. An event that falls in this window leaves the size stale
-# until the periodic sweep asks for it.
+# ask for the next one. A refresh that finds the flag set again when it is done asks
+# itself; an event in this window after a refresh finished leaves the size stale until
+# the next event or the periodic sweep asks for it.
 OTHER_PROCESS_NOTE_SECONDS = 1
 
 # project id -> True: "this process enqueued its refresh, still pending".
@@ -132,6 +133,10 @@ def refresh_registry_size(*, project_id: int, client: RegistryClient | None = No
         ProjectRegistryStatistics.objects.filter(project_id=project_id).update(stale=True)
         raise
     store_registry_size(project_id=project_id, size=size, mark_fresh=False)
+    # An event during the measurement set the flag again, and a process that saw this
+    # refresh pending a moment before may not have asked for the next: ask now.
+    if ProjectRegistryStatistics.objects.filter(project_id=project_id, stale=True).exists():
+        request_size_refresh([project_id])
     return size
 
 

@@ -68,15 +68,27 @@ def set_many(
     repository_id: int, values: Mapping[str, dt.datetime | None], ttl_seconds: int = DEFAULT_TTL_SECONDS
 ) -> None:
     """Remember creation times (``None`` values are not cached)."""
-    entries = {_key(repository_id, n): created.timestamp() for n, created in values.items() if created is not None}
-    if entries:
-        # First the repository row: from then on a push of one of its tags forgets the
-        # tag's entry (the receiver forgets only for repositories marked so).
-        until = timezone.now() + dt.timedelta(seconds=ttl_seconds)
-        ContainerRepository.objects.filter(pk=repository_id).filter(
-            Q(tag_dates_cached_until__isnull=True) | Q(tag_dates_cached_until__lt=until)
-        ).update(tag_dates_cached_until=until)
-        cache.set_many(entries, timeout=ttl_seconds)
+    remember(repository_id, {ttl_seconds: values})
+
+
+def remember(repository_id: int, groups: Mapping[int, Mapping[str, dt.datetime | None]]) -> None:
+    """``set_many`` for several TTLs (seconds -> creation times): the repository row is
+    marked once, for the longest."""
+    groups = {
+        ttl: {_key(repository_id, n): created.timestamp() for n, created in values.items() if created is not None}
+        for ttl, values in groups.items()
+    }
+    groups = {ttl: entries for ttl, entries in groups.items() if entries}
+    if not groups:
+        return
+    # First the repository row: from then on a push of one of its tags forgets the
+    # tag's entry (the receiver forgets only for repositories marked so).
+    until = timezone.now() + dt.timedelta(seconds=max(groups))
+    ContainerRepository.objects.filter(pk=repository_id).filter(
+        Q(tag_dates_cached_until__isnull=True) | Q(tag_dates_cached_until__lt=until)
+    ).update(tag_dates_cached_until=until)
+    for ttl, entries in groups.items():
+        cache.set_many(entries, timeout=ttl)
 
 
 def forget(repository_id: int, names: Iterable[str]) -> None:
@@ -130,6 +142,7 @@ __all__ = [
     "forget_run_dates",
     "get_many",
     "get_run_dates",
+    "remember",
     "set_many",
     "set_run_dates",
 ]

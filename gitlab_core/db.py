@@ -128,13 +128,16 @@ def json_strings(value: str, vendor: str) -> str:
 
 
 def json_rows(vendor: str) -> str:
-    """A subquery whose rows (columns ``a``, ``b``, ``c``) are the entries of the next
-    parameter, a JSON array of ``[string, string, JSON value]`` entries as one parameter,
-    so that the statement text does not depend on their number. ``c`` is JSON text
-    (``json_strings`` reads an array there)."""
+    """A subquery whose rows (columns ``a``, ``b``, ``c``, ``d``) are the entries of the
+    next parameter, a JSON array of ``[string, string, JSON value, string]`` entries as
+    one parameter, so that the statement text does not depend on their number. ``c`` is
+    JSON text (``json_strings`` reads an array there)."""
     if vendor == "postgresql":
-        return "SELECT e ->> 0 AS a, e ->> 1 AS b, e -> 2 AS c FROM json_array_elements(CAST(%s AS json)) AS e"
-    return "SELECT value ->> 0 AS a, value ->> 1 AS b, value -> 2 AS c FROM json_each(%s)"
+        return (
+            "SELECT e ->> 0 AS a, e ->> 1 AS b, e -> 2 AS c, e ->> 3 AS d "
+            "FROM json_array_elements(CAST(%s AS json)) AS e"
+        )
+    return "SELECT value ->> 0 AS a, value ->> 1 AS b, value -> 2 AS c, value ->> 3 AS d FROM json_each(%s)"
 
 
 class AnyOf(Lookup):

@@ -395,7 +395,7 @@ def _inherited_level_sql(path: str) -> str:
 @functools.cache
 def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, str]:
     """Row loader and SQL of ``projects_with_access_level`` on this database (a fixed
-    text: the paths are one array parameter). The projects, their root namespaces, a
+    text: the candidates are one JSON parameter, their paths one array). The projects, their root namespaces, a
     deploy token's reach and their protection rules are found the same way with or
     without a user; ``with_access`` adds the user's three levels (direct, inherited,
     personal owner), which no caller without a user needs."""
@@ -423,8 +423,7 @@ def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, st
     sql = f"""WITH candidates AS ({json_rows(vendor)})
 SELECT c.a, {loader.columns},{levels}
  (SELECT r.id FROM {namespaces} r
-   WHERE r.parent_id IS NULL AND {any_of("r.full_path_lower", vendor)}
-     AND substr(p.full_path_lower, 1, length(r.full_path_lower) + 1) = r.full_path_lower || '/'),
+   WHERE r.parent_id IS NULL AND r.full_path_lower = c.d),
  (SELECT d.id FROM {DeployToken._meta.db_table} d LEFT JOIN {namespaces} dg ON dg.id = d.group_id
    WHERE d.id = %s AND (d.project_id = p.id
      OR substr(p.full_path_lower, 1, length(dg.full_path_lower) + 1) = dg.full_path_lower || '/')),
@@ -461,13 +460,17 @@ def projects_for_candidates(
     paths (lower-cased): each key's project is the longest of its candidates that is a
     project's path (``image_paths.longest_project_sql``); keys without one are left out.
     One query for all keys, with a text that does not depend on how many there are."""
-    entries = [[key, path, list(paths)] for key, paths in sorted(candidates.items()) for path in dict.fromkeys(paths)]
+    # (key, candidate path, the key's candidates, the candidate's root namespace path)
+    entries = [
+        [key, path, list(paths), path.split("/", 1)[0]]
+        for key, paths in sorted(candidates.items())
+        for path in dict.fromkeys(paths)
+    ]
     if not entries:
         return {}
     vendor = connection.vendor
     loader, sql = _project_statement(vendor, with_access=user is not None)
-    roots = sorted({path.split("/", 1)[0] for _key, path, _paths in entries})
-    params = [as_list_param(roots, vendor), deploy_token.pk if deploy_token is not None else None]
+    params = [deploy_token.pk if deploy_token is not None else None]
     level_count = 0
     if user is not None:
         today = timezone.now().date()
@@ -475,7 +478,7 @@ def projects_for_candidates(
         params[:0] = [user.pk, today, user.pk, today, group, personal, user.pk, AccessLevel.OWNER.value]
         level_count = 3
     params.insert(0, json.dumps(entries))
-    params.append(as_list_param(sorted({path for _key, path, _paths in entries}), vendor))
+    params.append(as_list_param(sorted({entry[1] for entry in entries}), vendor))
     width = len(loader)
     result = {}
     for key, *row in fetch_all(sql, params):
