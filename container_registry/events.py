@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -40,9 +39,9 @@ from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_sql
 from container_registry.statistics import request_size_refresh
-from gitlab_core.db import execute_all, json_strings
+from gitlab_core.db import execute_all
 from projects import webhooks
-from projects.image_paths import candidate_project_paths, longest_project_sql, resolve_image_paths
+from projects.image_paths import LEVELS_SUPPORTED, longest_project_sql, padded_candidates, resolve_image_paths
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -176,11 +175,10 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
     of no project, of a project being deleted, or without a repository row or with one
     being deleted counts nothing and records nothing (MISSING): every statement acts on
     the repository row the update moved."""
-    vendor = connection.vendor
-    statements = _counting_sql(vendor, push)
+    statements = _counting_sql(push)
     path = event.repository.lower()
     # Every statement starts with the target's parameters: the path and its candidates.
-    target = [path, json.dumps(candidate_project_paths(path))]
+    target = [path, *padded_candidates(path)]
     adapt = connection.ops.adapt_datetimefield_value
     stamp, now = adapt(event.timestamp), adapt(timezone.now())
     record = [event.id, event.action, event.repository, event.tag, _digest(event), now]
@@ -205,9 +203,8 @@ def _digest(event: Event) -> str | None:
 
 
 @functools.cache
-def _counting_sql(vendor: str, push: bool) -> list[str]:
-    """The statements of ``_apply_counted`` (the same text on SQLite and PostgreSQL but
-    for how a JSON parameter is read: ``json_strings``). Each
+def _counting_sql(push: bool) -> list[str]:
+    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL. Each
     starts from ``target``: the image's repository row when it may be counted on (found
     by the path rule, not being deleted, in a project not being deleted). The update
     moves the counter and the date (a re-ordered, older event never moves the date
@@ -219,7 +216,7 @@ def _counting_sql(vendor: str, push: bool) -> list[str]:
     target = (
         f"target AS (SELECT r.id AS repository_id, r.project_id FROM {repositories} r "
         f"WHERE (r.project_id, r.name) = (SELECT p.id, substr(%s, length(p.full_path_lower) + 2) "
-        f"FROM {Project._meta.db_table} p WHERE p.id = {longest_project_sql(json_strings('%s', vendor))} "
+        f"FROM {Project._meta.db_table} p WHERE p.id = {longest_project_sql(['%s'] * LEVELS_SUPPORTED)} "
         "AND NOT p.pending_delete) AND r.status IS NULL)"
     )
     update = (

@@ -10,7 +10,7 @@ the event receiver).
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
   request cannot multiply prepared statements (``IN (%s, %s, ...)`` would).
-* ``json_strings`` and ``json_rows`` read a JSON array given as one parameter as rows.
+* ``json_rows`` reads a JSON array of entries given as one parameter as rows.
 * ``RowLoader`` turns a slice of a row into a model instance with only some fields
   loaded: the realm's lookups are simple, and the ORM spent more time compiling them
   than the database spent answering.
@@ -119,19 +119,11 @@ def as_list_param(values: Iterable, vendor: str):
     return values if vendor == "postgresql" else json.dumps(values)
 
 
-def json_strings(value: str, vendor: str) -> str:
-    """A subquery whose rows are the strings of a JSON array; ``value`` is SQL for the
-    array's text (``%s``, or a column of the ``json_rows`` rows)."""
-    if vendor == "postgresql":
-        return f"SELECT json_array_elements_text(CAST({value} AS json))"
-    return f"SELECT value FROM json_each({value})"
-
-
 def json_rows(vendor: str) -> str:
     """A subquery whose rows (columns ``a``, ``b``, ``c``, ``d``) are the entries of the
     next parameter, a JSON array of ``[string, string, JSON value, string]`` entries as
     one parameter, so that the statement text does not depend on their number. ``c`` is
-    JSON text (``json_strings`` reads an array there)."""
+    JSON (``c ->> 0`` reads an array's first element, on both databases)."""
     if vendor == "postgresql":
         return (
             "SELECT e ->> 0 AS a, e ->> 1 AS b, e -> 2 AS c, e ->> 3 AS d "

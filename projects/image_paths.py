@@ -10,7 +10,7 @@ in every statement that resolves an image path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import re2
@@ -65,16 +65,26 @@ def candidate_project_paths(path: str) -> list[str]:
     return ["/".join(parts[:n]) for n in range(longest, shortest - 1, -1)]
 
 
-def longest_project_sql(candidates: str) -> str:
+def longest_project_sql(candidates: Sequence[str]) -> str:
     """The rule's choice in SQL, for the statements that resolve image paths themselves
     (the access statement of ``resolve_image_paths``, the event receiver's writes): the
     id of the project the image belongs to, the longest of its candidate project paths
-    that is a project's full path, NULL when none is. ``candidates`` is a subquery whose
-    rows are the image's ``candidate_project_paths``."""
+    that is a project's full path, NULL when none is. ``candidates`` are
+    ``LEVELS_SUPPORTED`` SQL expressions, the image's ``candidate_project_paths`` padded
+    with NULLs (``padded_candidates``): a fixed list, which every database looks up by
+    the path index (a list read from a parameter's rows made PostgreSQL's generic plan
+    hash the whole table)."""
+    assert len(candidates) == LEVELS_SUPPORTED
     return (
-        f"(SELECT q.id FROM {Project._meta.db_table} q WHERE q.full_path_lower IN ({candidates}) "
+        f"(SELECT q.id FROM {Project._meta.db_table} q WHERE q.full_path_lower IN ({', '.join(candidates)}) "
         "ORDER BY length(q.full_path_lower) DESC LIMIT 1)"
     )
+
+
+def padded_candidates(path: str) -> list[str | None]:
+    """``candidate_project_paths`` padded with None to ``LEVELS_SUPPORTED`` values."""
+    candidates = candidate_project_paths(path)
+    return [*candidates, *[None] * (LEVELS_SUPPORTED - len(candidates))]
 
 
 def resolve_image_paths(

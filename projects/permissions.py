@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all, json_rows, json_strings
+from gitlab_core.db import RowLoader, any_of, as_list_param, fetch_all, json_rows
 from gitlab_core.models import User
 from projects.models import (
     AccessLevel,
@@ -412,14 +412,14 @@ def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, st
     )
     # GitLab's image path rule, the one statement of it (a lazy import: image_paths
     # builds on this module).
-    from projects.image_paths import longest_project_sql
+    from projects.image_paths import LEVELS_SUPPORTED, longest_project_sql
 
     # One row per (key, candidate path, all the key's candidates): each row reads its
     # key's candidates from itself, so the work grows with the keys, not their square.
     # The candidate paths again as an array: PostgreSQL finds the projects by their
     # index from it (a generic plan cannot see how few rows the JSON holds, and chose to
     # hash the whole table).
-    longest = longest_project_sql(json_strings("c.c", vendor))
+    longest = longest_project_sql([f"c.c ->> {index}" for index in range(LEVELS_SUPPORTED)])
     sql = f"""WITH candidates AS ({json_rows(vendor)})
 SELECT c.a, {loader.columns},{levels}
  (SELECT r.id FROM {namespaces} r

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import jwt
@@ -216,6 +217,11 @@ def test_forged_forwarded_for_from_an_untrusted_peer_neither_dodges_nor_places_a
     assert list(LoginFailures.objects.values_list("address", "login", "failures")) == [("127.0.0.1", "webowner", 3)]
 
 
+def _access_lines(tmp_path) -> list[dict]:
+    lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("logger") == "granian.access" and "/jwt/auth" in line["message"]]
+
+
 def test_behind_a_trusted_proxy_bans_are_per_real_client_in_the_ban_and_the_access_log(
     tmp_path, settings, registry_keys, world
 ):
@@ -230,10 +236,14 @@ def test_behind_a_trusted_proxy_bans_are_per_real_client_in_the_ban_and_the_acce
         # Everyone else behind the same proxy signs in.
         assert _realm(base, "webowner", world["token"], "203.0.113.8") == 200
         assert _realm(base, "webowner", world["token"], "6.6.6.6, 203.0.113.9") == 200
+        # The server writes an access line after its answer: wait for the last one.
+        deadline = time.monotonic() + 10
+        while len(_access_lines(tmp_path)) < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert list(LoginFailures.objects.values_list("address", "login")) == [("203.0.113.7", "webowner")]
 
     lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
-    access = [line for line in lines if line.get("logger") == "granian.access" and "/jwt/auth" in line["message"]]
+    access = _access_lines(tmp_path)
     assert [line["message"].split(" ")[0] for line in access] == [
         *["203.0.113.7"] * 5,
         "203.0.113.8",
