@@ -86,7 +86,25 @@ def execute_all(statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]
     return results
 
 
+def _sendable(value) -> bool:
+    """Whether psycopg can send ``value`` as text: the strings a parameter holds must
+    be valid UTF-8 without NUL (the other types our statements pass always are)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, (list, tuple)):
+        return all(_sendable(item) for item in value)
+    return True
+
+
 def _pipeline(raw: psycopg.Connection, statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+    # A parameter that fails to convert after earlier statements were queued would leave
+    # those to the pipeline's sync, which commits them: check them all first.
+    if len(statements) > 1 and not all(_sendable(p) for _sql, params in statements for p in params):
+        raise psycopg.DataError("a parameter holds a NUL character or a string that is not valid UTF-8")
     # One server-binding cursor per statement (Django's cursors bind parameters on the
     # client, and psycopg prepares only what it binds on the server); each keeps its
     # statement's result once the pipeline has synced.

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from container_registry.models import RegistryEvent
 from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
@@ -137,3 +137,17 @@ def test_statements_sent_together_apply_in_order_return_their_rows_and_fail_as_o
         # The failure undid its own statements only: the connection goes on.
         execute_all([(insert, ["fifth", stamp])])
     assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["fifth", "first", "second", "third"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_later_parameter_that_cannot_be_sent_applies_none_of_the_statements(postgresql):
+    # psycopg converts a statement's parameters as it queues it: a failure there must not
+    # leave the statements queued before it to the pipeline's sync, which would commit them.
+    stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
+    insert = INSERT.replace(" RETURNING id", "")
+    for bad in ("nul\x00byte", "lone \ud800 surrogate"):
+        with pytest.raises(DataError):
+            execute_all([(insert, ["applied-first", stamp]), (insert, [bad, stamp])])
+        assert not RegistryEvent.objects.filter(event_id="applied-first").exists()
+    execute_all([(insert, ["then-fine", stamp]), (insert, ["also-fine", stamp])])
+    assert RegistryEvent.objects.filter(event_id__in=["then-fine", "also-fine"]).count() == 2
