@@ -97,8 +97,13 @@ def apply_events(events: list[Event]) -> Outcome:
             continue
         push = kind == "push"
         counted = _apply_counted(event, push=push)
-        if counted.result == MISSING and push and _create_for_push(event):
-            counted = _apply_counted(event, push=push)
+        if counted.result == MISSING and push:
+            if RegistryEvent.objects.filter(event_id=event.id).exists():
+                # Applied before, and its repository row is gone since (deleted): a
+                # re-sent push must not bring it back.
+                counted = Counted(DUPLICATE, *(_repository(event) or (None, None)))
+            elif _create_for_push(event):
+                counted = _apply_counted(event, push=push)
         if counted.hook_ids is not None:
             project_hooks[counted.project_id] = counted.hook_ids
         outcome.add(IGNORED if counted.result == MISSING else counted.result, event.action)
@@ -153,7 +158,7 @@ def _kind(event: Event) -> str | None:
 @dataclass(frozen=True)
 class Counted:
     result: str  # APPLIED, DUPLICATE or MISSING
-    # The repository and its project (None when MISSING).
+    # The repository (None when MISSING, or a duplicate's row is gone) and its project.
     repository_id: int | None = None
     project_id: int | None = None
     # Whether the tag cache may hold dates of the repository's tags (a duplicate: maybe).
@@ -166,9 +171,9 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
     """Count the push or pull on the image's repository and record the event's id; for a
     push also mark the project's registry size stale. One transaction, sent in one round
     trip on PostgreSQL (``execute_all``); the statements find the image's project
-    themselves, by GitLab's path rule (``longest_project_sql``). The update also tells
-    whether the tag cache may hold the repository's dates and whether the project has
-    registry hooks.
+    themselves, by GitLab's path rule (``longest_project_sql``). For a push the update
+    also tells whether the tag cache may hold the repository's dates and whether the
+    project has registry hooks.
 
     The id's unique index decides between deliveries, concurrent ones too: a known id
     fails the insert, which rolls the count back (DUPLICATE: nothing changes). An image

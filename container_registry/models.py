@@ -66,7 +66,7 @@ class ContainerRepository(models.Model):
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     # Until when the tag cache may hold creation times of this repository's tags
-    # (``tag_cache.set_many`` moves it forward): a push forgets its tag's entry only
+    # (``tag_cache.remember`` moves it forward): a push forgets its tag's entry only
     # then, so pushes to other repositories cost no cache round trip.
     tag_dates_cached_until = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,9 @@ it is refreshed once per burst of events, not once per event:
   the next events of the burst: until shortly before the refresh is due in the process
   that enqueued it, for a second in the others (``OTHER_PROCESS_NOTE_SECONDS``);
 * ``refresh_registry_size`` (the task's service) drops the pending key *before* it reads
-  the registry, so an event that arrives while it measures enqueues the next refresh;
+  the registry, so an event that arrives while it measures enqueues the next refresh
+  (or, in a process that saw the key a moment before, sets the flag, and the refresh
+  asks for the next when it finds the flag set again);
 * the stale flag is the record of what is still owed: a refresh clears it before it
   measures, and ``refresh_stale_sizes`` (periodic) asks again for projects whose refresh
   was lost (a broker outage, a worker killed).

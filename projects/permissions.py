@@ -460,6 +460,10 @@ def projects_for_candidates(
     paths (lower-cased): each key's project is the longest of its candidates that is a
     project's path (``image_paths.longest_project_sql``); keys without one are left out.
     One query for all keys, with a text that does not depend on how many there are."""
+    from projects.image_paths import LEVELS_SUPPORTED  # image_paths builds on this module
+
+    if any(len(paths) > LEVELS_SUPPORTED for paths in candidates.values()):
+        raise ValueError(f"at most {LEVELS_SUPPORTED} candidate paths a key")
     # (key, candidate path, the key's candidates, the candidate's root namespace path)
     entries = [
         [key, path, list(paths), path.split("/", 1)[0]]

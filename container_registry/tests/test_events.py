@@ -540,3 +540,15 @@ def test_events_with_an_id_or_path_no_registry_sends_are_skipped(client, setting
     )
     assert response.status_code == 200
     assert not RegistryEvent.objects.exists() and not ContainerRepository.objects.exists()
+
+
+def test_a_push_sent_again_after_its_repository_was_deleted_does_not_bring_it_back(post_events, captured_world):
+    # The registry cannot be asked (post_events' registry is unreachable), so a push to
+    # an image without a row is trusted: but this one was applied before.
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+    ContainerRepository.objects.filter(project=captured_world["project"], name="image").delete()
+
+    assert post_events(envelope(PUSH_OCI)).status_code == 200
+
+    assert not ContainerRepository.objects.filter(project=captured_world["project"], name="image").exists()
+    assert RegistryEvent.objects.count() == 1

@@ -192,3 +192,25 @@ def test_bad_statistics_flag_is_400(world):
 @pytest.fixture
 def registry_down(unreachable_registry):
     return unreachable_registry
+
+
+def test_a_refresh_that_finds_the_size_stale_again_asks_for_the_next(project, size_refreshes, monkeypatch):
+    ProjectRegistryStatistics.objects.create(project=project, stale=True)
+
+    def measure_while_an_event_arrives(project_id, client=None):
+        # A push lands while the registry is being read: its flag is set again. (Standing
+        # in for that timing, which a test cannot produce on demand.)
+        ProjectRegistryStatistics.objects.filter(project_id=project_id).update(stale=True)
+        return 42
+
+    monkeypatch.setattr(statistics, "project_registry_size", measure_while_an_event_arrives)
+    assert refresh_registry_size(project_id=project.pk) == 42
+    assert size_refreshes == [(project.pk, 60)]
+    assert ProjectRegistryStatistics.objects.get(project=project).stale
+
+    monkeypatch.setattr(statistics, "project_registry_size", lambda project_id, client=None: 42)
+    cache.delete(pending_key(project.pk))
+    statistics._enqueued_here.clear()
+    size_refreshes.clear()
+    assert refresh_registry_size(project_id=project.pk) == 42
+    assert size_refreshes == []  # nothing came in meanwhile

@@ -77,3 +77,22 @@ def test_the_dates_of_a_cleanup_are_one_bounded_entry(monkeypatch):
     monkeypatch.setattr(tag_cache, "MAX_RUN_DATES", 100)
     tag_cache.set_run_dates(7, dict.fromkeys(names[:101], CREATED), push_count=0)
     assert tag_cache.get_run_dates(7, push_count=0) == {}
+
+
+def test_caching_dates_marks_the_repository_until_the_longest_lifetime(captured_world):
+    from django.utils import timezone
+
+    from container_registry.models import ContainerRepository
+
+    repository = ContainerRepository.objects.create(project=captured_world["project"], name="image")
+    before = timezone.now()
+    tag_cache.remember(repository.pk, {60: {"a": CREATED}, 3600: {"b": CREATED}, 7200: {"c": None}})
+
+    repository.refresh_from_db()
+    # "c" has no date, so its lifetime marks nothing: the longest kept entry lives an hour.
+    assert before + dt.timedelta(seconds=3600) <= repository.tag_dates_cached_until
+    assert repository.tag_dates_cached_until <= timezone.now() + dt.timedelta(seconds=3600)
+    assert set(tag_cache.get_many(repository.pk, ["a", "b", "c"])) == {"a", "b"}
+    # A later, shorter caching never moves the mark back.
+    tag_cache.set_many(repository.pk, {"d": CREATED}, 60)
+    assert ContainerRepository.objects.get(pk=repository.pk).tag_dates_cached_until == repository.tag_dates_cached_until
