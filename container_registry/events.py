@@ -39,7 +39,7 @@ from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_sql
 from container_registry.statistics import request_size_refresh
-from gitlab_core.db import execute_all
+from gitlab_core.db import write_together
 from projects import webhooks
 from projects.image_paths import LEVELS_SUPPORTED, longest_project_sql, padded_candidates, resolve_image_paths
 from projects.models import Project
@@ -169,37 +169,36 @@ class Counted:
 
 def _apply_counted(event: Event, *, push: bool) -> Counted:
     """Count the push or pull on the image's repository and record the event's id; for a
-    push also mark the project's registry size stale. One transaction, sent in one round
-    trip on PostgreSQL (``execute_all``); the statements find the image's project
+    push also mark the project's registry size stale. One transaction, one statement on
+    PostgreSQL (``write_together``); the statements find the image's repository row
     themselves, by GitLab's path rule (``longest_project_sql``). For a push the update
     also tells whether the tag cache may hold the repository's dates and whether the
     project has registry hooks.
 
     The id's unique index decides between deliveries, concurrent ones too: a known id
-    fails the insert, which rolls the count back (DUPLICATE: nothing changes). An image
-    of no project, of a project being deleted, or without a repository row or with one
-    being deleted counts nothing and records nothing (MISSING): every statement acts on
-    the repository row the update moved."""
-    statements = _counting_sql(push)
+    fails the insert, which undoes the count (DUPLICATE: nothing changes). An image of no
+    project, of a project being deleted, or without a repository row or with one being
+    deleted counts nothing and records nothing (MISSING)."""
+    target, statements = _counting_sql(push)
     path = event.repository.lower()
-    # Every statement starts with the target's parameters: the path and its candidates.
-    target = [path, *padded_candidates(path)]
     adapt = connection.ops.adapt_datetimefield_value
     stamp, now = adapt(event.timestamp), adapt(timezone.now())
-    record = [event.id, event.action, event.repository, event.tag, _digest(event), now]
-    params = [[*target, stamp, stamp, *([now] if push else [])], [*target, *record]]
-    if push:
-        params.append([*target, True, True])
+    params = [
+        [stamp, stamp, *([now] if push else [])],
+        [event.id, event.action, event.repository, event.tag, _digest(event), now],
+        [True, True],  # push only: the stale mark
+    ][: len(statements)]
     try:
-        results = execute_all(list(zip(statements, params, strict=True)))
+        # The target's parameters: the path and its candidate project paths.
+        rows = write_together((target, [path, *padded_candidates(path)]), list(zip(statements, params, strict=True)))
     except IntegrityError:
         repository = _repository(event)
         return Counted(DUPLICATE, *(repository or (None, None)))
-    if not results[0]:
+    if not rows:
         return Counted(MISSING)
     if not push:
-        return Counted(APPLIED, *results[0][0])
-    repository_id, project_id, dates_cached, has_hooks = results[0][0]
+        return Counted(APPLIED, *rows[0])
+    repository_id, project_id, dates_cached, has_hooks = rows[0]
     return Counted(APPLIED, repository_id, project_id, bool(dates_cached), None if has_hooks else [])
 
 
@@ -208,12 +207,13 @@ def _digest(event: Event) -> str | None:
 
 
 @functools.cache
-def _counting_sql(push: bool) -> list[str]:
-    """The statements of ``_apply_counted``, the same on SQLite and PostgreSQL. Each
-    starts from ``target``: the image's repository row when it may be counted on (found
-    by the path rule, not being deleted, in a project not being deleted). The update
-    moves the counter and the date (a re-ordered, older event never moves the date
-    back); the other statements read the row the update locked."""
+def _counting_sql(push: bool) -> tuple[str, list[str]]:
+    """The ``target`` of ``_apply_counted`` and its statements, the same on SQLite and
+    PostgreSQL. ``target`` is the image's repository row when it may be counted on
+    (found by the path rule, not being deleted, in a project not being deleted). The
+    update moves the counter and the date (a re-ordered, older event never moves the
+    date back); the insert records the event's id; for a push the last statement marks
+    the project's registry size stale. None of them reads what another writes."""
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     repositories = ContainerRepository._meta.db_table
     # The project and the repository name first, so that the row is found by its unique
@@ -225,7 +225,7 @@ def _counting_sql(push: bool) -> list[str]:
         "AND NOT p.pending_delete) AND r.status IS NULL)"
     )
     update = (
-        f"WITH {target} UPDATE {repositories} SET {count_field} = {count_field} + 1, "
+        f"UPDATE {repositories} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
         # status again: a concurrent deletion that committed first is seen on the locked row.
         "WHERE id = (SELECT repository_id FROM target) AND status IS NULL RETURNING id, project_id"
@@ -237,12 +237,12 @@ def _counting_sql(push: bool) -> list[str]:
             f"EXISTS ({webhooks.hooks_sql('(SELECT project_id FROM target)')})"
         )
     insert = (
-        f"WITH {target} INSERT INTO {RegistryEvent._meta.db_table} "
+        f"INSERT INTO {RegistryEvent._meta.db_table} "
         "(event_id, action, repository, tag, digest, received_at) SELECT %s, %s, %s, %s, %s, %s FROM target"
     )
     if not push:
-        return [update, insert]
-    return [update, insert, stale_sql("SELECT project_id FROM target", ctes=target)]
+        return target, [update, insert]
+    return target, [update, insert, stale_sql("SELECT project_id FROM target")]
 
 
 def _repository(event: Event) -> tuple[int | None, int] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -10,8 +10,9 @@ from container_registry.client import RegistryClient
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics
 from container_registry.registry_info import registry_info
 from gitlab_core import audit
-from gitlab_core.db import execute_all
+from gitlab_core.db import any_of, as_list_param, fetch_all
 from gitlab_core.models import ApplicationSettings
+from projects.models import Project
 
 Status = ContainerRepository.Status
 
@@ -45,30 +46,29 @@ def record_repository_event(repository: ContainerRepository, event_name: str, me
 
 
 def mark_registry_size_stale(*, project_ids: set[int]) -> None:
-    """Flag the projects' registry sizes for recomputation (events changed them)."""
-    execute_all([stale_statement(project_id) for project_id in sorted(project_ids)])
+    """Flag the projects' registry sizes for recomputation (events changed them); ids of
+    projects that no longer exist are skipped."""
+    if not project_ids:
+        return
+    vendor = connection.vendor
+    projects = f"SELECT p.id AS project_id FROM {Project._meta.db_table} p WHERE {any_of('p.id', vendor)}"
+    fetch_all(stale_sql(projects), [True, as_list_param(sorted(project_ids), vendor), True])
 
 
-def stale_statement(project_id: int) -> tuple[str, list]:
-    """The statement that marks one project's registry size stale (``stale_sql``)."""
-    return stale_sql("SELECT %s AS project_id"), [True, project_id, True]
-
-
-def stale_sql(projects: str, *, ctes: str = "") -> str:
+def stale_sql(projects: str) -> str:
     """The statement that marks projects' registry sizes stale, creating their statistics
     rows when missing; ``projects`` is a subquery whose ``project_id`` column names them
-    (parameters: True, the subquery's, True), with ``ctes`` before it (the receiver finds
-    the project within the same statements). A row already stale is neither written nor
+    (parameters: True, the subquery's, True). A row already stale is neither written nor
     locked, so concurrent pushes to one project do not queue behind each other's commit:
     the SELECT finds no row to insert, so ON CONFLICT never acts (its DO UPDATE locks the
-    row, even behind a WHERE that turns the update down)."""
+    row, even behind a WHERE that turns the update down). Rows are taken in project order,
+    so that two statements marking the same projects lock them in the same order."""
     table = ProjectRegistryStatistics._meta.db_table
-    with_clause = f"WITH {ctes} " if ctes else ""
     return (
-        f"{with_clause}INSERT INTO {table} (project_id, container_registry_size, stale) "
+        f"INSERT INTO {table} (project_id, container_registry_size, stale) "
         f"SELECT x.project_id, 0, %s FROM ({projects}) x "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE s.project_id = x.project_id AND s.stale = %s) "
-        "ON CONFLICT (project_id) DO UPDATE SET stale = excluded.stale"
+        "ORDER BY x.project_id ON CONFLICT (project_id) DO UPDATE SET stale = excluded.stale"
     )
 
 

@@ -8,7 +8,7 @@ measure it through the distribution API instead, which costs a manifest read per
 it is refreshed once per burst of events, not once per event:
 
 * an event that changes the size (a tag pushed, a tag or manifest deleted) marks the
-  project's size ``stale`` (``services.stale_statement``) and asks for a refresh;
+  project's size ``stale`` (``services.stale_sql``) and asks for a refresh;
 * ``request_size_refresh`` enqueues a refresh due in ``REGISTRY_SIZE_REFRESH_DELAY_SECONDS``
   unless one is pending: a key added to Django's cache (``cache.add`` is atomic, so one
   process among many enqueues), and a local note that spares the cache round trip for

@@ -1,11 +1,12 @@
 """Small database helpers for the statements on a request path (the token realm and
 the event receiver).
 
-* ``execute_all`` runs fixed SQL texts as one transaction and returns each one's rows;
-  on PostgreSQL prepared by psycopg (``prepare=True``: once per connection, at most
-  ``prepared_max``, 100, kept) and sent in one round trip (a pipeline), with no
-  ``BEGIN``/``COMMIT``. ``HOT_QUERIES_PREPARED=false`` turns preparing off for a
-  transaction-mode pooler. ``fetch_all`` runs one statement that way.
+* ``fetch_all`` runs one fixed SQL text and returns its rows; on PostgreSQL prepared by
+  psycopg (``prepare=True``: once per connection, at most ``prepared_max``, 100, kept).
+  ``HOT_QUERIES_PREPARED=false`` turns preparing off for a transaction-mode pooler.
+* ``write_together`` runs data-changing statements that find their rows through shared
+  common table expressions as one transaction: on PostgreSQL as ONE statement (its
+  data-modifying ``WITH`` parts), on SQLite one after the other.
 * ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
@@ -19,6 +20,7 @@ the event receiver).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -30,97 +32,90 @@ from psycopg import pq
 
 
 def fetch_all(sql: str, params: Sequence) -> list[tuple]:
-    """Rows of a query (``%s`` placeholders) on the default database. Errors are
-    Django's, as from a cursor; a statement that returns no rows gives ``[]``."""
-    return execute_all([(sql, params)])[0]
+    """Rows of a statement (``%s`` placeholders) on the default database; ``[]`` for one
+    that returns none. Errors are Django's, as from a cursor (e.g. ``IntegrityError``).
 
-
-def execute_all(statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
-    """Run statements in order as one transaction (all or none: inside a caller's
-    transaction, a savepoint) and return each one's rows (``[]`` for a statement that
-    returns none). An error raises as from a cursor (Django's, e.g. ``IntegrityError``)
-    with none of the statements applied.
-
-    On PostgreSQL the statements are prepared by psycopg (``prepare=True``: parsed and
-    planned once per connection, psycopg keeps at most ``prepared_max`` of them) and sent
-    in one pipeline: one round trip, and no ``BEGIN``/``COMMIT`` is exchanged, because the
-    server runs the statements before a pipeline's sync as one implicit transaction.
+    On PostgreSQL the statement is prepared by psycopg (``prepare=True``: parsed and
+    planned once per connection; psycopg keeps at most ``prepared_max`` of them).
     ``HOT_QUERIES_PREPARED=false`` sets the connection's ``prepare_threshold`` to None (in
     ``settings.DATABASES``), which turns preparing off for a transaction-mode pooler
-    (PgBouncer before 1.21). SQLite runs one statement after the other in ``atomic``."""
+    (PgBouncer before 1.21)."""
     db = connections[DEFAULT_DB_ALIAS]
-    # One statement is a transaction by itself: no savepoint, no pipeline.
-    several = len(statements) > 1
     if db.vendor != "postgresql":
-        atomic = transaction.atomic(using=DEFAULT_DB_ALIAS) if several else contextlib.nullcontext()
-        with atomic, db.cursor() as cursor:
-            results = []
-            for sql, params in statements:
-                cursor.execute(sql, params)
-                results.append(cursor.fetchall() if cursor.description else [])
-            return results
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
     # What Django checks before it hands out a cursor and runs a statement.
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_thread_sharing()
     db.validate_no_broken_transaction()
     started = time.monotonic()
-    # Outside ``atomic`` the pipeline is its own transaction; inside, a savepoint makes it one.
-    atomic = transaction.atomic(using=DEFAULT_DB_ALIAS) if several and db.in_atomic_block else contextlib.nullcontext()
-    with atomic, db.wrap_database_errors:
+    with db.wrap_database_errors:
         raw = db.connection
         try:
-            results = _pipeline(raw, statements)
+            rows = _prepared(raw, sql, params)
         except psycopg.errors.FeatureNotSupported as exc:
             # A migration changed the type of a column a prepared statement returns. In
             # autocommit (a request outside ``atomic``) forget this connection's prepared
-            # statements, as psycopg does after DEALLOCATE ALL, and run them again; in a
+            # statements, as psycopg does after DEALLOCATE ALL, and run it again; in a
             # transaction the error aborted it, and its rollback forgets them.
             if not raw.autocommit or _STALE_PLAN not in str(exc):
                 raise
             raw.execute("DEALLOCATE ALL")
-            results = _pipeline(raw, statements)
+            rows = _prepared(raw, sql, params)
     if db.queries_logged:
-        elapsed = f"{time.monotonic() - started:.3f}"
-        db.queries_log.extend({"sql": sql, "time": elapsed} for sql, _params in statements)
-    return results
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return rows
 
 
-def _sendable(value) -> bool:
-    """Whether psycopg can send ``value`` as text: the strings a parameter holds must
-    be valid UTF-8 without NUL (the other types our statements pass always are)."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, (list, tuple)):
-        return all(_sendable(item) for item in value)
-    return True
-
-
-def _pipeline(raw: psycopg.Connection, statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
-    # A parameter that fails to convert after earlier statements were queued would leave
-    # those to the pipeline's sync, which commits them: check them all first.
-    if len(statements) > 1 and not all(_sendable(p) for _sql, params in statements for p in params):
-        raise psycopg.DataError("a parameter holds a NUL character or a string that is not valid UTF-8")
-    # One server-binding cursor per statement (Django's cursors bind parameters on the
-    # client, and psycopg prepares only what it binds on the server); each keeps its
-    # statement's result once the pipeline has synced.
-    cursors = [psycopg.Cursor(raw) for _statement in statements]
-    with raw.pipeline() if len(statements) > 1 else contextlib.nullcontext():
-        for cursor, (sql, params) in zip(cursors, statements, strict=True):
-            cursor.execute(sql, params, prepare=True)
-    results = []
-    for cursor in cursors:
+def _prepared(raw: psycopg.Connection, sql: str, params: Sequence) -> list[tuple]:
+    # A server-binding cursor: Django's cursors bind parameters on the client, and
+    # psycopg prepares only what it binds on the server.
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
         result = cursor.pgresult
-        results.append(cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else [])
-        cursor.close()
-    return results
+        return cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
 
 
 _STALE_PLAN = "cached plan must not change result type"
+
+
+def write_together(shared: tuple[str, Sequence], statements: Sequence[tuple[str, Sequence]]) -> list[tuple]:
+    """Run data-changing statements as one transaction (all or none: inside a caller's
+    transaction, a savepoint) and return the rows of the first one, which must return
+    rows (``RETURNING``). ``shared`` is the text and parameters of common table
+    expressions (``"target AS (SELECT ...)"``) that every statement may read; a
+    statement is an ``UPDATE``, ``INSERT`` or ``DELETE`` without a ``WITH`` of its own.
+
+    The statements must not read what the others write: on PostgreSQL they run as ONE
+    statement, ``WITH shared, s0 AS (first), s1 AS (second) ... SELECT * FROM s0``, whose
+    parts all see the same snapshot (one prepared statement, one round trip, no
+    ``BEGIN``/``COMMIT``). SQLite has no data-modifying ``WITH``: there each runs as
+    ``WITH shared <statement>``, in order, in ``atomic``."""
+    db = connections[DEFAULT_DB_ALIAS]
+    ctes, ctes_params = shared
+    if db.vendor == "postgresql":
+        sql = _together_sql(ctes, tuple(statement for statement, _params in statements))
+        params = [*ctes_params, *(param for _statement, params in statements for param in params)]
+        # One statement is a transaction by itself; inside a caller's, a savepoint lets
+        # the caller go on after its failure (e.g. a duplicate's IntegrityError).
+        with transaction.atomic(using=DEFAULT_DB_ALIAS) if db.in_atomic_block else contextlib.nullcontext():
+            return fetch_all(sql, params)
+    with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
+        rows = None
+        for statement, params in statements:
+            cursor.execute(f"WITH {ctes} {statement}", [*ctes_params, *params])
+            if rows is None:
+                rows = cursor.fetchall()
+        return rows or []
+
+
+@functools.lru_cache(maxsize=32)
+def _together_sql(ctes: str, statements: tuple[str, ...]) -> str:
+    # The callers' texts are fixed, so few; the cache only saves joining them per call.
+    parts = ", ".join(f"s{index} AS ({statement})" for index, statement in enumerate(statements))
+    return f"WITH {ctes}, {parts} SELECT * FROM s0"
 
 
 def any_of(column: str, vendor: str) -> str:

@@ -14,7 +14,7 @@ from container_registry import tag_cache
 from container_registry.client import REGISTRY_CLIENT_SUBJECT
 from container_registry.event_envelopes import parse_envelope
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
-from container_registry.services import stale_statement
+from container_registry.services import stale_sql
 from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, envelope, envelope_with
 from tests_support.factories import make_group, make_project
 from tests_support.wsgi import call_wsgi
@@ -301,7 +301,7 @@ def test_a_push_does_not_wait_for_another_push_of_the_same_project_to_commit(cap
     other = connection.get_new_connection(connection.get_connection_params())
     try:
         with other.cursor() as cursor:
-            cursor.execute(*stale_statement(project.pk))
+            cursor.execute(stale_sql("SELECT %s AS project_id"), [True, project.pk, True])
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '2s'")
         try:

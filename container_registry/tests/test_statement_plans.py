@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from container_registry.events import _counting_sql
 from container_registry.models import ContainerRepository
+from gitlab_core.db import _together_sql
 from projects.image_paths import candidate_project_paths, padded_candidates
 from projects.models import Project
 from projects.permissions import _project_statement
@@ -71,10 +72,13 @@ def test_the_access_statement_finds_projects_by_their_path_index(large_instance)
     assert "Seq Scan on projects" not in plan, plan
 
 
-def test_the_receivers_update_finds_the_repository_by_project_and_name(large_instance):
-    update = _counting_sql(True)[0]
+def test_the_receivers_statement_finds_the_repository_by_project_and_name(large_instance):
+    # The push's statements as PostgreSQL runs them: one statement.
+    target, statements = _counting_sql(True)
     image = "big/app/img7"
     now = timezone.now()
-    plan = _generic_plan(update, [image, *padded_candidates(image), now, now, now])
+    record = ["plan-probe-event", "push", image, "latest", None, now]
+    params = [image, *padded_candidates(image), now, now, now, *record, True, True]
+    plan = _generic_plan(_together_sql(target, tuple(statements)), params)
     assert "Seq Scan on projects" not in plan, plan
     assert "Seq Scan on container_repositories" not in plan, plan

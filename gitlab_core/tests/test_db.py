@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 
 from container_registry.models import RegistryEvent
-from gitlab_core.db import any_of, as_list_param, execute_all, fetch_all
+from gitlab_core.db import any_of, as_list_param, fetch_all, write_together
 from projects.models import Namespace
 from tests_support.factories import make_group
 
@@ -122,32 +123,45 @@ def test_a_statement_whose_result_type_a_migration_changed_runs_again(postgresql
             cursor.execute("DROP TABLE db_probe")
 
 
+# The events written together: the ids given as a JSON array, one row each.
+IDS = "ids AS (SELECT value AS event_id FROM json_each(%s))"
+IDS_PG = "ids AS (SELECT value AS event_id FROM json_array_elements_text(CAST(%s AS json)))"
+RECORD = (
+    f"INSERT INTO {EVENTS} (event_id, action, repository, received_at) "
+    "SELECT event_id || %s, 'push', 'a/b', %s FROM ids"
+)
+RETURNING = RECORD + " RETURNING event_id"
+
+
+def ids(*values: str) -> tuple[str, list]:
+    return (IDS_PG if connection.vendor == "postgresql" else IDS), [json.dumps(values)]
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("in_atomic", [False, True], ids=["autocommit", "in-a-transaction"])
-def test_statements_sent_together_apply_in_order_return_their_rows_and_fail_as_one_transaction(in_atomic):
+def test_statements_written_together_share_their_rows_return_the_firsts_and_fail_as_one_transaction(in_atomic):
     stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
-    insert = INSERT.replace(" RETURNING id", "")
     outer = transaction.atomic() if in_atomic else contextlib.nullcontext()
     with outer:
-        rows = execute_all([(INSERT, ["first", stamp]), (insert, ["second", stamp]), (INSERT, ["third", stamp])])
-        first, third = RegistryEvent.objects.get(event_id="first"), RegistryEvent.objects.get(event_id="third")
-        assert rows == [[(first.pk,)], [], [(third.pk,)]]
+        rows = write_together(ids("a", "b"), [(RETURNING, ["-1", stamp]), (RECORD, ["-2", stamp])])
+        assert sorted(rows) == [("a-1",), ("b-1",)]
         with pytest.raises(IntegrityError):
-            execute_all([(insert, ["fourth", stamp]), (insert, ["first", stamp])])
+            # The second statement's "c-1" would be new, its "a-1" is not.
+            write_together(ids("c", "a"), [(RETURNING, ["-3", stamp]), (RECORD, ["-1", stamp])])
         # The failure undid its own statements only: the connection goes on.
-        execute_all([(insert, ["fifth", stamp])])
-    assert sorted(RegistryEvent.objects.values_list("event_id", flat=True)) == ["fifth", "first", "second", "third"]
+        write_together(ids("d"), [(RETURNING, ["-1", stamp])])
+    recorded = sorted(RegistryEvent.objects.values_list("event_id", flat=True))
+    assert recorded == ["a-1", "a-2", "b-1", "b-2", "d-1"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_later_parameter_that_cannot_be_sent_applies_none_of_the_statements(postgresql):
-    # psycopg converts a statement's parameters as it queues it: a failure there must not
-    # leave the statements queued before it to the pipeline's sync, which would commit them.
+    # PostgreSQL refuses text with NUL (DataError); psycopg cannot encode a lone
+    # surrogate (UnicodeEncodeError); SQLite stores both.
     stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
-    insert = INSERT.replace(" RETURNING id", "")
     for bad in ("nul\x00byte", "lone \ud800 surrogate"):
-        with pytest.raises(DataError):
-            execute_all([(insert, ["applied-first", stamp]), (insert, [bad, stamp])])
-        assert not RegistryEvent.objects.filter(event_id="applied-first").exists()
-    execute_all([(insert, ["then-fine", stamp]), (insert, ["also-fine", stamp])])
-    assert RegistryEvent.objects.filter(event_id__in=["then-fine", "also-fine"]).count() == 2
+        with pytest.raises((DataError, UnicodeEncodeError)):
+            write_together(ids("x"), [(RETURNING, ["-applied-first", stamp]), (RECORD, [bad, stamp])])
+        assert not RegistryEvent.objects.exists()
+    write_together(ids("x"), [(RETURNING, ["-then-fine", stamp]), (RECORD, ["-also-fine", stamp])])
+    assert RegistryEvent.objects.count() == 2
