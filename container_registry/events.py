@@ -39,7 +39,7 @@ from container_registry.event_envelopes import MAX_FIELD_LENGTH, Event
 from container_registry.models import ContainerRepository, RegistryEvent
 from container_registry.services import mark_registry_size_stale, stale_sql
 from container_registry.statistics import request_size_refresh
-from gitlab_core.db import write_together
+from gitlab_core.db import locking, write_together
 from projects import webhooks
 from projects.image_paths import LEVELS_SUPPORTED, longest_project_sql, padded_candidates, resolve_image_paths
 from projects.models import Project
@@ -179,7 +179,7 @@ def _apply_counted(event: Event, *, push: bool) -> Counted:
     fails the insert, which undoes the count (DUPLICATE: nothing changes). An image of no
     project, of a project being deleted, or without a repository row or with one being
     deleted counts nothing and records nothing (MISSING)."""
-    target, statements = _counting_sql(push)
+    target, statements = _counting_sql(push, connection.vendor)
     path = event.repository.lower()
     adapt = connection.ops.adapt_datetimefield_value
     stamp, now = adapt(event.timestamp), adapt(timezone.now())
@@ -207,13 +207,15 @@ def _digest(event: Event) -> str | None:
 
 
 @functools.cache
-def _counting_sql(push: bool) -> tuple[str, list[str]]:
+def _counting_sql(push: bool, vendor: str) -> tuple[str, list[str]]:
     """The ``target`` of ``_apply_counted`` and its statements, the same on SQLite and
     PostgreSQL. ``target`` is the image's repository row when it may be counted on
-    (found by the path rule, not being deleted, in a project not being deleted). The
-    update moves the counter and the date (a re-ordered, older event never moves the
-    date back); the insert records the event's id; for a push the last statement marks
-    the project's registry size stale. None of them reads what another writes."""
+    (found by the path rule, not being deleted, in a project not being deleted), locked
+    (``locking``): a deletion that commits while the event waits for the row leaves no
+    target, so nothing is counted, recorded or marked. The update moves the counter and
+    the date (a re-ordered, older event never moves the date back); the insert records
+    the event's id; for a push the last statement marks the project's registry size
+    stale. Each acts on ``target`` alone (``write_together``)."""
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     repositories = ContainerRepository._meta.db_table
     # The project and the repository name first, so that the row is found by its unique
@@ -222,13 +224,12 @@ def _counting_sql(push: bool) -> tuple[str, list[str]]:
         f"target AS (SELECT r.id AS repository_id, r.project_id FROM {repositories} r "
         f"WHERE (r.project_id, r.name) = (SELECT p.id, substr(%s, length(p.full_path_lower) + 2) "
         f"FROM {Project._meta.db_table} p WHERE p.id = {longest_project_sql(['%s'] * LEVELS_SUPPORTED)} "
-        "AND NOT p.pending_delete) AND r.status IS NULL)"
+        f"AND NOT p.pending_delete) AND r.status IS NULL{locking('r', vendor)})"
     )
     update = (
         f"UPDATE {repositories} SET {count_field} = {count_field} + 1, "
         f"{stamp_field} = CASE WHEN {stamp_field} IS NULL OR {stamp_field} < %s THEN %s ELSE {stamp_field} END "
-        # status again: a concurrent deletion that committed first is seen on the locked row.
-        "WHERE id = (SELECT repository_id FROM target) AND status IS NULL RETURNING id, project_id"
+        "WHERE id = (SELECT repository_id FROM target) RETURNING id, project_id"
     )
     if push:
         # Whether the tag cache may hold the repository's dates, and the project has hooks.

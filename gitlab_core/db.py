@@ -6,7 +6,8 @@ the event receiver).
   ``HOT_QUERIES_PREPARED=false`` turns preparing off for a transaction-mode pooler.
 * ``write_together`` runs data-changing statements that find their rows through shared
   common table expressions as one transaction: on PostgreSQL as ONE statement (its
-  data-modifying ``WITH`` parts), on SQLite one after the other.
+  data-modifying ``WITH`` parts), on SQLite one after the other; ``locking`` makes the
+  shared rows the same for every part.
 * ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
@@ -88,11 +89,15 @@ def write_together(shared: tuple[str, Sequence], statements: Sequence[tuple[str,
     expressions (``"target AS (SELECT ...)"``) that every statement may read; a
     statement is an ``UPDATE``, ``INSERT`` or ``DELETE`` without a ``WITH`` of its own.
 
-    The statements must not read what the others write: on PostgreSQL they run as ONE
-    statement, ``WITH shared, s0 AS (first), s1 AS (second) ... SELECT * FROM s0``, whose
-    parts all see the same snapshot (one prepared statement, one round trip, no
-    ``BEGIN``/``COMMIT``). SQLite has no data-modifying ``WITH``: there each runs as
-    ``WITH shared <statement>``, in order, in ``atomic``."""
+    On PostgreSQL they run as ONE statement, ``WITH shared, s0 AS (first), s1 AS
+    (second) ... SELECT * FROM s0`` (one prepared statement, one round trip, no
+    ``BEGIN``/``COMMIT`` outside a caller's transaction). SQLite has no data-modifying
+    ``WITH``: there each runs as ``WITH shared <statement>``, in order, in ``atomic``.
+    For both to have the same effects, no statement may read what another writes, nor
+    depend on whether another changed a row: each acts on the rows ``shared`` selects.
+    On PostgreSQL the parts of one statement see one snapshot, so ``shared`` must lock
+    the rows it selects (``locking``): a change that another transaction commits first
+    is then seen by every part alike, as SQLite, whose writers take turns, sees it."""
     db = connections[DEFAULT_DB_ALIAS]
     ctes, ctes_params = shared
     if db.vendor == "postgresql":
@@ -109,6 +114,14 @@ def write_together(shared: tuple[str, Sequence], statements: Sequence[tuple[str,
             if rows is None:
                 rows = cursor.fetchall()
         return rows or []
+
+
+def locking(alias: str, vendor: str) -> str:
+    """The clause that ends a ``SELECT`` of ``write_together``'s shared part: on
+    PostgreSQL it locks the selected rows of the table ``alias`` as an ``UPDATE`` would
+    (waiting for a transaction that changed them, then reading them again); nothing on
+    SQLite, where a writing transaction excludes every other writer."""
+    return f" FOR NO KEY UPDATE OF {alias}" if vendor == "postgresql" else ""
 
 
 @functools.lru_cache(maxsize=32)

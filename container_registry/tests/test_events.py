@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from unittest import mock
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 from container_registry import tag_cache
 from container_registry.client import REGISTRY_CLIENT_SUBJECT
 from container_registry.event_envelopes import parse_envelope
+from container_registry.events import apply_events
 from container_registry.models import ContainerRepository, ProjectRegistryStatistics, RegistryEvent
 from container_registry.services import stale_sql
 from container_registry.tests.conftest import EVENTS_URL, FIXTURES, SECRET, envelope, envelope_with
@@ -315,6 +317,37 @@ def test_a_push_does_not_wait_for_another_push_of_the_same_project_to_commit(cap
         other.close()
     assert response.status_code == 200
     assert ContainerRepository.objects.get(project=project, name="second").push_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("name", [PUSH_OCI, PULL_BY_TAG])
+def test_an_event_waiting_for_a_deletion_that_commits_changes_nothing(captured_world, unreachable_registry, name):
+    project = captured_world["project"]
+    repository = ContainerRepository.objects.create(project=project, name="image")
+    events = parse_envelope(envelope_with(name, id="raced-event"))
+    other = None
+    if connection.vendor == "postgresql":
+        # The deletion has marked the row and not committed: the event waits for the row
+        # and must see the deletion once it commits.
+        other = connection.get_new_connection(connection.get_connection_params())
+        with other.cursor() as cursor:
+            sql = "UPDATE container_repositories SET status = 'delete_scheduled' WHERE id = %s"
+            cursor.execute(sql, [repository.pk])
+        committer = threading.Timer(0.5, other.commit)
+        committer.start()
+    else:  # one writer at a time: the deletion is simply first
+        ContainerRepository.objects.filter(pk=repository.pk).update(status="delete_scheduled")
+    try:
+        outcome = apply_events(events)
+    finally:
+        if other is not None:
+            committer.join()
+            other.close()
+    repository.refresh_from_db()
+    assert outcome.by_action == {(events[0].action, "ignored"): 1}
+    assert (repository.push_count, repository.pull_count) == (0, 0)
+    assert not RegistryEvent.objects.filter(event_id="raced-event").exists()
+    assert not ProjectRegistryStatistics.objects.filter(project=project, stale=True).exists()
 
 
 # --- pull, delete, mount ------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_the_access_statement_finds_projects_by_their_path_index(large_instance)
 
 def test_the_receivers_statement_finds_the_repository_by_project_and_name(large_instance):
     # The push's statements as PostgreSQL runs them: one statement.
-    target, statements = _counting_sql(True)
+    target, statements = _counting_sql(True, "postgresql")
     image = "big/app/img7"
     now = timezone.now()
     record = ["plan-probe-event", "push", image, "latest", None, now]

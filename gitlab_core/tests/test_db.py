@@ -156,8 +156,8 @@ def test_statements_written_together_share_their_rows_return_the_firsts_and_fail
 
 @pytest.mark.django_db(transaction=True)
 def test_a_later_parameter_that_cannot_be_sent_applies_none_of_the_statements(postgresql):
-    # PostgreSQL refuses text with NUL (DataError); psycopg cannot encode a lone
-    # surrogate (UnicodeEncodeError); SQLite stores both.
+    # PostgreSQL refuses text with NUL (DataError) and psycopg cannot encode a lone
+    # surrogate (UnicodeEncodeError); SQLite stores a NUL.
     stamp = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))
     for bad in ("nul\x00byte", "lone \ud800 surrogate"):
         with pytest.raises((DataError, UnicodeEncodeError)):
