@@ -208,8 +208,8 @@ def _digest(event: Event) -> str | None:
 
 @functools.cache
 def _counting_sql(push: bool, vendor: str) -> tuple[str, list[str]]:
-    """The ``target`` of ``_apply_counted`` and its statements, the same on SQLite and
-    PostgreSQL. ``target`` is the image's repository row when it may be counted on
+    """The ``target`` of ``_apply_counted`` and its statements, written once for SQLite
+    and PostgreSQL (the row lock is PostgreSQL's). ``target`` is the image's repository row when it may be counted on
     (found by the path rule, not being deleted, in a project not being deleted), locked
     (``locking``): a deletion that commits while the event waits for the row leaves no
     target, so nothing is counted, recorded or marked. The update moves the counter and

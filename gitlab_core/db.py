@@ -6,8 +6,8 @@ the event receiver).
   ``HOT_QUERIES_PREPARED=false`` turns preparing off for a transaction-mode pooler.
 * ``write_together`` runs data-changing statements that find their rows through shared
   common table expressions as one transaction: on PostgreSQL as ONE statement (its
-  data-modifying ``WITH`` parts), on SQLite one after the other; ``locking`` makes the
-  shared rows the same for every part.
+  data-modifying ``WITH`` parts), on SQLite one after the other; ``locking`` has
+  PostgreSQL lock and re-read the shared rows.
 * ``any_of`` / ``as_list_param`` and the ``__any`` lookup compare a column with a list
   given as ONE parameter: ``= ANY(%s)`` on PostgreSQL, a JSON array read by
   ``json_each`` on SQLite. The statement text does not depend on the list's length, so a
@@ -95,9 +95,12 @@ def write_together(shared: tuple[str, Sequence], statements: Sequence[tuple[str,
     ``WITH``: there each runs as ``WITH shared <statement>``, in order, in ``atomic``.
     For both to have the same effects, no statement may read what another writes, nor
     depend on whether another changed a row: each acts on the rows ``shared`` selects.
-    On PostgreSQL the parts of one statement see one snapshot, so ``shared`` must lock
-    the rows it selects (``locking``): a change that another transaction commits first
-    is then seen by every part alike, as SQLite, whose writers take turns, sees it."""
+    On PostgreSQL the parts of one statement see one snapshot, so ``shared`` should lock
+    the rows it selects (``locking``): a transaction that changed one of them and
+    commits while this statement waits for it is then seen by every part alike (the row
+    is read again at its newest version, and dropped if it no longer qualifies). Other
+    tables' rows, and rows that start to qualify after the snapshot, are read as of the
+    snapshot, as any single PostgreSQL statement reads them."""
     db = connections[DEFAULT_DB_ALIAS]
     ctes, ctes_params = shared
     if db.vendor == "postgresql":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from unittest import mock
 
 import pytest
@@ -325,29 +326,45 @@ def test_an_event_waiting_for_a_deletion_that_commits_changes_nothing(captured_w
     project = captured_world["project"]
     repository = ContainerRepository.objects.create(project=project, name="image")
     events = parse_envelope(envelope_with(name, id="raced-event"))
-    other = None
-    if connection.vendor == "postgresql":
-        # The deletion has marked the row and not committed: the event waits for the row
-        # and must see the deletion once it commits.
-        other = connection.get_new_connection(connection.get_connection_params())
-        with other.cursor() as cursor:
-            sql = "UPDATE container_repositories SET status = 'delete_scheduled' WHERE id = %s"
-            cursor.execute(sql, [repository.pk])
-        committer = threading.Timer(0.5, other.commit)
-        committer.start()
-    else:  # one writer at a time: the deletion is simply first
-        ContainerRepository.objects.filter(pk=repository.pk).update(status="delete_scheduled")
+    other = committer = None
     try:
+        if connection.vendor == "postgresql":
+            # The deletion has marked the row and not committed: the event waits for the
+            # row and must see the deletion once it commits.
+            connection.ensure_connection()
+            waiting = connection.connection.info.backend_pid
+            other = connection.get_new_connection(connection.get_connection_params())
+            with other.cursor() as cursor:
+                sql = "UPDATE container_repositories SET status = 'delete_scheduled' WHERE id = %s"
+                cursor.execute(sql, [repository.pk])
+            committer = threading.Thread(target=_commit_once_waited_for, args=(other, waiting))
+            committer.start()
+        else:  # one writer at a time: the deletion is simply first
+            ContainerRepository.objects.filter(pk=repository.pk).update(status="delete_scheduled")
         outcome = apply_events(events)
     finally:
-        if other is not None:
+        if committer is not None:
             committer.join()
+        if other is not None:
             other.close()
     repository.refresh_from_db()
     assert outcome.by_action == {(events[0].action, "ignored"): 1}
     assert (repository.push_count, repository.pull_count) == (0, 0)
     assert not RegistryEvent.objects.filter(event_id="raced-event").exists()
     assert not ProjectRegistryStatistics.objects.filter(project=project, stale=True).exists()
+
+
+def _commit_once_waited_for(other, waiting_pid: int, timeout: float = 10.0) -> None:
+    """Commit ``other``'s transaction once the backend ``waiting_pid`` waits for one of
+    its locks (or after ``timeout``), so that the commit lands while the event waits."""
+    deadline = time.monotonic() + timeout
+    with other.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT %s = ANY(pg_blocking_pids(%s))", [other.info.backend_pid, waiting_pid])
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.01)
+    other.commit()
 
 
 # --- pull, delete, mount ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from container_registry.models import ProjectRegistryStatistics
 from container_registry.services import mark_registry_size_stale
 from container_registry.statistics import pending_key, refresh_registry_size, refresh_stale_sizes
 from container_registry.tests.conftest import envelope, envelope_with
-from tests_support.factories import make_token
+from tests_support.factories import make_project, make_token
 from workers import statistics as statistics_tasks
 
 pytestmark = pytest.mark.django_db
@@ -219,11 +219,12 @@ def test_a_refresh_that_finds_the_size_stale_again_asks_for_the_next(project, si
 
 def test_marking_sizes_stale_takes_any_number_of_projects_and_skips_those_gone(captured_world):
     project, other = captured_world["project"], captured_world["other"]
+    third = make_project(project.namespace, "third")
     ProjectRegistryStatistics.objects.create(project=other, container_registry_size=5, stale=False)
-    gone = other.pk + project.pk + 1_000
+    gone = max(project.pk, other.pk, third.pk) + 1_000
     mark_registry_size_stale(project_ids=set())
     assert not ProjectRegistryStatistics.objects.filter(stale=True).exists()
     mark_registry_size_stale(project_ids={other.pk, gone, project.pk})
     rows = ProjectRegistryStatistics.objects.values_list("project_id", "stale", "container_registry_size")
-    # The known size stays until the refresh replaces it.
+    # The known size stays until the refresh replaces it; a project not named is untouched.
     assert sorted(rows) == sorted([(project.pk, True, 0), (other.pk, True, 5)])
