@@ -262,19 +262,23 @@ def _repository(event: Event) -> tuple[int | None, int] | None:
 
 def _create_for_push(event: Event) -> bool:
     """Create the repository row of a push to a repository we have no row for (the token
-    realm normally creates it). False when none may be created: the image belongs to no
-    project or to one being deleted, the row exists but is being deleted, or this is a
-    late event for a repository that was deleted meanwhile, which must not bring it back:
-    the row is created only if the registry still has the tag at the pushed digest. If
-    the registry cannot be asked, the push is trusted."""
+    realm normally creates it); True when the push may be counted again. True too when
+    the row exists and is not being deleted: it was created after the counting
+    statement looked (by the realm or a sync). False when no row may be counted on: the
+    image belongs to no project or to one being deleted, the row is being deleted, or
+    this is a late event for a repository that was deleted meanwhile, which must not
+    bring it back: the row is created only if the registry still has the tag at the
+    pushed digest. If the registry cannot be asked, the push is trusted."""
     from container_registry.client import get_client
     from container_registry.repositories import ensure_repository
 
     image = resolve_image_paths([event.repository]).get(event.repository)
     if image is None or image.project.pending_delete:
         return False
-    if ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name).exists():
-        return False  # being deleted: the update found no row it may count on
+    rows = ContainerRepository.objects.filter(project_id=image.project.pk, name=image.repository_name)
+    statuses = list(rows.values_list("status", flat=True)[:1])
+    if statuses:
+        return statuses[0] is None
     try:
         current = get_client().tag_digest(event.repository, event.tag)
     except RegistryError as exc:

@@ -9,9 +9,10 @@ import time
 from unittest import mock
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from container_registry import events as events_module
 from container_registry import tag_cache
 from container_registry.client import REGISTRY_CLIENT_SUBJECT
 from container_registry.event_envelopes import parse_envelope
@@ -352,6 +353,50 @@ def test_an_event_waiting_for_a_deletion_that_commits_changes_nothing(captured_w
     assert (repository.push_count, repository.pull_count) == (0, 0)
     assert not RegistryEvent.objects.filter(event_id="raced-event").exists()
     assert not ProjectRegistryStatistics.objects.filter(project=project, stale=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_counts_on_a_row_created_after_its_statement_looked(captured_world, unreachable_registry, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row can appear between the statements")
+    project = captured_world["project"]
+    # The realm creates the row in a transaction that commits just after the push's
+    # counting statement looked. That moment cannot be produced from outside: the
+    # wrapper below only lets the commit happen there, around the real statement.
+    created, commit = threading.Event(), threading.Event()
+
+    def realm():
+        try:
+            with transaction.atomic():
+                ContainerRepository.objects.create(project_id=project.pk, name="image")
+                created.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    creator = threading.Thread(target=realm)
+    creator.start()
+    real = events_module._apply_counted
+    looked = []
+
+    def counted_then_commit(event, *, push):
+        result = real(event, push=push)
+        if not looked:
+            looked.append(result.result)
+            commit.set()
+            creator.join()
+        return result
+
+    try:
+        assert created.wait(10)
+        monkeypatch.setattr(events_module, "_apply_counted", counted_then_commit)
+        outcome = apply_events(parse_envelope(envelope_with(PUSH_OCI, id="late-row")))
+    finally:
+        commit.set()
+        creator.join()
+    assert looked == ["missing"]
+    assert outcome.by_action == {("push", "applied"): 1}
+    assert ContainerRepository.objects.get(project=project, name="image").push_count == 1
 
 
 def _commit_once_waited_for(other, waiting_pid: int, timeout: float = 10.0) -> None:
