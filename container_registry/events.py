@@ -209,13 +209,14 @@ def _digest(event: Event) -> str | None:
 @functools.cache
 def _counting_sql(push: bool, vendor: str) -> tuple[str, list[str]]:
     """The ``target`` of ``_apply_counted`` and its statements, written once for SQLite
-    and PostgreSQL (the row lock is PostgreSQL's). ``target`` is the image's repository row when it may be counted on
-    (found by the path rule, not being deleted, in a project not being deleted), locked
-    (``locking``): a deletion that commits while the event waits for the row leaves no
-    target, so nothing is counted, recorded or marked. The update moves the counter and
-    the date (a re-ordered, older event never moves the date back); the insert records
-    the event's id; for a push the last statement marks the project's registry size
-    stale. Each acts on ``target`` alone (``write_together``)."""
+    and PostgreSQL (the row lock is PostgreSQL's). ``target`` is the image's repository
+    row when it may be counted on (found by the path rule, not being deleted, in a
+    project not being deleted), locked (``locking``): a deletion that commits while the
+    event waits for the row leaves no target, so nothing is counted, recorded or marked.
+    The update moves the counter and the date (a re-ordered, older event never moves
+    the date back); the insert records the event's id; for a push the last statement
+    marks the project's registry size stale. Each acts on ``target`` alone
+    (``write_together``)."""
     count_field, stamp_field = ("push_count", "last_pushed_at") if push else ("pull_count", "last_pulled_at")
     repositories = ContainerRepository._meta.db_table
     # The project and the repository name first, so that the row is found by its unique

@@ -394,11 +394,11 @@ def _inherited_level_sql(path: str) -> str:
 
 @functools.cache
 def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, str]:
-    """Row loader and SQL of ``projects_with_access_level`` on this database (a fixed
-    text: the candidates are one JSON parameter, their paths one array). The projects, their root namespaces, a
-    deploy token's reach and their protection rules are found the same way with or
-    without a user; ``with_access`` adds the user's three levels (direct, inherited,
-    personal owner), which no caller without a user needs."""
+    """Row loader and SQL of ``projects_for_candidates`` on this database (a fixed text:
+    the candidates are one JSON parameter, their paths one array). The projects, their
+    root namespaces, a deploy token's reach and their protection rules are found the
+    same way with or without a user; ``with_access`` adds the user's three levels
+    (direct, inherited, personal owner), which no caller without a user needs."""
     loader = RowLoader(Project, _PROJECT_FIELDS, "p")
     namespaces = Namespace._meta.db_table
     levels = (
