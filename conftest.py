@@ -12,14 +12,6 @@ from tests_support.factories import make_group, make_project, make_token, make_u
 pytest_plugins = ["tests_support.registry_fixtures"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _wsgi_application_loaded():
-    """Load ``gitlab_core.wsgi`` before any test: ``get_wsgi_application`` sets Django up
-    again, and that configures logging anew, dropping the handler of a test's ``caplog``
-    when the first request through the WSGI doors happens inside that test."""
-    import gitlab_core.wsgi  # noqa: F401
-
-
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     # Real PBKDF2 costs ~0.3 s per test user; tests of hashing itself opt back in.

@@ -60,6 +60,10 @@ def post_events(request, client, settings, unreachable_registry):
     """Posts an envelope through the Django view, then (second run of each test)
     through the WSGI door that production servers use for this path."""
     settings.REGISTRY_NOTIFICATION_SECRET = SECRET
+    if request.param == "wsgi-door":
+        # Loaded before the test's ``caplog`` (a later fixture): ``get_wsgi_application``
+        # sets Django up again, which configures logging anew and would drop its handler.
+        import gitlab_core.wsgi  # noqa: F401
 
     def post(body: bytes, *, secret: str | None = SECRET, content_type: str = EVENTS_CONTENT_TYPE):
         headers = {"HTTP_AUTHORIZATION": secret} if secret is not None else {}
