@@ -7,18 +7,19 @@ fresh event id per request, pretty-printed as the registry sends them) to
 configuration given, in ``--rounds`` interleaved rounds after an untimed warm-up:
 
 * throughput: ``wrk`` (closed loop, ``--connections`` connections) with
-  ``bench/events/events.lua``; right before it, in the same run, the raw rate of
-  single-row INSERT+COMMIT through psycopg on the same database with the same number of
-  connections, and the ratio of the two;
-* latency at a fixed offered rate (default 500 events/s): an open-loop sender
-  (``open_loop.py``) that measures each request from its scheduled send time;
+  ``bench/events/events.lua``; right before it, in the same run, two references on the
+  same database: the raw rate of single-row INSERT+COMMIT through psycopg on ONE
+  connection (the headline ratio: events per second over that rate), and on as many
+  connections as wrk has (a stricter second line: parallel commits share a WAL flush);
+* latency at half the rate wrk just reached (or ``--rate`` events/s): an open-loop
+  sender (``open_loop.py``) that measures each request from its scheduled send time;
 * the 1-minute load average before and after each phase (the machine may be shared).
 
 It ends by re-sending envelopes already acknowledged (nothing may change) and checking
 that every recorded event id was counted exactly once.
 
     python bench/events/bench_events.py [--database-url postgres://USER@HOST:PORT/DB]
-        [--servers granian:2x4,sync:4] [--rounds 3] [--connections 8] [--duration 10] [--rate 500]
+        [--servers granian:2x4,sync:4] [--rounds 3] [--connections 8] [--duration 10] [--rate N]
         [--tree DIR [--tree DIR2]]
 
 ``--tree`` (repeatable; default: this checkout) serves the code of another checkout
@@ -305,7 +306,9 @@ def bench_server(
         for i in range(args.repositories * 2):
             body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i % args.repositories}")
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        result: dict = {"server": server, "tree": str(tree), "load_before": load_average()}
+        result: dict = {"server": server, "tree": str(tree), "connections": args.connections}
+        result["load_before"] = load_average()
+        result["raw_rate_single"] = raw_insert_rate(args.database_url, 1, args.duration)
         result["raw_rate"] = raw_insert_rate(args.database_url, args.connections, args.duration)
         wrk_env = events_lua_env(template, secret, args.repositories)
         cpu_before = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postgres_pid)
@@ -313,19 +316,22 @@ def bench_server(
         served = result["wrk"]["requests"]
         result["server_cpu_ms"] = (tree_cpu_seconds(proc.pid) - cpu_before[0]) * 1000 / served
         result["postgres_cpu_ms"] = (tree_cpu_seconds(postgres_pid) - cpu_before[1]) * 1000 / served
+        result["ratio_single"] = result["wrk"]["rate"] / result["raw_rate_single"]
         result["ratio"] = result["wrk"]["rate"] / result["raw_rate"]
         result["load_after_wrk"] = load_average()
         run = uuid.uuid4().hex
+        # Half the best rate: the rate wrk just reached with this server, unless --rate.
+        rate = args.rate or result["wrk"]["rate"] / 2
         requests_bytes = [
             http_request(port, secret, envelope(f"{run}-{i}", f"{IMAGE_PREFIX}{i % args.repositories}"))
-            for i in range(int(args.rate * args.duration))
+            for i in range(int(rate * args.duration))
         ]
         sent = open_loop(
-            host="127.0.0.1", port=port, build=requests_bytes.__getitem__, rate=args.rate, duration=args.duration
+            host="127.0.0.1", port=port, build=requests_bytes.__getitem__, rate=rate, duration=args.duration
         )
         result["load_after_open_loop"] = load_average()
         result["open_loop"] = {
-            "offered": args.rate,
+            "offered": rate,
             "achieved": sent.ok / sent.elapsed,
             "ok": sent.ok,
             "failed": sent.failed,
@@ -381,7 +387,8 @@ def tree_comparison(results: list[dict]) -> list[str]:
         "|---|---|" + "---|" * (2 * len(labels) - 1),
     ]
     measures = [
-        ("ratio to raw INSERT+COMMIT", lambda r: r["ratio"]),
+        ("ratio to raw INSERT+COMMIT, 1 connection", lambda r: r["ratio_single"]),
+        (f"ratio to raw INSERT+COMMIT, {results[0]['connections']} connections", lambda r: r["ratio"]),
         ("events/s (wrk)", lambda r: r["wrk"]["rate"]),
         ("CPU ms/event, server + PG", lambda r: r["server_cpu_ms"] + r["postgres_cpu_ms"]),
         ("p99 ms at the offered rate", lambda r: r["open_loop"]["p99_ms"]),
@@ -407,8 +414,9 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         f"{args.connections} connections (wrk -t{args.wrk_threads}), {args.duration:.0f} s per phase, "
         f"{args.repositories} repositories, {os.cpu_count()} CPUs",
         "",
-        "| server | raw INSERT+COMMIT/s | events/s (wrk) | ratio | wrk p50 / p99 ms | CPU ms/event server + PG | "
-        f"{args.rate:.0f}/s offered: achieved, p50 / p99 / max ms | load avg before / after |",
+        f"| server | raw INSERT+COMMIT/s, 1 / {args.connections} connections | events/s (wrk) | "
+        f"ratio to 1 / {args.connections} connections | wrk p50 / p99 ms | CPU ms/event server + PG | "
+        "open loop: offered, achieved, p50 / p99 / max ms | load avg before / after |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -417,22 +425,27 @@ def report(results: list[dict], args, pushes: int, recorded: int) -> str:
         errors += f" (socket errors: {w['socket_errors']})" if w["socket_errors"] else ""
         failed = f" ({o['failed']} failed: {o['failures']})" if o["failed"] else ""
         lines.append(
-            f"| {r['config']} | {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | {r['ratio']:.2f} | "
+            f"| {r['config']} | {r['raw_rate_single']:,.0f} / {r['raw_rate']:,.0f} | {w['rate']:,.0f}{errors} | "
+            f"{r['ratio_single']:.2f} / {r['ratio']:.2f} | "
             f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} | {r['server_cpu_ms']:.2f} + {r['postgres_cpu_ms']:.2f} | "
-            f"{o['achieved']:,.0f}{failed}, {o['p50_ms']:.1f} / "
+            f"{o['offered']:,.0f}, {o['achieved']:,.0f}{failed}, {o['p50_ms']:.1f} / "
             f"{o['p99_ms']:.1f} / {o['max_ms']:.0f} | {r['load_before']:.1f} / {r['load_after_open_loop']:.1f} |"
         )
     lines += [
         "",
-        "| server | runs | ratio: median (min-max) | events/s: median | p99 at the offered rate: median (max) |",
+        f"| server | runs | ratio to 1 connection: median (min-max) | ratio to {args.connections} connections: "
+        "median (min-max) | events/s: median | p99 at half the rate: median (max) |",
     ]
-    lines.append("|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|")
     for server in dict.fromkeys(r["config"] for r in results):
         runs = [r for r in results if r["config"] == server]
+        singles = [r["ratio_single"] for r in runs]
         ratios = [r["ratio"] for r in runs]
         p99s = [r["open_loop"]["p99_ms"] for r in runs]
         lines.append(
-            f"| {server} | {len(runs)} | **{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | "
+            f"| {server} | {len(runs)} | "
+            f"**{statistics.median(singles):.2f}** ({min(singles):.2f}-{max(singles):.2f}) | "
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
             f"{statistics.median(r['wrk']['rate'] for r in runs):,.0f} | "
             f"{statistics.median(p99s):.1f} ms ({max(p99s):.1f}) |"
         )
@@ -458,7 +471,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections and raw-insert connections")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
-    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s for the open-loop phase")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="offered events/s for the open-loop phase (default: half wrk's rate)"
+    )
     parser.add_argument("--repositories", type=int, default=100, help="images the events are spread over")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tree", action="append", help="source tree to serve (repeatable; default: this checkout)")

@@ -9,7 +9,7 @@ request measures that cache and the signature. This one sends a pre-generated li
 distinct requests (default 20,000: 61 users with their own personal access tokens and
 6 deploy tokens, over 125 image names in 25 projects of 10 groups; members via a group,
 direct project members, outsiders reading public projects; 1-3 scopes a request, pull or
-pull,push, with the query string a docker client sends). Every wrk thread cycles through
+pull,push, with the query string of a pull or push: `account`, `service`, `scope`). Every wrk thread cycles through
 its own share of the list, so a request comes back only after the whole list has been
 sent: list length / rate seconds later (printed; it must stay above the 1-second reuse
 window, and does unless the rate exceeds the list length).
@@ -161,10 +161,11 @@ def build_requests(plan: dict, reach: dict, seeded: dict, count: int, seed: int 
                 if image not in chosen:
                     chosen.append(image)
             scopes = [f"repository:{image}:{rng.choice(['pull', 'pull,push'])}" for image in chosen]
+            # What a pull or push sends (skopeo; Docker without offline access):
+            # ``offline_token=true`` and ``client_id`` come only with ``docker login``,
+            # which asks for no scope and gets a refresh token.
             query = urlencode(
-                [("account", login), ("client_id", "docker"), ("offline_token", "true")]
-                + [("service", "container_registry")]
-                + [("scope", scope) for scope in scopes]
+                [("account", login), ("service", "container_registry")] + [("scope", scope) for scope in scopes]
             )
             pair = (authorization, "/jwt/auth?" + query)
             if pair not in seen:
@@ -287,7 +288,18 @@ def sample_answers(base: str, entries: list[tuple[str, str]]) -> dict:
         "scopes_granted": entries_granted,
         "push_granted": push,
         "fingerprint": hashlib.sha256(json.dumps(answers).encode()).hexdigest()[:16],
+        # Each request's (who, query, status, access) for telling trees apart.
+        "answers": [
+            [_who(authorization), path, *answer] for (authorization, path), answer in zip(entries, answers, strict=True)
+        ],
     }
+
+
+def _who(authorization: str) -> str:
+    """The user name of Basic credentials (the token left out), or "anonymous"."""
+    if not authorization.startswith("Basic "):
+        return "anonymous"
+    return base64.b64decode(authorization.removeprefix("Basic ")).decode().partition(":")[0]
 
 
 # --- Reporting -------------------------------------------------------------------------
@@ -397,6 +409,8 @@ def markdown(report: dict) -> str:
     if len(labels) > 1:
         same = len({samples[n]["fingerprint"] for n in labels}) == 1
         lines.append(f"- identical answers in every tree: **{'yes' if same else 'NO'}**")
+        if not same:
+            lines += differing_answers(samples, labels)
     fastest = max(t["distinct_best"]["rps"] for rnd in rounds for t in rnd["trees"].values())
     if report["requests"] / fastest < REUSE_WINDOW_S * 1.2:
         lines.append(
@@ -404,6 +418,21 @@ def markdown(report: dict) -> str:
             f"{report['requests'] / fastest:.2f} s: raise --requests."
         )
     return "\n".join(lines)
+
+
+def differing_answers(samples: dict, labels: list[str], limit: int = 10) -> list[str]:
+    """The first sampled requests that some tree answered differently from the first."""
+    lines = ["", f"Requests answered differently (first {limit}: user, query, then each tree's status and access):", ""]
+    first = samples[labels[0]]["answers"]
+    for index, answer in enumerate(first):
+        others = [samples[name]["answers"][index] for name in labels[1:]]
+        if all(other == answer for other in others):
+            continue
+        answered = "; ".join(f"{name}: {samples[name]['answers'][index][2:]}" for name in labels)
+        lines.append(f"- {answer[0]} `{answer[1]}`: {answered}")
+        if len(lines) >= limit + 3:
+            break
+    return lines
 
 
 def summarise(rounds: list[dict], labels: list[str]) -> dict:
