@@ -9,7 +9,7 @@ import pytest
 from projects.models import AccessLevel, GroupMember, ProjectMember
 from tests_support.factories import make_group, make_project, make_token, make_user
 
-pytest_plugins = ["tests_support.registry_fixtures"]
+pytest_plugins = ["tests_support.registry_fixtures", "tests_support.lingering_sessions"]
 
 
 @pytest.fixture(autouse=True)
