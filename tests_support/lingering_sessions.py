@@ -11,6 +11,8 @@ when no session is left.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -46,6 +48,28 @@ def pytest_sessionfinish(session) -> None:
         print(f"  started {started:%H:%M:%S}, {state}, last statement: {query!r}, held by {_owner(port)}")
     if any(_owner(port).startswith("this test process") for port, *_ in rows):
         print(f"  threads of this process: {sorted(t.name for t in threading.enumerate())}")
+        for name, peer in _served_clients():
+            print(f"  {name} serves a connection from port {peer}, held by {_owner(peer)}")
+
+
+def _served_clients() -> list[tuple[str, int]]:
+    """(thread name, client port) of the live server's request threads still serving a
+    connection (a keep-alive client that never closed it keeps the thread, and the
+    thread's database session, until the run ends)."""
+    served = []
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident)
+        while frame is not None:
+            request = frame.f_locals.get("request") if frame.f_code.co_name == "process_request_thread" else None
+            if isinstance(request, socket.socket):
+                try:
+                    served.append((thread.name, request.getpeername()[1]))
+                except OSError:
+                    pass
+                break
+            frame = frame.f_back
+    return served
 
 
 def _owner(port: int | None) -> str:
