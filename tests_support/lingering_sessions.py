@@ -10,10 +10,13 @@ when no session is left.
 
 from __future__ import annotations
 
+import collections
+import gc
 import os
 import socket
 import sys
 import threading
+import types
 from pathlib import Path
 
 
@@ -50,6 +53,8 @@ def pytest_sessionfinish(session) -> None:
         print(f"  threads of this process: {sorted(t.name for t in threading.enumerate())}")
         for name, peer in _served_clients():
             print(f"  {name} serves a connection from port {peer}, held by {_owner(peer)}")
+            if _owner(peer).startswith("this test process"):
+                print(f"  the client end of that connection is held by: {_holders(peer)}")
 
 
 def _served_clients() -> list[tuple[str, int]]:
@@ -108,3 +113,33 @@ def _fd_links(pid: str) -> set[str]:
         except OSError:
             continue  # closed meanwhile (the listing's own descriptor, for one)
     return links
+
+
+def _holders(port: int) -> str:
+    """The chain of objects that keep this process's socket with local port ``port``
+    alive (socket <- connection <- pool <- ...), by type, through containers."""
+    everything = gc.get_objects()
+    for candidate in everything:
+        if not isinstance(candidate, socket.socket) or candidate.fileno() == -1:
+            continue
+        try:
+            if candidate.getsockname()[1] != port:
+                continue
+        except OSError:
+            continue
+        chain, current, seen = [], candidate, {id(everything)}
+        for _step in range(20):
+            seen.add(id(current))
+            referrers = [
+                r for r in gc.get_referrers(current) if id(r) not in seen and not isinstance(r, types.FrameType)
+            ]
+            seen.add(id(referrers))  # this list refers to them too
+            if not referrers:
+                break
+            current = referrers[0]
+            if not isinstance(current, (dict, list, tuple, set, collections.deque)):
+                chain.append(f"{type(current).__module__}.{type(current).__qualname__}")
+                if len(chain) == 9:
+                    break
+        return " <- ".join(["socket", *chain])
+    return "no socket found"
