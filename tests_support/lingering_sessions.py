@@ -52,13 +52,16 @@ def pytest_sessionfinish(session) -> None:
     if any(_owner(port).startswith("this test process") for port, *_ in rows):
         print(f"  threads of this process: {sorted(t.name for t in threading.enumerate())}")
         for name, peer in _served_clients():
+            if peer is None:
+                print(f"  {name} still runs, but its client has disconnected")
+                continue
             print(f"  {name} serves a connection from port {peer}, held by {_owner(peer)}")
             if _owner(peer).startswith("this test process"):
                 print(f"  the client end of that connection is held by: {_holders(peer)}")
 
 
-def _served_clients() -> list[tuple[str, int]]:
-    """(thread name, client port) of the live server's request threads still serving a
+def _served_clients() -> list[tuple[str, int | None]]:
+    """(thread name, client port or None when the client is gone) of the live server's request threads still serving a
     connection (a keep-alive client that never closed it keeps the thread, and the
     thread's database session, until the run ends)."""
     served = []
@@ -69,9 +72,10 @@ def _served_clients() -> list[tuple[str, int]]:
             request = frame.f_locals.get("request") if frame.f_code.co_name == "process_request_thread" else None
             if isinstance(request, socket.socket):
                 try:
-                    served.append((thread.name, request.getpeername()[1]))
+                    peer = request.getpeername()[1]
                 except OSError:
-                    pass
+                    peer = None  # the client has gone; the thread is finishing
+                served.append((thread.name, peer))
                 break
             frame = frame.f_back
     return served
