@@ -81,7 +81,22 @@ def gitlab_client():
 
     yield make
     for client in clients:
-        client.session.close()
+        close_pools(client.session)
+
+
+def close_pools(session) -> None:
+    """Close a ``requests`` session's connections now. ``Session.close()`` only forgets
+    urllib3 2's pools; their connections close when a pool is garbage-collected, and a
+    response kept in a reference cycle (the traceback of a ``pytest.raises``) keeps its
+    pool, and a live-server thread with its database connection, until the collector
+    runs: after the test database should have been dropped."""
+    for adapter in session.adapters.values():
+        pools = adapter.poolmanager.pools
+        for key in pools.keys():
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
+    session.close()
 
 
 @pytest.fixture
