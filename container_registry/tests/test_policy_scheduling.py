@@ -120,7 +120,8 @@ def test_due_policy_lookup_uses_the_runnable_index(db):
         )
         later = timezone.now() + dt.timedelta(days=1)
         ContainerExpirationPolicy.objects.bulk_create(
-            ContainerExpirationPolicy(project=p, enabled=i % 100 == 0, next_run_at=later) for i, p in enumerate(projects)
+            ContainerExpirationPolicy(project=p, enabled=i % 100 == 0, next_run_at=later)
+            for i, p in enumerate(projects)
         )
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE container_expiration_policies")
