@@ -420,6 +420,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def stored(report: dict) -> dict:
+    """The report as ``--json`` writes it: each tree's sampled answers reduced to their
+    counts and fingerprint, plus the answers that differ between trees (the raw answers
+    of a few hundred requests per tree would make the file a few hundred kilobytes)."""
+    samples = {name: {k: v for k, v in sample.items() if k != "answers"} for name, sample in report["samples"].items()}
+    return {**report, "samples": samples, "differing_answers": differing_answers(report["samples"], report["trees"])}
+
+
 def differing_answers(samples: dict, labels: list[str], limit: int = 10) -> list[str]:
     """The first sampled requests that some tree answered differently from the first."""
     lines = ["", f"Requests answered differently (first {limit}: user, query, then each tree's status and access):", ""]
@@ -597,9 +605,10 @@ def main() -> None:
         report["load_after"] = load_average()
         report["elapsed_s"] = round(time.monotonic() - started)
         report["summary"] = summarise(report["rounds"], report["trees"])
+        text = markdown(report)
         if args.json:
-            args.json.write_text(json.dumps(report, indent=2))
-        print(markdown(report))
+            args.json.write_text(json.dumps(stored(report), indent=2))
+        print(text)
         log(f"done in {report['elapsed_s']} s")
     finally:
         stack.close()
