@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.db.models import Q
 
-from gitlab_core import tokens
 from gitlab_core.models import PAT_SCOPES, PersonalAccessToken, User
 from gitlab_core.text import clean_text
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
 from projects.models import CiJob, DeployToken
-from projects.selectors import find_running_ci_job
+from projects.selectors import deploy_token_by_secret, find_running_ci_job
 
 CI_JOB_LOGIN = "gitlab-ci-token"
 
@@ -165,9 +163,8 @@ def personal_access_token_result(token: PersonalAccessToken) -> AuthResult | Non
 
 
 def _deploy_token(login: str, password: str) -> AuthResult | None:
-    wanted = tokens.digest(password)
-    token = DeployToken.objects.select_related("project").filter(token_digest=wanted).first()
-    if token is None or not hmac.compare_digest(token.token_digest, wanted) or token.username != login:
+    token = deploy_token_by_secret(password)
+    if token is None or token.username != login:
         return None
     return deploy_token_result(token)
 

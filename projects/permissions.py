@@ -464,12 +464,12 @@ def projects_for_candidates(
 
     if any(len(paths) > LEVELS_SUPPORTED for paths in candidates.values()):
         raise ValueError(f"at most {LEVELS_SUPPORTED} candidate paths a key")
-    # (key, candidate path, the key's candidates, the candidate's root namespace path)
-    entries = [
-        [key, path, list(paths), path.split("/", 1)[0]]
-        for key, paths in sorted(candidates.items())
-        for path in dict.fromkeys(paths)
-    ]
+    # (key, candidate path, the key's candidates longest first, as the rule reads them,
+    # the candidate's root namespace path)
+    entries = []
+    for key, paths in sorted(candidates.items()):
+        longest_first = sorted(dict.fromkeys(paths), key=len, reverse=True)
+        entries += [[key, path, longest_first, path.split("/", 1)[0]] for path in longest_first]
     if not entries:
         return {}
     vendor = connection.vendor

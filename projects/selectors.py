@@ -6,12 +6,14 @@ visibility rules themselves live in ``projects.permissions``.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Sequence
 
 from django.db.models import Q, QuerySet
 
 from gitlab_core import tokens
+from gitlab_core.db import RowLoader, fetch_all
 from gitlab_core.errors import not_found
 from gitlab_core.models import User
 from gitlab_core.text import clean_text, parse_int_id
@@ -249,6 +251,27 @@ def find_running_ci_job(secret: str) -> CiJob | None:
     if job is None or not hmac.compare_digest(job.token_digest, wanted):
         return None
     return job
+
+
+def deploy_token_by_secret(secret: str) -> DeployToken | None:
+    """The deploy token whose secret is ``secret`` (revoked and expired ones too: callers
+    say why they refuse); None when there is none. Looked up by digest with one fixed
+    statement, prepared on PostgreSQL (the realm runs it for every deploy-token login;
+    through the ORM, building the query cost more than answering it), and compared in
+    constant time."""
+    loader, sql = _deploy_token_statement()
+    wanted = tokens.digest(secret)
+    rows = fetch_all(sql, [wanted])
+    if not rows:
+        return None
+    token = loader.load(rows[0])
+    return token if hmac.compare_digest(token.token_digest, wanted) else None
+
+
+@functools.cache
+def _deploy_token_statement() -> tuple[RowLoader, str]:
+    loader = RowLoader(DeployToken, frozenset(f.attname for f in DeployToken._meta.concrete_fields), "d")
+    return loader, f"SELECT {loader.columns} FROM {DeployToken._meta.db_table} d WHERE d.token_digest = %s"
 
 
 def list_deploy_tokens(owner: Project | Namespace | None, *, active: bool | None = None) -> QuerySet[DeployToken]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import threading
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
@@ -40,6 +41,34 @@ def test_a_statement_is_prepared_once_per_connection_and_reused(postgresql):
         assert fetch_all(sql, [n, stamp]) == [(n + 1, stamp)]
     runs = [count for text, count in prepared_statements().items() if "::bigint + 1" in text]
     assert runs == [7]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnection_and_in_another_thread_statements_run_on_their_own_connection(postgresql):
+    # The cursor fetch_all keeps belongs to one thread's connection: a new connection
+    # (CONN_MAX_AGE, a database restart) and another thread must not reuse it.
+    sql = "SELECT %s::bigint * 3, pg_backend_pid()"
+    (first, first_pid), = fetch_all(sql, [1])
+    connection.close()
+    (second, second_pid), = fetch_all(sql, [2])
+    assert (first, second) == (3, 6)
+    assert second_pid != first_pid
+    assert [count for text, count in prepared_statements().items() if "* 3" in text] == [1]
+
+    seen = {}
+
+    def elsewhere():
+        try:
+            seen["row"] = fetch_all(sql, [5])[0]
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert seen["row"][0] == 15
+    assert seen["row"][1] != second_pid
+    assert fetch_all(sql, [7]) == [(21, second_pid)]
 
 
 @pytest.mark.django_db(transaction=True)

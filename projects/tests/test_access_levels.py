@@ -89,3 +89,20 @@ def test_the_statement_says_which_projects_a_deploy_token_reaches():
     # The same answer through project_abilities, which asks the statement itself.
     assert permissions.READ_CONTAINER_IMAGE in permissions.project_abilities(_deploy_token(group=root), in_sub)
     assert permissions.project_abilities(_deploy_token(group=sub), in_root) == frozenset()
+
+
+@pytest.mark.parametrize("order", ["longest first", "shortest first"])
+def test_a_key_belongs_to_the_longest_of_its_candidates_that_is_a_project(order):
+    # grp/app is a project and so is grp/app/image (a project of the group grp/app).
+    owner = make_user("owner")
+    group = make_group("grp", owner=owner)
+    outer = make_project(group, "app", creator=owner)
+    inner = make_project(make_group("app", parent=group, owner=owner), "image", creator=owner)
+    candidates = ["grp/app/image/x", "grp/app/image", "grp/app"]
+    if order == "shortest first":
+        candidates.reverse()
+    found = permissions.projects_for_candidates(
+        user=owner, candidates={"grp/app/image/x": candidates, "grp/app/other": ["grp/app/other", "grp/app"]}
+    )
+    assert found["grp/app/image/x"].project == inner
+    assert found["grp/app/other"].project == outer
