@@ -48,9 +48,9 @@ def test_after_a_reconnection_and_in_another_thread_statements_run_on_their_own_
     # The cursor fetch_all keeps belongs to one thread's connection: a new connection
     # (CONN_MAX_AGE, a database restart) and another thread must not reuse it.
     sql = "SELECT %s::bigint * 3, pg_backend_pid()"
-    (first, first_pid), = fetch_all(sql, [1])
+    ((first, first_pid),) = fetch_all(sql, [1])
     connection.close()
-    (second, second_pid), = fetch_all(sql, [2])
+    ((second, second_pid),) = fetch_all(sql, [2])
     assert (first, second) == (3, 6)
     assert second_pid != first_pid
     assert [count for text, count in prepared_statements().items() if "* 3" in text] == [1]
