@@ -95,12 +95,26 @@ def check(policy: Policy, *, address: str, login: str) -> State:
     """This pair's ban and current failure count, in one statement (the login is made
     canonical inside it). It runs on every realm request: a fixed SQL text, prepared on
     PostgreSQL (building it with the ORM cost more than a realm decision's other work)."""
+    sql, params, _width = check_statement(policy, address=address, login=login)
+    return state_of(fetch_all(sql, params))
+
+
+def check_statement(policy: Policy, *, address: str, login: str) -> tuple[str, list, int]:
+    """``check``'s statement as (text, parameters, number of columns), for a caller that
+    reads it beside another lookup (``gitlab_core.db.fetch_side_by_side``); ``state_of``
+    reads its rows. Its rows: the pair's under the login as typed (case-folded) and
+    under the username it names."""
     text = _text(login)
-    loader, sql = _check_statement("@" in text)
     params = [policy.kind, address[:64], text.casefold()[:MAX_LOGIN_LENGTH], *_username_params(text)]
+    return _check_sql("@" in text), params, len(_check_loader())
+
+
+def state_of(rows: list[tuple]) -> State:
+    """The ban and failure count that ``check_statement``'s rows tell."""
+    loader = _check_loader()
     now = timezone.now()
     banned_until, failures = None, 0
-    for row in fetch_all(sql, params):
+    for row in rows:
         pair = loader.load(row)
         if pair.banned_until is not None and pair.banned_until > now:
             banned_until = pair.banned_until
@@ -110,15 +124,16 @@ def check(policy: Policy, *, address: str, login: str) -> State:
 
 
 @functools.cache
-def _check_statement(by_email: bool) -> tuple[RowLoader, str]:
-    """``check``'s statement: the pair's rows under the login as typed (case-folded) or
-    the username it names."""
-    loader = RowLoader(LoginFailures, frozenset({"id", "banned_until", "failures", "window_ends_at"}), "f")
-    sql = (
-        f"SELECT {loader.columns} FROM {LoginFailures._meta.db_table} f "
+def _check_loader() -> RowLoader:
+    return RowLoader(LoginFailures, frozenset({"id", "banned_until", "failures", "window_ends_at"}), "f")
+
+
+@functools.cache
+def _check_sql(by_email: bool) -> str:
+    return (
+        f"SELECT {_check_loader().columns} FROM {LoginFailures._meta.db_table} f "
         f"WHERE f.kind = %s AND f.address = %s AND (f.login = %s OR f.login = ({_username_sql(by_email)}))"
     )
-    return loader, sql
 
 
 def record_failure(policy: Policy, *, address: str, login: str) -> bool:

@@ -34,14 +34,26 @@ def _statement() -> tuple[RowLoader, RowLoader, str]:
 def find_personal_access_token(secret: str) -> PersonalAccessToken | None:
     """The token whose digest matches ``secret``, with its user loaded; None when there
     is none. Revoked and expired tokens are returned too: callers say why they refuse."""
+    sql, params, _width = lookup_statement(secret)
+    return token_of(fetch_all(sql, params), secret)
+
+
+def lookup_statement(secret: str) -> tuple[str, list, int]:
+    """``find_personal_access_token``'s statement as (text, parameters, number of
+    columns), for a caller that reads it beside another lookup
+    (``gitlab_core.db.fetch_side_by_side``); ``token_of`` reads its rows."""
     token_loader, user_loader, sql = _statement()
-    wanted = tokens.digest(secret)
-    rows = fetch_all(sql, [wanted])
+    return sql, [tokens.digest(secret)], len(token_loader) + len(user_loader)
+
+
+def token_of(rows: list[tuple], secret: str) -> PersonalAccessToken | None:
+    """The token, with its user, that ``lookup_statement``'s rows hold for ``secret``."""
     if not rows:
         return None
+    token_loader, user_loader, _sql = _statement()
     width = len(token_loader)
     token = token_loader.load(rows[0][:width])
-    if not hmac.compare_digest(token.token_digest, wanted):
+    if not hmac.compare_digest(token.token_digest, tokens.digest(secret)):
         return None
     token.user = user_loader.load(rows[0][width:])
     return token

@@ -117,13 +117,19 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return login, password
 
 
-def authenticate(login: str, password: str) -> AuthResult | None:
-    """Resolve Basic credentials in GitLab's order; None when nothing matches."""
+# ``authenticate``'s default: it looks the personal access token up itself.
+LOOK_UP = object()
+
+
+def authenticate(login: str, password: str, *, personal_access_token=LOOK_UP) -> AuthResult | None:
+    """Resolve Basic credentials in GitLab's order; None when nothing matches.
+    ``personal_access_token``: what ``gitlab_core.token_lookup`` found for ``password``
+    (a token or None), when the caller looked it up already."""
     if not password:
         return None
     return (
         _ci_job(login, password)
-        or _personal_access_token(password)
+        or _personal_access_token(password, personal_access_token)
         or _deploy_token(login, password)
         or _password(login, password)
     )
@@ -142,8 +148,8 @@ def _ci_job(login: str, password: str) -> AuthResult | None:
     )
 
 
-def _personal_access_token(password: str) -> AuthResult | None:
-    token = find_personal_access_token(password)
+def _personal_access_token(password: str, found) -> AuthResult | None:
+    token = find_personal_access_token(password) if found is LOOK_UP else found
     return None if token is None else personal_access_token_result(token)
 
 

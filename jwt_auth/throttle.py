@@ -20,6 +20,7 @@ from django.conf import settings
 
 from gitlab_core import login_failures
 from gitlab_core.client_address import in_networks
+from gitlab_core.db import fetch_all
 from gitlab_core.models import LoginFailures
 from jwt_auth.credentials import CI_JOB_LOGIN
 
@@ -43,9 +44,24 @@ def _exempt(ip: str, login: str) -> bool:
 
 def check(*, ip: str, login: str) -> tuple[bool, bool]:
     """``(banned, has_failures)`` for this (address, login), in one statement."""
-    if _exempt(ip, login):
+    statement = check_statement(ip=ip, login=login)
+    if statement is None:
         return False, False
-    state = login_failures.check(policy(), address=ip, login=login)
+    sql, params, _width = statement
+    return state_of(fetch_all(sql, params))
+
+
+def check_statement(*, ip: str, login: str) -> tuple[str, list, int] | None:
+    """``check``'s statement (``gitlab_core.login_failures.check_statement``), for a caller
+    that reads it beside another lookup; None when this pair is never counted."""
+    if _exempt(ip, login):
+        return None
+    return login_failures.check_statement(policy(), address=ip, login=login)
+
+
+def state_of(rows: list[tuple]) -> tuple[bool, bool]:
+    """``(banned, has_failures)`` from ``check_statement``'s rows."""
+    state = login_failures.state_of(rows)
     return state.banned, state.failures > 0
 
 

@@ -10,9 +10,10 @@ import threading
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from container_registry.models import RegistryEvent
-from gitlab_core.db import any_of, as_list_param, fetch_all, write_together
+from gitlab_core.db import any_of, as_list_param, fetch_all, fetch_side_by_side, write_together
 from projects.models import Namespace
 from tests_support.factories import make_group
 
@@ -194,3 +195,25 @@ def test_a_later_parameter_that_cannot_be_sent_applies_none_of_the_statements(po
         assert not RegistryEvent.objects.exists()
     write_together(ids("x"), [(RETURNING, ["-then-fine", stamp]), (RECORD, ["-also-fine", stamp])])
     assert RegistryEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_lookups_side_by_side_give_each_its_own_rows_in_one_statement():
+    owner_group = make_group("side")
+    make_group("by", parent=owner_group)
+    table = Namespace._meta.db_table
+    groups = (
+        f"SELECT n.id, n.full_path_lower FROM {table} n WHERE n.full_path_lower LIKE %s ORDER BY n.id",
+        ["side%"],
+        2,
+    )
+    nothing = (f"SELECT n.id, n.name FROM {table} n WHERE n.full_path_lower = %s", ["missing"], 2)
+    one = ("SELECT %s, %s", [7, "seven"], 2)
+    with CaptureQueriesContext(connection) as queries:
+        found_groups, found_nothing, found_one = fetch_side_by_side([groups, nothing, one])
+    assert len(queries.captured_queries) == 1
+    assert [row[1] for row in found_groups] == ["side", "side/by"]
+    assert found_nothing == []
+    assert [tuple(row) for row in found_one] == [(7, "seven")]
+    # Nothing anywhere: every statement reads no rows.
+    assert fetch_side_by_side([nothing, nothing]) == [[], []]

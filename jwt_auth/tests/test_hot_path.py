@@ -1,4 +1,4 @@
-"""The realm's fast path: three queries per request, per-process caches with short,
+"""The realm's fast path: two queries per request, per-process caches with short,
 documented windows, and a successful decision reused for an identical request within
 one second (``jwt_auth.decisions``), cleared by any change saved in this process.
 
@@ -46,17 +46,18 @@ def _expires_in(realm, creds) -> int:
 
 
 @committed
-def test_a_warm_pat_push_request_costs_three_queries(realm, world, settings):
+def test_a_warm_pat_push_request_costs_two_queries(realm, world, settings):
     settings.REALM_DECISION_CACHE_SECONDS = 0
     creds = ("developer", make_token(world["users"]["developer"]))
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
-    # This client's failed-login state (the login made canonical in the same statement);
-    # the token with its user; the projects with the access level and root namespace.
+    # This client's failed-login state (the login made canonical in the same statement)
+    # beside the token with its user; the projects with the access level and root
+    # namespace.
     sql = [q["sql"] for q in queries.captured_queries]
-    assert len(sql) == 3, sql
-    assert "login_failures" in sql[0]
+    assert len(sql) == 2, sql
+    assert "login_failures" in sql[0] and "personal_access_tokens" in sql[0]
 
 
 @committed
@@ -90,10 +91,10 @@ def test_another_scope_or_client_address_is_decided_afresh(realm, world, client)
     realm.get(PUSH, creds=creds)
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(f"repository:{SVC}/img:pull", creds=creds) == {f"{SVC}/img": ["pull"]}
-    assert len(queries.captured_queries) == 3
+    assert len(queries.captured_queries) == 2
     with CaptureQueriesContext(connection) as queries:
         assert realm.get(PUSH, creds=creds, REMOTE_ADDR="10.1.2.3").status_code == 200
-    assert len(queries.captured_queries) == 3
+    assert len(queries.captured_queries) == 2
 
 
 @committed
