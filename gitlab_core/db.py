@@ -110,6 +110,8 @@ def fetch_side_by_side(statements: Sequence[tuple[str, Sequence, int]]) -> list[
     SQLite and PostgreSQL, prepared as ``fetch_all`` prepares."""
     sql = _side_by_side_sql(tuple(text for text, _params, _width in statements))
     rows = fetch_all(sql, [param for _text, params, _width in statements for param in params])
+    if rows and len(rows[0]) != sum(width for _text, _params, width in statements):
+        raise ValueError("the statements' column counts do not add up to the joined statement's")
     result, start = [], 0
     for _text, _params, width in statements:
         found = {row[start]: row[start : start + width] for row in rows if row[start] is not None}

@@ -75,7 +75,8 @@ def record_failure(*, ip: str, login: str) -> bool:
 def record_success(*, ip: str, login: str) -> None:
     """A successful authentication clears the failure count of this (address, login).
 
-    Callers skip this when ``check`` found no failures (saves a write per request).
+    Callers skip this when ``check`` (or ``state_of``) found no failures (saves a write
+    per request).
     """
     if _exempt(ip, login):
         return

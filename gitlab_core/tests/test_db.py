@@ -73,6 +73,13 @@ def test_after_a_reconnection_and_in_another_thread_statements_run_on_their_own_
 
 
 @pytest.mark.django_db(transaction=True)
+def test_after_a_failed_statement_the_next_one_runs(postgresql):
+    with pytest.raises(DataError):
+        fetch_all("SELECT %s::int", ["not a number"])
+    assert fetch_all("SELECT %s::int + 1", [41]) == [(42,)]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_with_prepared_statements_off_nothing_is_prepared(postgresql, settings):
     # What HOT_QUERIES_PREPARED=false sets, for a transaction-mode pooler.
     connection.close()
@@ -212,7 +219,7 @@ def test_lookups_side_by_side_give_each_its_own_rows_in_one_statement():
     with CaptureQueriesContext(connection) as queries:
         found_groups, found_nothing, found_one = fetch_side_by_side([groups, nothing, one])
     assert len(queries.captured_queries) == 1
-    assert [row[1] for row in found_groups] == ["side", "side/by"]
+    assert sorted(row[1] for row in found_groups) == ["side", "side/by"]
     assert found_nothing == []
     assert [tuple(row) for row in found_one] == [(7, "seven")]
     # Nothing anywhere: every statement reads no rows.
