@@ -306,7 +306,8 @@ def bench_server(
         for i in range(args.repositories * 2):
             body = envelope(str(uuid.uuid4()), f"{IMAGE_PREFIX}{i % args.repositories}")
             session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        result: dict = {"server": server, "tree": str(tree), "connections": args.connections}
+        # The tree's name, not its path: the results are committed.
+        result: dict = {"server": server, "tree": tree.name, "connections": args.connections}
         result["load_before"] = load_average()
         result["raw_rate_single"] = raw_insert_rate(args.database_url, 1, args.duration)
         result["raw_rate"] = raw_insert_rate(args.database_url, args.connections, args.duration)

@@ -547,8 +547,8 @@ def main() -> None:
 
         report: dict = {
             "trees": [labels[t] for t in trees],
-            "tree_paths": {labels[t]: str(t) for t in trees},
-            "migrated_with": str(migrator),
+            # Labels, not paths: the report is committed, and paths name the machine.
+            "migrated_with": labels.get(migrator, migrator.name),
             "workers": args.workers,
             "cpus": os.cpu_count(),
             "duration": args.duration,
