@@ -473,6 +473,43 @@ def summarise(rounds: list[dict], labels: list[str]) -> dict:
 
 
 # --- The run ---------------------------------------------------------------------------
+def seeded_database(
+    stack: Stack, work: Path, migrator: Path, users: int, count: int
+) -> tuple[dict, Path, dict, dict, list[tuple[str, str]], Path]:
+    """Start PostgreSQL and Redis, make an RS256 key, migrate and seed with ``migrator``
+    and write ``count`` distinct requests: (server environment with the key, key path,
+    the seed plan, the seeded secrets, the requests, the file ``distinct.lua`` reads)."""
+    env = server_env(stack, work)
+    key = work / "rs256.key"
+    manage = [tree_tools.python(migrator), "manage.py"]
+    subprocess.run(
+        [*manage, "registry_keys", "--key", str(key), "--algorithm", "RS256"],
+        check=True,
+        env=env,
+        cwd=migrator,
+        capture_output=True,
+    )
+    env["REGISTRY_KEY_PATH"] = str(key)
+    log(f"migrating and seeding with {migrator}")
+    subprocess.run([*manage, "migrate", "-v0"], check=True, env=env, cwd=migrator)
+    plan, reach, _public = make_plan(users)
+    (work / "plan.json").write_text(json.dumps(plan))
+    seed = subprocess.run(
+        [*manage, "shell"],
+        stdin=open(HERE / "seed_many.py"),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "BENCH_PLAN": str(work / "plan.json")},
+        cwd=migrator,
+    )
+    seeded = json.loads(seed.stdout.strip().splitlines()[-1])
+    entries = build_requests(plan, reach, seeded, count)
+    requests_file = work / "requests.tsv"
+    requests_file.write_text("".join(f"{auth}\t{path}\n" for auth, path in entries))
+    return env, key, plan, seeded, entries, requests_file
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", help="source tree to serve (repeatable; default: this checkout)")
@@ -497,34 +534,9 @@ def main() -> None:
     stack = Stack(work)
     started = time.monotonic()
     try:
-        env = server_env(stack, work)
-        key = work / "rs256.key"
-        manage = [tree_tools.python(migrator), "manage.py"]
-        subprocess.run(
-            [*manage, "registry_keys", "--key", str(key), "--algorithm", "RS256"],
-            check=True,
-            env=env,
-            cwd=migrator,
-            capture_output=True,
+        env, key, plan, seeded, entries, requests_file = seeded_database(
+            stack, work, migrator, args.users, args.requests
         )
-        env["REGISTRY_KEY_PATH"] = str(key)
-        log(f"migrating and seeding with {migrator}")
-        subprocess.run([*manage, "migrate", "-v0"], check=True, env=env, cwd=migrator)
-        plan, reach, _public = make_plan(args.users)
-        (work / "plan.json").write_text(json.dumps(plan))
-        seed = subprocess.run(
-            [*manage, "shell"],
-            stdin=open(HERE / "seed_many.py"),
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**env, "BENCH_PLAN": str(work / "plan.json")},
-            cwd=migrator,
-        )
-        seeded = json.loads(seed.stdout.strip().splitlines()[-1])
-        entries = build_requests(plan, reach, seeded, args.requests)
-        requests_file = work / "requests.tsv"
-        requests_file.write_text("".join(f"{auth}\t{path}\n" for auth, path in entries))
         distinct_env = {"BENCH_REQUESTS": str(requests_file)}
         repeated_env = {"BENCH_BASIC": base64.b64encode(f"benchdev:{seeded['pats']['benchdev']}".encode()).decode()}
         sample = entries[:: max(1, len(entries) // 300)]

@@ -36,8 +36,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 import trees as tree_tools  # noqa: E402
-from compare import build_requests, log, make_plan  # noqa: E402
-from run import Stack, server_env  # noqa: E402
+from compare import log, seeded_database  # noqa: E402
+from run import Stack  # noqa: E402
 
 # Runs inside each tree's ``manage.py shell``: one batch per line read from stdin.
 WORKER = r"""
@@ -135,34 +135,9 @@ def main() -> None:
     stack = Stack(work)
     workers: list[Worker] = []
     try:
-        env = server_env(stack, work)
-        key = work / "rs256.key"
-        manage = [tree_tools.python(migrator), "manage.py"]
-        subprocess.run(
-            [*manage, "registry_keys", "--key", str(key), "--algorithm", "RS256"],
-            check=True,
-            env=env,
-            cwd=migrator,
-            capture_output=True,
+        env, _key, _plan, _seeded, _entries, requests_file = seeded_database(
+            stack, work, migrator, args.users, args.requests
         )
-        env["REGISTRY_KEY_PATH"] = str(key)
-        log(f"migrating and seeding with {migrator}")
-        subprocess.run([*manage, "migrate", "-v0"], check=True, env=env, cwd=migrator)
-        plan, reach, _public = make_plan(args.users)
-        (work / "plan.json").write_text(json.dumps(plan))
-        seed = subprocess.run(
-            [*manage, "shell"],
-            stdin=open(HERE / "seed_many.py"),
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**env, "BENCH_PLAN": str(work / "plan.json")},
-            cwd=migrator,
-        )
-        seeded = json.loads(seed.stdout.strip().splitlines()[-1])
-        entries = build_requests(plan, reach, seeded, args.requests)
-        requests_file = work / "requests.tsv"
-        requests_file.write_text("".join(f"{auth}\t{path}\n" for auth, path in entries))
         # One connection for the whole run: the backend whose CPU is read stays the same.
         worker_env = {**env, "BENCH_REQUESTS": str(requests_file), "DATABASE_CONN_MAX_AGE": "86400"}
         workers = [Worker(tree, worker_env) for tree in trees]
