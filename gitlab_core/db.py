@@ -102,7 +102,7 @@ def fetch_side_by_side(statements: Sequence[tuple[str, Sequence, int]]) -> list[
     """The rows of independent ``SELECT`` statements, read in one round trip: for each
     statement, given as (text, parameters, number of columns), its rows. Each statement
     joined saves a round trip and, on PostgreSQL, a transaction (the realm's failed-login
-    check beside its token lookup: a tenth of a token request's CPU).
+    check beside its token lookup: an eighth of a token request's CPU).
 
     Each statement's first column must be a key of its rows, never NULL (the primary
     key): a statement without rows reads as NULLs there. Each must return few rows: the
