@@ -101,11 +101,12 @@ _STALE_PLAN = "cached plan must not change result type"
 def fetch_side_by_side(statements: Sequence[tuple[str, Sequence, int]]) -> list[list[tuple]]:
     """The rows of independent ``SELECT`` statements, read in one round trip: for each
     statement, given as (text, parameters, number of columns), its rows. Each statement
-    joined saves a round trip and, on PostgreSQL, a transaction (the realm's failed-login
-    check beside its token lookup: an eighth of a token request's CPU).
+    joined saves a round trip and, on PostgreSQL, a transaction: the token realm reads
+    its failed-login check, the personal access token and the access statement together,
+    and each of the two joined saved about an eighth of a token request's CPU.
 
-    Each statement's first column must be a key of its rows, never NULL (the primary
-    key): a statement without rows reads as NULLs there. Each must return few rows: the
+    Each statement's first column must be a key of its rows, never NULL (a primary key,
+    or the key a row was found for): a statement without rows reads as NULLs there. Each must return few rows: the
     statement they make holds every combination of their rows. One fixed text on
     SQLite and PostgreSQL, prepared as ``fetch_all`` prepares."""
     sql = _side_by_side_sql(tuple(text for text, _params, _width in statements))

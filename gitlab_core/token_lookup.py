@@ -46,6 +46,17 @@ def lookup_statement(secret: str) -> tuple[str, list, int]:
     return sql, [tokens.digest(secret)], len(token_loader) + len(user_loader)
 
 
+def owner_id_sql(secret: str) -> tuple[str, list]:
+    """SQL for the id of the user whose personal access token ``secret`` is (NULL when
+    none; revoked and expired tokens too), and its parameters: for a statement that
+    reads that user's data in the same round trip as ``lookup_statement``. What it
+    read counts only once ``token_of`` found the token and the caller accepted it."""
+    return (
+        f"(SELECT o.user_id FROM {PersonalAccessToken._meta.db_table} o WHERE o.token_digest = %s)",
+        [tokens.digest(secret)],
+    )
+
+
 def token_of(rows: list[tuple], secret: str) -> PersonalAccessToken | None:
     """The token, with its user, that ``lookup_statement``'s rows hold for ``secret``."""
     if not rows:

@@ -19,6 +19,7 @@ from django.db.models import Q
 from gitlab_core.models import PAT_SCOPES, PersonalAccessToken, User
 from gitlab_core.text import clean_text
 from gitlab_core.token_lookup import find_personal_access_token, touch_last_used
+from projects.image_paths import ImagePath
 from projects.models import CiJob, DeployToken
 from projects.selectors import deploy_token_by_secret, find_running_ci_job
 
@@ -62,6 +63,10 @@ class AuthResult:
     abilities: frozenset[str] = field(default_factory=frozenset)
     # The personal access token behind a ``personal_access_token`` result.
     personal_access_token: PersonalAccessToken | None = None
+    # The scopes of the request and what their image paths resolved to for this caller
+    # (projects and access levels), when they were read in the same round trip as the
+    # credential (``services.authenticate_login``); None: not read yet.
+    resolved_paths: tuple[tuple[str, ...], dict[str, ImagePath]] | None = None
 
     @property
     def anonymous(self) -> bool:

@@ -8,6 +8,7 @@ anonymous with nothing granted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -23,7 +24,13 @@ from jwt_auth.scopes import MAX_SCOPES, REGISTRY, REPOSITORY, RealmParams, Scope
 from jwt_auth.signals import push_granted
 from jwt_auth.tokens import mint_registry_token
 from projects import permissions, protection
-from projects.image_paths import ImagePath, resolve_image_paths, valid_image_path
+from projects.image_paths import (
+    ImagePath,
+    resolution_of,
+    resolution_statement,
+    resolve_image_paths,
+    valid_image_path,
+)
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -62,8 +69,9 @@ class IssuedToken:
     refresh_token: str | None = None
 
 
-def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
-    """The caller behind an ``Authorization`` header (anonymous without Basic credentials).
+def identify_caller(*, authorization: str, client_ip: str, scopes: Sequence[str] = ()) -> AuthResult:
+    """The caller behind an ``Authorization`` header (anonymous without Basic credentials);
+    ``scopes`` as ``authenticate_login`` takes them.
 
     Raises ``Banned`` while this (client address, canonical login) is banned, ``RealmError`` 401 for bad
     credentials (and counts the failure). A success clears earlier failures.
@@ -76,24 +84,34 @@ def identify_caller(*, authorization: str, client_ip: str) -> AuthResult:
     if basic is None:
         return credentials.ANONYMOUS
     login, password = basic
-    return authenticate_login(login=login, password=password, client_ip=client_ip)
+    return authenticate_login(login=login, password=password, client_ip=client_ip, scopes=scopes)
 
 
-def authenticate_login(*, login: str, password: str, client_ip: str) -> AuthResult:
+def authenticate_login(*, login: str, password: str, client_ip: str, scopes: Sequence[str] = ()) -> AuthResult:
     """The caller behind a login and password (or token), under the failed-login ban.
+
+    What most requests need is read in one round trip: this pair's ban state, the
+    personal access token ``password`` may be (the credential most logins carry), and
+    the projects of the image paths of ``scopes`` (the request's) with that token's
+    user's access levels. When the token is the credential, the result carries them
+    for ``grant_access`` (``AuthResult.resolved_paths``); it reads another caller's.
 
     Raises ``Banned`` while this (client address, canonical login) is banned,
     ``RealmError`` 401 for bad credentials (and counts the failure). A success clears
     earlier failures.
     """
-    banned, has_failures, token = False, False, credentials.LOOK_UP
+    banned, has_failures, token, resolved = False, False, credentials.LOOK_UP, None
     ban_check = throttle.check_statement(ip=client_ip, login=login)
-    if ban_check is not None:
-        # The ban check and the lookup of the credential most logins carry, a personal
-        # access token, in one round trip: a statement fewer per request.
-        ban_rows, token_rows = fetch_side_by_side([ban_check, token_lookup.lookup_statement(password)])
-        banned, has_failures = throttle.state_of(ban_rows)
-        token = token_lookup.token_of(token_rows, password)
+    if login != credentials.CI_JOB_LOGIN:  # first in the order, a CI job token; the ban never counts it
+        lookup = token_lookup.lookup_statement(password)
+        paths = _image_paths(_parsed_scopes(scopes))
+        resolution = resolution_statement(paths, user_id=token_lookup.owner_id_sql(password)) if paths else None
+        found = iter(fetch_side_by_side([s for s in (ban_check, lookup, resolution) if s is not None]))
+        if ban_check is not None:
+            banned, has_failures = throttle.state_of(next(found))
+        token = token_lookup.token_of(next(found), password)
+        if resolution is not None:
+            resolved = resolution_of(next(found))
     if banned:
         raise Banned
     # No login is longer (usernames and emails have 255 characters at most).
@@ -108,6 +126,8 @@ def authenticate_login(*, login: str, password: str, client_ip: str) -> AuthResu
         raise unauthorized()
     if has_failures:
         throttle.record_success(ip=client_ip, login=login)
+    if resolved is not None and token is not None and result.personal_access_token is token:
+        return replace(result, resolved_paths=(tuple(scopes), resolved))
     return result
 
 
@@ -140,14 +160,15 @@ def authorize_and_issue(
     decided. Raises what ``identify_caller`` and ``decide`` raise.
     """
     if offline_client_id is not None:
-        auth = identify_caller(authorization=authorization, client_ip=client_ip)
+        auth = identify_caller(authorization=authorization, client_ip=client_ip, scopes=scopes)
         issued = issue(decide(auth=auth, scopes=scopes))
         return replace(issued, refresh_token=refresh_tokens.issue(auth, client_id=offline_client_id))
     key = decisions.request_key(authorization, query, client_ip)
     decision = decisions.lookup(key)
     if decision is None:
         started = decisions.begin()
-        decision = decide(auth=identify_caller(authorization=authorization, client_ip=client_ip), scopes=scopes)
+        auth = identify_caller(authorization=authorization, client_ip=client_ip, scopes=scopes)
+        decision = decide(auth=auth, scopes=scopes)
         decisions.remember(key, decision, started)
     return issue(decision)
 
@@ -169,7 +190,7 @@ def authorize_form(*, params: RealmParams, client_ip: str) -> IssuedToken:
             raise invalid_request("username and password are required with grant_type=password")
         if not clean_text(login) or not clean_text(password):
             raise unauthorized()
-        auth = authenticate_login(login=login, password=password, client_ip=client_ip)
+        auth = authenticate_login(login=login, password=password, client_ip=client_ip, scopes=params.scopes)
         offline = params.get("access_type") == "offline"
     elif grant_type == "refresh_token":
         secret = params.get("refresh_token")
@@ -225,13 +246,11 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
     Repeated identical scope strings are granted once.
     """
     denials = [] if denials is None else denials
-    parsed: list[Scope] = []
-    for text in dict.fromkeys(scopes[:MAX_SCOPES]):
-        scope = parse_scope(text)
-        if scope is not None:
-            parsed.append(scope)
-    paths = [s.name.lower() for s in parsed if s.type == REPOSITORY and valid_image_path(s.name.lower())]
-    resolved = resolve_image_paths(list(dict.fromkeys(paths)), user=auth.user, deploy_token=auth.deploy_token)
+    parsed = _parsed_scopes(scopes)
+    if auth.resolved_paths is not None and auth.resolved_paths[0] == tuple(scopes):
+        resolved = auth.resolved_paths[1]
+    else:
+        resolved = resolve_image_paths(_image_paths(parsed), user=auth.user, deploy_token=auth.deploy_token)
     project_abilities: dict[int, frozenset[str]] = {}
     access = []
     for scope in parsed:
@@ -244,6 +263,24 @@ def grant_access(*, auth: AuthResult, scopes: list[str], denials: list[dict] | N
         if entry is not None:
             access.append(entry)
     return access
+
+
+def _parsed_scopes(scopes: Sequence[str]) -> list[Scope]:
+    """The scopes ``grant_access`` reads (the first ``MAX_SCOPES``, each once), parsed;
+    malformed ones are left out."""
+    parsed = []
+    for text in dict.fromkeys(scopes[:MAX_SCOPES]):
+        scope = parse_scope(text)
+        if scope is not None:
+            parsed.append(scope)
+    return parsed
+
+
+def _image_paths(parsed: list[Scope]) -> list[str]:
+    """The image paths of parsed scopes that ``grant_access`` resolves: the valid paths
+    of the repository scopes, lower-cased, each once."""
+    paths = (scope.name.lower() for scope in parsed if scope.type == REPOSITORY)
+    return list(dict.fromkeys(path for path in paths if valid_image_path(path)))
 
 
 def _catalog_entry(auth: AuthResult, scope: Scope, denials: list[dict]) -> dict | None:

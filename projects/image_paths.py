@@ -17,7 +17,7 @@ import re2
 
 from gitlab_core.models import User
 from projects.models import DeployToken, Project
-from projects.permissions import projects_for_candidates
+from projects.permissions import ProjectAccess, candidates_found, candidates_statement, projects_for_candidates
 
 # GitLab's ContainerRegistry::Path rule. RE2 runs in linear time: the nested
 # quantifiers of this pattern backtrack exponentially in Python's ``re``.
@@ -94,9 +94,29 @@ def resolve_image_paths(
     """Each image path's project (pending deletion too: callers refuse it), keyed by the path as given,
     with ``user``'s access level, whether ``deploy_token`` reaches it and the root
     namespace id: one query in all. Paths of no project are left out."""
-    found = projects_for_candidates(
-        user=user, deploy_token=deploy_token, candidates={path: candidate_project_paths(path) for path in paths}
-    )
+    found = projects_for_candidates(user=user, deploy_token=deploy_token, candidates=_candidates(paths))
+    return _image_paths(found)
+
+
+def resolution_statement(paths: Iterable[str], *, user_id: tuple[str, Sequence]) -> tuple[str, list, int] | None:
+    """``resolve_image_paths``'s statement for a user given as SQL for its id and that
+    SQL's parameters (``permissions.candidates_statement``), as (text, parameters, number
+    of columns): for a caller that reads it beside the lookup that finds the user
+    (``gitlab_core.db.fetch_side_by_side``). None without paths. ``resolution_of`` reads
+    its rows."""
+    return candidates_statement(candidates=_candidates(paths), user_id=user_id)
+
+
+def resolution_of(rows: Iterable[Sequence]) -> dict[str, ImagePath]:
+    """What ``resolve_image_paths`` answers, from ``resolution_statement``'s rows."""
+    return _image_paths(candidates_found(rows, with_user=True))
+
+
+def _candidates(paths: Iterable[str]) -> dict[str, list[str]]:
+    return {path: candidate_project_paths(path) for path in paths}
+
+
+def _image_paths(found: dict[str, ProjectAccess]) -> dict[str, ImagePath]:
     resolved = {}
     for path, hit in found.items():
         lowered = path.lower()

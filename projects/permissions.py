@@ -377,37 +377,44 @@ _PROJECT_FIELDS = frozenset(
 )
 
 
-def _inherited_level_sql(path: str) -> str:
+def _inherited_level_sql(path: str, user_id: str = "%s") -> str:
     """The highest active membership of a user in a group that is ``path``'s namespace or
-    one of its ancestors. Parameters: user id, today, the group kind. A group is such an
-    ancestor exactly when "<group path>/" starts ``path``: full paths are stored
-    denormalised, so no walk up the parent chain is needed. substr() and not LIKE: "_"
-    is a LIKE wildcard and is allowed in paths."""
+    one of its ancestors. Parameters: those of ``user_id`` (SQL for the user's id), today,
+    the group kind. A group is such an ancestor exactly when "<group path>/" starts
+    ``path``: full paths are stored denormalised, so no walk up the parent chain is
+    needed. substr() and not LIKE: "_" is a LIKE wildcard and is allowed in paths."""
     active = GroupMember.ACTIVE_SQL.format(m="gm")
     return (
         f"(SELECT MAX(gm.access_level) FROM {GroupMember._meta.db_table} gm "
         f"JOIN {Namespace._meta.db_table} g ON g.id = gm.group_id "
-        f"WHERE gm.user_id = %s AND {active} AND g.kind = %s "
+        f"WHERE gm.user_id = {user_id} AND {active} AND g.kind = %s "
         f"AND substr({path}, 1, length(g.full_path_lower) + 1) = g.full_path_lower || '/')"
     )
 
 
 @functools.cache
-def _project_statement(vendor: str, *, with_access: bool) -> tuple[RowLoader, str]:
-    """Row loader and SQL of ``projects_for_candidates`` on this database (a fixed text:
-    the candidates are one JSON parameter, their paths one array). The projects, their
-    root namespaces, a deploy token's reach and their protection rules are found the
-    same way with or without a user; ``with_access`` adds the user's three levels
-    (direct, inherited, personal owner), which no caller without a user needs."""
-    loader = RowLoader(Project, _PROJECT_FIELDS, "p")
+def _project_loader() -> RowLoader:
+    return RowLoader(Project, _PROJECT_FIELDS, "p")
+
+
+@functools.cache
+def _project_statement(vendor: str, *, user_id: str | None) -> tuple[RowLoader, str]:
+    """Row loader and SQL of ``candidates_statement`` on this database (a fixed text: the
+    candidates are one JSON parameter, their paths one array). The projects, their root
+    namespaces, a deploy token's reach and their protection rules are found the same way
+    with or without a user; ``user_id`` (SQL for the user's id: ``%s``, or a subquery
+    that finds it) adds the user's three levels (direct, inherited, personal owner),
+    which no caller without a user needs. The callers' ``user_id`` texts are fixed, so
+    this keeps a few statements."""
+    loader = _project_loader()
     namespaces = Namespace._meta.db_table
     levels = (
         f"""
  (SELECT MAX(pm.access_level) FROM {ProjectMember._meta.db_table} pm
-   WHERE pm.project_id = p.id AND pm.user_id = %s AND {ProjectMember.ACTIVE_SQL.format(m="pm")}),
- {_inherited_level_sql("p.full_path_lower")},
- CASE WHEN n.kind = %s AND n.owner_id = %s THEN %s ELSE NULL END,"""
-        if with_access
+   WHERE pm.project_id = p.id AND pm.user_id = {user_id} AND {ProjectMember.ACTIVE_SQL.format(m="pm")}),
+ {_inherited_level_sql("p.full_path_lower", user_id)},
+ CASE WHEN n.kind = %s AND n.owner_id = {user_id} THEN %s ELSE NULL END,"""
+        if user_id is not None
         else ""
     )
     # GitLab's image path rule, the one statement of it (a lazy import: image_paths
@@ -460,6 +467,26 @@ def projects_for_candidates(
     paths (lower-cased): each key's project is the longest of its candidates that is a
     project's path (``image_paths.longest_project_sql``); keys without one are left out.
     One query for all keys, with a text that does not depend on how many there are."""
+    user_id = None if user is None else ("%s", [user.pk])
+    statement = candidates_statement(candidates=candidates, user_id=user_id, deploy_token=deploy_token)
+    if statement is None:
+        return {}
+    sql, params, _width = statement
+    return candidates_found(fetch_all(sql, params), with_user=user is not None)
+
+
+def candidates_statement(
+    *,
+    candidates: Mapping[str, Sequence[str]],
+    user_id: tuple[str, Sequence] | None,
+    deploy_token: DeployToken | None = None,
+) -> tuple[str, list, int] | None:
+    """``projects_for_candidates``'s statement as (text, parameters, number of columns),
+    for a caller that reads it beside another lookup (``gitlab_core.db.
+    fetch_side_by_side``); None without candidates. ``user_id`` is SQL for the id of the
+    user whose access levels are read, and its parameters: ``("%s", [user.pk])``, or a
+    subquery that finds the user in the same statement (the token realm's
+    ``token_lookup.owner_id_sql``). ``candidates_found`` reads its rows."""
     from projects.image_paths import LEVELS_SUPPORTED  # image_paths builds on this module
 
     if any(len(paths) > LEVELS_SUPPORTED for paths in candidates.values()):
@@ -471,21 +498,33 @@ def projects_for_candidates(
         longest_first = sorted(dict.fromkeys(paths), key=len, reverse=True)
         entries += [[key, path, longest_first, path.split("/", 1)[0]] for path in longest_first]
     if not entries:
-        return {}
+        return None
     vendor = connection.vendor
-    loader, sql = _project_statement(vendor, with_access=user is not None)
+    loader, sql = _project_statement(vendor, user_id=None if user_id is None else user_id[0])
     params = [deploy_token.pk if deploy_token is not None else None]
-    level_count = 0
-    if user is not None:
+    if user_id is not None:
+        who = list(user_id[1])
         today = timezone.now().date()
         group, personal = Namespace.Kind.GROUP.value, Namespace.Kind.USER.value
-        params[:0] = [user.pk, today, user.pk, today, group, personal, user.pk, AccessLevel.OWNER.value]
-        level_count = 3
+        params[:0] = [*who, today, *who, today, group, personal, *who, AccessLevel.OWNER.value]
     params.insert(0, json.dumps(entries))
     params.append(as_list_param(sorted({entry[1] for entry in entries}), vendor))
+    # The key, the project, the levels (with a user), root namespace, reach, protection.
+    return sql, params, 1 + len(loader) + (_LEVELS if user_id is not None else 0) + 3
+
+
+# The user's levels that the statement reads: direct, inherited, personal namespace owner.
+_LEVELS = 3
+
+
+def candidates_found(rows: Iterable[Sequence], *, with_user: bool) -> dict[str, ProjectAccess]:
+    """The projects found by ``candidates_statement``'s rows, keyed as the candidates
+    were; ``with_user``: the statement was given a ``user_id``."""
+    loader = _project_loader()
     width = len(loader)
+    level_count = _LEVELS if with_user else 0
     result = {}
-    for key, *row in fetch_all(sql, params):
+    for key, *row in rows:
         project = loader.load(row[:width])
         levels = [level for level in row[width : width + level_count] if level is not None]
         # After the levels (when read): root namespace, deploy token reach, protection rules.

@@ -64,7 +64,7 @@ def _generic_plan(sql: str, params: list) -> str:
 
 
 def test_the_access_statement_finds_projects_by_their_path_index(large_instance):
-    _loader, sql = _project_statement("postgresql", with_access=False)
+    _loader, sql = _project_statement("postgresql", user_id=None)
     image = "big/app/img7"
     candidates = candidate_project_paths(image)
     entries = [[image, path, candidates, "big"] for path in candidates]

@@ -1,4 +1,4 @@
-"""The realm's fast path: two queries per request, per-process caches with short,
+"""The realm's fast path: one query per request, per-process caches with short,
 documented windows, and a successful decision reused for an identical request within
 one second (``jwt_auth.decisions``), cleared by any change saved in this process.
 
@@ -46,18 +46,18 @@ def _expires_in(realm, creds) -> int:
 
 
 @committed
-def test_a_warm_pat_push_request_costs_two_queries(realm, world, settings):
+def test_a_warm_pat_push_request_costs_one_query(realm, world, settings):
     settings.REALM_DECISION_CACHE_SECONDS = 0
     creds = ("developer", make_token(world["users"]["developer"]))
     assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(PUSH, creds=creds) == {f"{SVC}/img": ["pull", "push"]}
     # This client's failed-login state (the login made canonical in the same statement)
-    # beside the token with its user; the projects with the access level and root
-    # namespace.
+    # beside the token with its user, and the projects with that user's access level and
+    # their root namespaces.
     sql = [q["sql"] for q in queries.captured_queries]
-    assert len(sql) == 2, sql
-    assert "login_failures" in sql[0] and "personal_access_tokens" in sql[0]
+    assert len(sql) == 1, sql
+    assert all(table in sql[0] for table in ("login_failures", "personal_access_tokens", "project_members"))
 
 
 @committed
@@ -91,10 +91,42 @@ def test_another_scope_or_client_address_is_decided_afresh(realm, world, client)
     realm.get(PUSH, creds=creds)
     with CaptureQueriesContext(connection) as queries:
         assert realm.access(f"repository:{SVC}/img:pull", creds=creds) == {f"{SVC}/img": ["pull"]}
-    assert len(queries.captured_queries) == 2
+    assert len(queries.captured_queries) == 1
     with CaptureQueriesContext(connection) as queries:
         assert realm.get(PUSH, creds=creds, REMOTE_ADDR="10.1.2.3").status_code == 200
-    assert len(queries.captured_queries) == 2
+    assert len(queries.captured_queries) == 1
+
+
+@committed
+def test_a_refused_token_lends_its_users_access_to_no_one(realm, world, settings):
+    """The one query reads the access of the user whose personal access token the
+    password may be. When that token is refused and the password is someone else's, that
+    someone's own access decides."""
+    settings.REALM_DECISION_CACHE_SECONDS = 0
+    settings.PASSWORD_AUTHENTICATION_ENABLED_FOR_GIT = True
+    secret = make_token(world["users"]["developer"], revoked=True)
+    outsider = world["users"]["outsider"]
+    outsider.set_password(secret)
+    outsider.save()
+    assert realm.get(PUSH, creds=("developer", secret)).status_code == 401
+    assert realm.access(PUSH, creds=("outsider", secret)) == {}
+    world["users"]["developer"].set_password(secret)
+    world["users"]["developer"].save()
+    assert realm.access(PUSH, creds=("developer", secret)) == {f"{SVC}/img": ["pull", "push"]}
+
+
+@pytest.mark.django_db
+def test_paths_read_with_the_credential_serve_only_the_scopes_they_were_read_for(world):
+    from jwt_auth import services
+
+    secret = make_token(world["users"]["developer"])
+    auth = services.authenticate_login(login="developer", password=secret, client_ip="10.0.0.1", scopes=[PUSH])
+    assert auth.resolved_paths is not None
+    access = services.grant_access(auth=auth, scopes=[f"repository:{SVC}/other:pull", PUSH])
+    assert {entry["name"]: entry["actions"] for entry in access} == {
+        f"{SVC}/other": ["pull"],
+        f"{SVC}/img": ["pull", "push"],
+    }
 
 
 @committed
