@@ -102,8 +102,9 @@ def fetch_side_by_side(statements: Sequence[tuple[str, Sequence, int]]) -> list[
     """The rows of independent ``SELECT`` statements, read in one round trip: for each
     statement, given as (text, parameters, number of columns), its rows. Each statement
     joined saves a round trip and, on PostgreSQL, a transaction: the token realm reads
-    its failed-login check, the personal access token and the access statement together,
-    and each of the two joined saved about an eighth of a token request's CPU.
+    its failed-login check, the personal access token and the access statement together
+    (joining the check saved an eighth of a token request's CPU, joining the access
+    statement a tenth more; docs/performance.md).
 
     Each statement's first column must be a key of its rows, never NULL (a primary key,
     or the key a row was found for): a statement without rows reads as NULLs there. Each must return few rows: the

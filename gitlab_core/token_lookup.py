@@ -46,6 +46,13 @@ def lookup_statement(secret: str) -> tuple[str, list, int]:
     return sql, [tokens.digest(secret)], len(token_loader) + len(user_loader)
 
 
+def may_be_token(secret: str) -> bool:
+    """Whether ``secret`` has the shape of a personal access token: every one starts with
+    ``tokens.PAT_PREFIX``. For a caller that reads more ahead of the lookup (``owner_id_sql``)
+    only when it is likely to count; the lookup itself does not depend on it."""
+    return secret.startswith(tokens.PAT_PREFIX)
+
+
 def owner_id_sql(secret: str) -> tuple[str, list]:
     """SQL for the id of the user whose personal access token ``secret`` is (NULL when
     none; revoked and expired tokens too), and its parameters: for a statement that

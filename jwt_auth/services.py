@@ -91,10 +91,11 @@ def authenticate_login(*, login: str, password: str, client_ip: str, scopes: Seq
     """The caller behind a login and password (or token), under the failed-login ban.
 
     What most requests need is read in one round trip: this pair's ban state, the
-    personal access token ``password`` may be (the credential most logins carry), and
-    the projects of the image paths of ``scopes`` (the request's) with that token's
-    user's access levels. When the token is the credential, the result carries them
-    for ``grant_access`` (``AuthResult.resolved_paths``); it reads another caller's.
+    personal access token ``password`` may be (the credential most logins carry), and,
+    when ``password`` has a token's shape, the projects of the image paths of
+    ``scopes`` (the request's) with that token's user's access levels. When the token
+    is the credential, the result carries them for ``grant_access``
+    (``AuthResult.resolved_paths``); ``grant_access`` reads any other caller's itself.
 
     Raises ``Banned`` while this (client address, canonical login) is banned,
     ``RealmError`` 401 for bad credentials (and counts the failure). A success clears
@@ -104,7 +105,8 @@ def authenticate_login(*, login: str, password: str, client_ip: str, scopes: Seq
     ban_check = throttle.check_statement(ip=client_ip, login=login)
     if login != credentials.CI_JOB_LOGIN:  # first in the order, a CI job token; the ban never counts it
         lookup = token_lookup.lookup_statement(password)
-        paths = _image_paths(_parsed_scopes(scopes))
+        # A deploy token or a password would have its paths read twice.
+        paths = _image_paths(_parsed_scopes(scopes)) if token_lookup.may_be_token(password) else []
         resolution = resolution_statement(paths, user_id=token_lookup.owner_id_sql(password)) if paths else None
         found = iter(fetch_side_by_side([s for s in (ban_check, lookup, resolution) if s is not None]))
         if ban_check is not None:

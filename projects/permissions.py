@@ -397,7 +397,7 @@ def _project_loader() -> RowLoader:
     return RowLoader(Project, _PROJECT_FIELDS, "p")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _project_statement(vendor: str, *, user_id: str | None) -> tuple[RowLoader, str]:
     """Row loader and SQL of ``candidates_statement`` on this database (a fixed text: the
     candidates are one JSON parameter, their paths one array). The projects, their root

@@ -103,15 +103,17 @@ def part_costs() -> None:
 
     user = User.objects.get(username="benchdev")
     scopes = realm_query(QUERY).scopes
-    caller = services.identify_caller(authorization=AUTH, client_ip="127.0.0.1")
+    caller = services.identify_caller(authorization=AUTH, client_ip="127.0.0.1", scopes=scopes)
     access = services.grant_access(auth=caller, scopes=scopes)
     view_request = RequestFactory().get("/jwt/auth?" + QUERY, HTTP_AUTHORIZATION=AUTH)
     parts = {
         "view function": lambda: views.auth(view_request),
-        "identify_caller": lambda: services.identify_caller(authorization=AUTH, client_ip="127.0.0.1"),
+        "identify_caller (and the access statement, read with it)": lambda: services.identify_caller(
+            authorization=AUTH, client_ip="127.0.0.1", scopes=scopes
+        ),
         "  throttle check": lambda: throttle.check(ip="127.0.0.1", login="benchdev"),
         "  token + user query": lambda: find_personal_access_token(pat),
-        "grant_access": lambda: services.grant_access(auth=caller, scopes=scopes),
+        "grant_access (paths read with the caller)": lambda: services.grant_access(auth=caller, scopes=scopes),
         "  projects + access level query": lambda: resolve_image_paths(["bench/group/app/img"], user=user),
         "mint_registry_token": lambda: tokens.mint_registry_token(
             access=access, subject="benchdev", auth_type=caller.auth_type, user_info=caller.user_info

@@ -1,7 +1,7 @@
 """The statements that resolve an image path find their rows by index on a large
 instance, under the generic plans PostgreSQL uses for prepared statements (it cannot
 see how few paths a JSON parameter holds, and once hashed the whole projects table:
-32 ms a request at 50,000 projects)."""
+32 ms a request at 50,000 projects). The realm's one statement: jwt_auth's tests."""
 
 from __future__ import annotations
 
@@ -15,52 +15,18 @@ from container_registry.events import _counting_sql
 from container_registry.models import ContainerRepository
 from gitlab_core.db import _together_sql
 from projects.image_paths import candidate_project_paths, padded_candidates
-from projects.models import Project
 from projects.permissions import _project_statement
-from tests_support.factories import make_group, make_project
-
-PROJECTS = 3_000
+from tests_support.plans import analyse, generic_plan, large_group
 
 
 @pytest.fixture
 def large_instance(db):
     if connection.vendor != "postgresql":
         pytest.skip("generic plans are PostgreSQL's")
-    group = make_group("big")
-    template = make_project(group, "app")
-    Project.objects.bulk_create(
-        Project(
-            name=f"p{n}",
-            path=f"p{n}",
-            full_path=f"big/p{n}",
-            full_path_lower=f"big/p{n}",
-            namespace=group,
-            visibility=template.visibility,
-            container_registry_access_level=template.container_registry_access_level,
-        )
-        for n in range(PROJECTS)
-    )
+    _group, template = large_group()
     ContainerRepository.objects.bulk_create(ContainerRepository(project=template, name=f"img{n}") for n in range(500))
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+    analyse()
     return template
-
-
-def _generic_plan(sql: str, params: list) -> str:
-    """EXPLAIN ANALYZE of ``sql`` prepared with untyped parameters, as psycopg prepares it,
-    under a generic plan."""
-    numbered = sql
-    for index in range(1, sql.count("%s") + 1):
-        numbered = numbered.replace("%s", f"${index}", 1)
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE plan_probe AS {numbered}")
-        try:
-            literals = ", ".join(connection.ops.compose_sql("%s", [p]) for p in params)
-            cursor.execute(f"EXPLAIN ANALYZE EXECUTE plan_probe({literals})")
-            return "\n".join(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("DEALLOCATE plan_probe")
 
 
 def test_the_access_statement_finds_projects_by_their_path_index(large_instance):
@@ -68,7 +34,7 @@ def test_the_access_statement_finds_projects_by_their_path_index(large_instance)
     image = "big/app/img7"
     candidates = candidate_project_paths(image)
     entries = [[image, path, candidates, "big"] for path in candidates]
-    plan = _generic_plan(sql, [json.dumps(entries), None, candidates])
+    plan = generic_plan(sql, [json.dumps(entries), None, candidates])
     assert "Seq Scan on projects" not in plan, plan
 
 
@@ -79,6 +45,6 @@ def test_the_receivers_statement_finds_the_repository_by_project_and_name(large_
     now = timezone.now()
     record = ["plan-probe-event", "push", image, "latest", None, now]
     params = [image, *padded_candidates(image), now, now, now, *record, True, True]
-    plan = _generic_plan(_together_sql(target, tuple(statements)), params)
+    plan = generic_plan(_together_sql(target, tuple(statements)), params)
     assert "Seq Scan on projects" not in plan, plan
     assert "Seq Scan on container_repositories" not in plan, plan
