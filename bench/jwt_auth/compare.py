@@ -18,9 +18,9 @@ One PostgreSQL (``initdb`` in a temporary directory, as ``run.py``) and one Redi
 every tree. The database is migrated and seeded by the newest tree (the one whose
 migrations include the others'; ``--migrate-tree`` to choose). Each round measures, in
 this order, the bare signer (``bare_signer.py`` under this checkout's production
-server: the reference), then each ``--tree`` in the order given, each served the
-production way (``scripts/web.sh`` of the tree with the tree's ``.venv``: granian, one
-process per CPU, access log off):
+server: the reference), then each ``--tree`` (in the order given in odd rounds,
+reversed in even ones), each served the production way (``scripts/web.sh`` of the tree
+with the tree's ``.venv``: granian, one process per CPU, access log off):
 
 * distinct requests, closed loop (wrk, ``--concurrency`` connections; the best level is
   kept), after a 2-second untimed warm-up;
@@ -583,7 +583,9 @@ def main() -> None:
             rnd["bare_best"] = max(rnd["bare"], key=lambda r: r["rps"])
             stack.stop(proc)
             rnd["sign_rate"] = signing_rate(key)
-            for tree in trees:
+            # Odd rounds in the order given, even rounds reversed: no tree always runs
+            # right after the bare signer or another tree.
+            for tree in trees if number % 2 else trees[::-1]:
                 name = labels[tree]
                 log(f"round {number}/{args.rounds}: {name}")
                 proc, base = start_tree_server(stack, tree, env, args.workers)
