@@ -3,8 +3,8 @@
 A registry client asks for the same token many times in a row: every layer pull or push
 of ``docker``/``skopeo`` that meets a 401 asks again with the same credentials and
 scopes, and CI fleets do so by the hundred. Resolving the credential and the project
-permissions costs a database round trip (a personal access token; two for a deploy
-token or a password); signing the token is the rest. So the
+permissions costs a database round trip for a personal access token (three for a deploy
+token, four for a password); signing the token is the rest. So the
 *decision* (who the caller is and the ``access`` it was granted: what the token is
 minted from, nothing more) of a successful request is kept for
 ``REALM_DECISION_CACHE_SECONDS`` (default 1, 0 turns it off), keyed by a digest of the

@@ -13,7 +13,8 @@ PROJECTS = 3_000
 
 
 def large_group() -> tuple[Namespace, Project]:
-    """A group ``big`` with a project ``big/app`` and ``PROJECTS`` more, analysed."""
+    """A group ``big`` with a project ``big/app`` and ``PROJECTS`` more (``analyse``
+    afterwards, once the caller has added its rows)."""
     group = make_group("big")
     template = make_project(group, "app")
     Project.objects.bulk_create(

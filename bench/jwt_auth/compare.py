@@ -583,8 +583,8 @@ def main() -> None:
             rnd["bare_best"] = max(rnd["bare"], key=lambda r: r["rps"])
             stack.stop(proc)
             rnd["sign_rate"] = signing_rate(key)
-            # Odd rounds in the order given, even rounds reversed: no tree always runs
-            # right after the bare signer or another tree.
+            # Odd rounds in the order given, even rounds reversed: of two trees, neither
+            # always runs right after the bare signer or second.
             for tree in trees if number % 2 else trees[::-1]:
                 name = labels[tree]
                 log(f"round {number}/{args.rounds}: {name}")

@@ -1,6 +1,7 @@
 """The realm's one statement for a personal access token request (ban check, token,
-the requested images' projects with the token's user's levels) finds its rows by index
-on a large instance, under the generic plan a prepared statement gets."""
+the requested images' projects with the token's user's levels) finds the token and the
+projects by index on a large instance, under the generic plan a prepared statement
+gets."""
 
 from __future__ import annotations
 
