@@ -29,7 +29,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,8 +38,16 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 import trees as tree_tools  # noqa: E402
-from compare import REPEATED_QUERY, SETTLE_S, log, seeded_database, start_tree_server, wrk  # noqa: E402
-from run import Stack  # noqa: E402
+from compare import (  # noqa: E402
+    REPEATED_QUERY,
+    SETTLE_S,
+    add_population_arguments,
+    log,
+    open_run,
+    seeded_database,
+    start_tree_server,
+    wrk,
+)
 
 BARE = "bare signer"
 
@@ -84,21 +91,15 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", help="source tree to serve (repeatable; the first is the reference)")
-    parser.add_argument("--migrate-tree", help="tree that migrates and seeds (default: the newest)")
+    add_population_arguments(parser)
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--phase", type=float, default=4, help="seconds of load per tree and cycle")
     parser.add_argument("--concurrency", type=int, default=8, help="wrk connections")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="server processes per tree")
-    parser.add_argument("--requests", type=int, default=20_000, help="length of the distinct-request list")
-    parser.add_argument("--users", type=int, default=60, help="users with a personal access token (+ benchdev)")
     parser.add_argument("--json", type=Path, help="write the raw phases here")
     args = parser.parse_args()
-    trees = tree_tools.resolve(args.tree)
+    trees, migrator, work, stack = open_run(args.tree, args.migrate_tree, "alternate")
     labels = {tree: tree_tools.label(tree, trees) for tree in trees}
-    migrator = tree_tools.migrating_tree(trees, args.migrate_tree)
-    work = Path(tempfile.mkdtemp(prefix="bench-jwt-alternate-"))
-    os.chmod(work, 0o755)
-    stack = Stack(work)
     started = time.monotonic()
     try:
         env, key, _plan, seeded, entries, requests_file = seeded_database(

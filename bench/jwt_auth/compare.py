@@ -510,28 +510,39 @@ def seeded_database(
     return env, key, plan, seeded, entries, requests_file
 
 
+def add_population_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the realm benchmarks that share this population and run."""
+    parser.add_argument("--migrate-tree", help="tree that migrates and seeds (default: the newest)")
+    parser.add_argument("--requests", type=int, default=20_000, help="length of the distinct-request list")
+    parser.add_argument("--users", type=int, default=60, help="users with a personal access token (+ benchdev)")
+
+
+def open_run(tree_args: list[str] | None, migrate_tree: str | None, name: str) -> tuple[list[Path], Path, Path, Stack]:
+    """The source trees, the one that migrates, and a temporary directory with its
+    ``Stack`` (close both when done)."""
+    trees = tree_tools.resolve(tree_args)
+    migrator = tree_tools.migrating_tree(trees, migrate_tree)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-jwt-{name}-"))
+    os.chmod(work, 0o755)
+    return trees, migrator, work, Stack(work)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", help="source tree to serve (repeatable; default: this checkout)")
-    parser.add_argument("--migrate-tree", help="tree that migrates and seeds (default: the newest)")
+    add_population_arguments(parser)
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured phase")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="8", help="comma-separated wrk connection counts (best kept)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="server processes")
-    parser.add_argument("--requests", type=int, default=20_000, help="length of the distinct-request list")
-    parser.add_argument("--users", type=int, default=60, help="users with a personal access token (+ benchdev)")
     parser.add_argument("--warmup", type=float, default=5, help="untimed seconds of load before the first round")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
     if args.users < 50 or args.requests < 5000:
         log("note: the benchmark is specified for at least 50 users and 5,000 requests")
-    trees = tree_tools.resolve(args.tree)
+    trees, migrator, work, stack = open_run(args.tree, args.migrate_tree, "compare")
     labels = {tree: tree_tools.label(tree, trees) for tree in trees}
     levels = [int(c) for c in args.concurrency.split(",")]
-    migrator = tree_tools.migrating_tree(trees, args.migrate_tree)
-    work = Path(tempfile.mkdtemp(prefix="bench-jwt-compare-"))
-    os.chmod(work, 0o755)
-    stack = Stack(work)
     started = time.monotonic()
     try:
         env, key, plan, seeded, entries, requests_file = seeded_database(

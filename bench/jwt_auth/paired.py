@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 import trees as tree_tools  # noqa: E402
-from compare import log, seeded_database  # noqa: E402
-from run import Stack  # noqa: E402
+from compare import add_population_arguments, log, open_run, seeded_database  # noqa: E402
 
 # Runs inside each tree's ``manage.py shell``: one batch per line read from stdin.
 WORKER = r"""
@@ -118,21 +115,15 @@ class Worker:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", help="source tree (repeatable; the first is the reference)")
-    parser.add_argument("--migrate-tree", help="tree that migrates and seeds (default: the newest)")
+    add_population_arguments(parser)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch", type=int, default=300, help="requests per tree per round")
-    parser.add_argument("--requests", type=int, default=20_000, help="length of the distinct-request list")
-    parser.add_argument("--users", type=int, default=60, help="users with a personal access token (+ benchdev)")
     parser.add_argument("--json", type=Path, help="write the raw batches here")
     args = parser.parse_args()
     if (args.rounds + 1) * args.batch > args.requests:
         raise SystemExit("--rounds x --batch must stay below --requests: no request may repeat in a process")
-    trees = tree_tools.resolve(args.tree)
+    trees, migrator, work, stack = open_run(args.tree, args.migrate_tree, "paired")
     labels = [tree_tools.label(tree, trees) for tree in trees]
-    migrator = tree_tools.migrating_tree(trees, args.migrate_tree)
-    work = Path(tempfile.mkdtemp(prefix="bench-jwt-paired-"))
-    os.chmod(work, 0o755)
-    stack = Stack(work)
     workers: list[Worker] = []
     try:
         env, _key, _plan, _seeded, _entries, requests_file = seeded_database(
